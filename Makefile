@@ -1,0 +1,23 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT ?= separated
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	VENV=$(VENV) bash scripts/bootstrap.sh
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m demixer separate --example -o $(OUT) --overwrite
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/engine_memory.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -1,0 +1,237 @@
+"""Reading and probing audio files.
+
+soundfile (libsndfile) reads wav/flac/ogg/mp3/aiff; PyAV (FFmpeg) reads everything else
+(m4a/aac/opus/webm/mp4/...). The format is decided by decoding, never by the extension.
+Every reader yields float32 blocks shaped ``[channels, frames]`` and checks them on the way:
+a file that is empty, truncated, undecodable or holds NaN/Inf samples raises
+:class:`~demixer.errors.AudioError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..errors import AudioError
+
+#: Extensions picked up when a folder is given as input.
+AUDIO_EXTENSIONS = (
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".m4a", ".aac",
+    ".opus", ".webm", ".mp4", ".mka", ".wma", ".caf", ".w64", ".rf64",
+)
+
+_SHOULD_BE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a probe learns about a file without decoding it all.
+
+    ``frames`` is exact for libsndfile formats and an estimate (from the container's
+    duration) for FFmpeg ones; readers never rely on it to stop.
+    """
+
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+    backend: str  # "soundfile" or "pyav"
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if path.is_dir():
+        raise AudioError(path, "is a folder, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise AudioError(path, "permission denied")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+
+
+def _probe_soundfile(path: Path) -> AudioInfo | None:
+    try:
+        info = sf.info(str(path))
+    except Exception:  # libsndfile does not know it: let FFmpeg try
+        return None
+    match = _SHOULD_BE.search(info.extra_info or "")
+    if match and int(match.group(1)) > int(match.group(2)):
+        raise AudioError(
+            path, f"truncated file: header announces {int(match.group(1))} data bytes, only {int(match.group(2))} present"
+        )
+    return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames), info.format, "soundfile")
+
+
+def _probe_pyav(path: Path) -> AudioInfo:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioError(path, "no audio stream in the file")
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            channels = int(stream.codec_context.channels or 0)
+            seconds = 0.0
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                seconds = container.duration / 1_000_000
+            fmt = container.format.name
+    except AudioError:
+        raise
+    except Exception as exc:
+        raise AudioError(path, f"unreadable: not a recognised audio file ({_short(exc)})") from None
+    if rate <= 0 or channels <= 0:
+        raise AudioError(path, "unsupported: the audio stream has no sample rate or channel count")
+    return AudioInfo(str(path), rate, channels, int(round(seconds * rate)), fmt, "pyav")
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:160]
+
+
+def probe(path: str | os.PathLike[str]) -> AudioInfo:
+    """Identify an audio file by decoding its header.
+
+    Raises:
+        AudioError: missing, empty, truncated or unrecognised file.
+    """
+    p = Path(path)
+    _check_file(p)
+    return _probe_soundfile(p) or _probe_pyav(p)
+
+
+def _check_block(path: str, block: np.ndarray, offset: int, sample_rate: int) -> None:
+    if not np.isfinite(block).all():
+        bad = int(np.argmax(~np.isfinite(block).all(axis=0)))
+        raise AudioError(path, f"contains NaN or infinite samples (first at {(offset + bad) / sample_rate:.3f} s)")
+
+
+def _iter_soundfile(info: AudioInfo, start: int, frames: int | None, block: int) -> Iterator[np.ndarray]:
+    remaining = info.frames - start if frames is None else min(frames, info.frames - start)
+    try:
+        with sf.SoundFile(info.path) as f:
+            if start:
+                f.seek(start)
+            pos = start
+            while remaining > 0:
+                data = f.read(min(block, remaining), dtype="float32", always_2d=True)
+                if data.shape[0] == 0:
+                    raise AudioError(info.path, f"truncated file: decoding stopped at {pos / info.sample_rate:.3f} s")
+                out = np.ascontiguousarray(data.T)
+                _check_block(info.path, out, pos, info.sample_rate)
+                yield out
+                pos += data.shape[0]
+                remaining -= data.shape[0]
+    except AudioError:
+        raise
+    except Exception as exc:
+        raise AudioError(info.path, f"corrupt or truncated data: {_short(exc)}") from None
+
+
+def _iter_pyav(info: AudioInfo, start: int, frames: int | None, block: int) -> Iterator[np.ndarray]:
+    import av
+
+    pending: list[np.ndarray] = []
+    pending_frames = 0
+    skip = start
+    left = frames
+    pos = start
+    try:
+        with av.open(info.path) as container:
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="fltp", layout=None, rate=info.sample_rate)
+            for packet_frame in container.decode(stream):
+                for frame in resampler.resample(packet_frame):
+                    data = frame.to_ndarray().astype(np.float32, copy=False)
+                    if data.shape[0] != info.channels:  # FFmpeg reported another layout than the stream's
+                        data = data[: info.channels] if data.shape[0] > info.channels else np.resize(data, (info.channels, data.shape[1]))
+                    if skip:
+                        cut = min(skip, data.shape[1])
+                        data, skip = data[:, cut:], skip - cut
+                    if left is not None:
+                        data = data[:, :left]
+                        left -= data.shape[1]
+                    if data.shape[1]:
+                        _check_block(info.path, data, pos, info.sample_rate)
+                        pos += data.shape[1]
+                        pending.append(data)
+                        pending_frames += data.shape[1]
+                    while pending_frames >= block:
+                        joined = np.concatenate(pending, axis=1)
+                        yield joined[:, :block]
+                        rest = joined[:, block:]
+                        pending, pending_frames = ([rest] if rest.shape[1] else []), rest.shape[1]
+                    if left == 0:
+                        break
+                if left == 0:
+                    break
+    except AudioError:
+        raise
+    except Exception as exc:
+        raise AudioError(info.path, f"corrupt or truncated data at {pos / info.sample_rate:.3f} s: {_short(exc)}") from None
+    if pending_frames:
+        yield np.concatenate(pending, axis=1)
+
+
+def iter_blocks(
+    path: str | os.PathLike[str] | AudioInfo,
+    *,
+    start: float = 0.0,
+    duration: float | None = None,
+    block_frames: int = 1 << 18,
+) -> Iterator[np.ndarray]:
+    """Decode a file block by block, in its own sample rate and channel count.
+
+    Args:
+        path: file path, or the :class:`AudioInfo` a probe returned.
+        start: seconds to skip.
+        duration: seconds to read (``None``: to the end).
+        block_frames: frames per yielded block (the last may be shorter).
+
+    Yields:
+        float32 arrays. Shape: ``[channels, n]``.
+    """
+    info = path if isinstance(path, AudioInfo) else probe(path)
+    if start < 0 or (duration is not None and duration <= 0):
+        raise AudioError(info.path, f"invalid range: start={start} duration={duration}")
+    first = int(round(start * info.sample_rate))
+    count = None if duration is None else max(1, int(round(duration * info.sample_rate)))
+    if info.backend == "soundfile" and first >= info.frames > 0:
+        raise AudioError(info.path, f"start {start:.3f} s is past the end ({info.duration:.3f} s)")
+    reader = _iter_soundfile if info.backend == "soundfile" else _iter_pyav
+    return reader(info, first, count, block_frames)
+
+
+def load_audio(
+    path: str | os.PathLike[str],
+    *,
+    start: float = 0.0,
+    duration: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Load a whole file (or a part of it) in memory.
+
+    Returns:
+        ``(audio, sample_rate)`` with audio float32. Shape: ``[channels, frames]``.
+
+    Raises:
+        AudioError: unreadable, empty, truncated, NaN/Inf or unsupported input.
+    """
+    info = probe(path)
+    blocks = list(iter_blocks(info, start=start, duration=duration))
+    if not blocks:
+        raise AudioError(path, "contains no audio samples")
+    return np.concatenate(blocks, axis=1), info.sample_rate

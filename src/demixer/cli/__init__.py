@@ -1,0 +1,1 @@
+"""Command-line interface (``demixer`` and ``python -m demixer``)."""

@@ -1,0 +1,43 @@
+"""The ``demixer`` command: thin subcommands over the public API.
+
+Exit codes: 0 success, 1 some input failed, 2 bad usage or options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .. import __version__
+from ..errors import DemixerError, OptionsError
+from . import env, models, separate
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="demixer", description="Audio source separation: music stems, karaoke, speakers, denoising.")
+    parser.add_argument("-V", "--version", action="version", version=f"demixer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (separate, models, env):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    try:
+        return int(args.run(args) or 0)
+    except OptionsError as exc:
+        print(f"demixer: error: {exc}", file=sys.stderr)
+        return 2
+    except DemixerError as exc:
+        print(f"demixer: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demixer: interrupted", file=sys.stderr)
+        return 130

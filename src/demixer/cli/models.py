@@ -1,0 +1,34 @@
+"""``demixer models list [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..models.registry import TASK_DEFAULTS, list_models
+
+
+def print_models(as_json: bool) -> None:
+    rows = []
+    for entry in list_models():
+        model = entry.factory()
+        rows.append({
+            "name": entry.name, "kind": entry.kind, "tasks": list(entry.tasks),
+            "default_for": [t for t, n in TASK_DEFAULTS.items() if n == entry.name],
+            "sources": list(model.sources), "sample_rate": model.sample_rate,
+            "audio_channels": model.audio_channels, "description": entry.description,
+        })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        default = f" [default for {', '.join(r['default_for'])}]" if r["default_for"] else ""
+        print(f"{r['name']:<14} {r['kind']:<5} {'+'.join(r['sources']):<22} {r['sample_rate'] // 1000:>3} kHz  {r['description']}{default}")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list models")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    lp = msub.add_parser("list", help="list the available models")
+    lp.add_argument("--json", action="store_true", help="machine-readable output")
+    lp.set_defaults(run=lambda args: print_models(args.json) or 0)

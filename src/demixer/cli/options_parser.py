@@ -1,0 +1,34 @@
+"""Builds argparse flags from :class:`~demixer.options.SeparationOptions` (the one source of truth)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from ..options import SeparationOptions
+
+
+def add_option_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per SeparationOptions field (defaults shown are the dataclass's)."""
+    defaults = SeparationOptions()
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(SeparationOptions):
+        if f.name in skip:
+            continue
+        meta = dict(f.metadata)
+        flags = meta.pop("flags")
+        help_text = meta.pop("help")
+        default = getattr(defaults, f.name)
+        group_name = "output" if f.name in ("out", "filename", "flac", "mp3", "mp3_bitrate", "int24", "float32", "clip_mode", "overwrite") else "separation"
+        group = groups.setdefault(group_name, parser.add_argument_group(group_name))
+        if meta.get("action") != "store_true" and default is not None:
+            help_text += f" (default: {default})"
+        group.add_argument(*flags, dest=f.name, help=help_text, default=argparse.SUPPRESS, **meta)
+
+
+def options_from_args(args: argparse.Namespace) -> SeparationOptions:
+    """The SeparationOptions for the flags given (unset flags keep the dataclass defaults)."""
+    names = {f.name for f in dataclasses.fields(SeparationOptions)}
+    given: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names}
+    return SeparationOptions.from_mapping(given)

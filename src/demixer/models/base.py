@@ -1,0 +1,48 @@
+"""The contract every separation model fulfils, trained network or signal-processing method."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class SeparationModel(nn.Module):
+    """Base class: a mixture waveform in, one waveform per source out.
+
+    Models do no I/O, resampling or chunking; the separation engine does that and can run
+    any subclass. Subclasses set the class (or instance) attributes below and implement
+    :meth:`forward` for inputs of any length ``T >= 1``.
+
+    Attributes:
+        sources: names of the output stems, in output order.
+        sample_rate: the rate the model works at; the engine resamples to it.
+        audio_channels: channels the model expects (``None``: any count, as given).
+        time_quantum: chunk starts are placed on multiples of this many samples (an STFT
+            model's hop), so chunked output equals unchunked output.
+        default_segment: seconds per chunk when the user does not choose.
+        is_denoiser: the model has a ``noise`` stem that ``--atten-lim`` may mix back.
+
+    Shape:
+        ``forward``: ``[B, C, T]`` -> ``[B, S, C, T]``.
+    """
+
+    sources: tuple[str, ...] = ()
+    sample_rate: int = 44100
+    audio_channels: int | None = None
+    time_quantum: int = 1
+    default_segment: float = 10.0
+
+    @property
+    def is_denoiser(self) -> bool:
+        return "noise" in self.sources
+
+    def forward(self, mix: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Facts for ``demixer models list`` and the service."""
+        return {
+            "sources": list(self.sources),
+            "sample_rate": self.sample_rate,
+            "audio_channels": self.audio_channels,
+            "parameters": sum(p.numel() for p in self.parameters()),
+        }

@@ -1,0 +1,93 @@
+"""Self-describing checkpoints: safetensors weights whose metadata say how to rebuild the model.
+
+The metadata hold the architecture name, the constructor config (JSON), the sources, the
+sample rate and the versions that wrote it. Nothing is unpickled, so loading an untrusted
+file cannot run code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import ModelNotFoundError
+from .base import SeparationModel
+
+FORMAT = "demixer.checkpoint/1"
+
+
+def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
+    """Architecture name -> (model class, config dataclass). Imported lazily to keep start-up light."""
+    from .tiny import TinyMaskConfig, TinyMaskModel
+
+    return {"tiny_mask": (TinyMaskModel, TinyMaskConfig)}
+
+
+def architecture_of(model: SeparationModel) -> str:
+    for name, (cls, _) in _architectures().items():
+        if type(model) is cls:
+            return name
+    raise ValueError(f"{type(model).__name__} is not a registered architecture: it cannot be saved as a checkpoint")
+
+
+def save_checkpoint(model: SeparationModel, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (weights + how to rebuild it) to a ``.safetensors`` file, atomically."""
+    from .. import __version__
+
+    path = Path(path)
+    config = dataclasses.asdict(model.config)  # type: ignore[attr-defined]
+    meta = {
+        "format": FORMAT,
+        "architecture": architecture_of(model),
+        "config": json.dumps(config),
+        "sources": json.dumps(list(model.sources)),
+        "sample_rate": str(model.sample_rate),
+        "demixer_version": __version__,
+        "torch_version": torch.__version__,
+        "extra": json.dumps(extra or {}),
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.part")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != FORMAT:
+        raise ModelNotFoundError(f"{path}: not a demixer checkpoint (no '{FORMAT}' metadata)")
+    return {
+        "architecture": meta["architecture"],
+        "config": json.loads(meta["config"]),
+        "sources": json.loads(meta["sources"]),
+        "sample_rate": int(meta["sample_rate"]),
+        "demixer_version": meta.get("demixer_version"),
+        "extra": json.loads(meta.get("extra", "{}")),
+    }
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> SeparationModel:
+    """Rebuild a model from a checkpoint written by :func:`save_checkpoint`."""
+    meta = read_metadata(path)
+    archs = _architectures()
+    if meta["architecture"] not in archs:
+        raise ModelNotFoundError(f"{path}: unknown architecture {meta['architecture']!r} (known: {', '.join(sorted(archs))})")
+    cls, config_cls = archs[meta["architecture"]]
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    config = config_cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["config"].items() if k in fields})
+    model = cls(config)
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    model.load_state_dict(state, strict=True)
+    return model.eval()

@@ -1,0 +1,104 @@
+"""Model names users type: what they are, which task they serve, how to build them.
+
+``load_model`` accepts a registered name or the path of a checkpoint file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ModelNotFoundError
+from .base import SeparationModel
+from .checkpoint import load_checkpoint, read_metadata
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A named model.
+
+    Attributes:
+        name: what ``-n`` takes.
+        factory: builds the model (offline; weights shipped or none needed).
+        tasks: jobs it serves (music, karaoke, speakers, denoise, extract).
+        kind: ``dsp`` (training-free), ``trained`` or ``test``.
+        description: one line for listings.
+    """
+
+    name: str
+    factory: Callable[[], SeparationModel] = field(repr=False)
+    tasks: tuple[str, ...]
+    kind: str
+    description: str
+
+
+def _entries() -> tuple[ModelEntry, ...]:
+    from ..dsp import HPSS, CenterExtraction, RepetSim, SpectralGate
+    from .tiny import TinyMaskConfig, TinyMaskModel
+
+    def tiny() -> SeparationModel:
+        import torch
+
+        torch.manual_seed(0)  # reproducible random weights: for smoke tests only
+        return TinyMaskModel(TinyMaskConfig()).eval()
+
+    return (
+        ModelEntry("hpss", HPSS, ("music",), "dsp", "Harmonic/percussive median-filtering HPSS: drums vs other (FitzGerald 2010)"),
+        ModelEntry("repet-sim", RepetSim, ("karaoke",), "dsp", "REPET-SIM: non-repeating vocals vs repeating accompaniment (Rafii & Pardo 2012)"),
+        ModelEntry("center", CenterExtraction, ("karaoke",), "dsp", "Stereo centre-channel extraction in the vocal band (Avendano & Jot 2004)"),
+        ModelEntry("spectral-gate", SpectralGate, ("denoise",), "dsp", "Spectral gating with a minimum-statistics noise profile"),
+        ModelEntry("tiny-random", tiny, (), "test", "Tiny untrained mask network with fixed random weights, for smoke tests"),
+    )
+
+
+#: The model each task uses when no ``-n`` is given. Tasks without a shipped model map to None.
+TASK_DEFAULTS: dict[str, str | None] = {
+    "music": "hpss",
+    "karaoke": "center",
+    "denoise": "spectral-gate",
+    "speakers": None,
+    "extract": None,
+}
+TASKS = tuple(TASK_DEFAULTS)
+
+
+def list_models() -> list[ModelEntry]:
+    """Every registered model name."""
+    return list(_entries())
+
+
+def default_model_for(task: str) -> str:
+    if task not in TASK_DEFAULTS:
+        raise ModelNotFoundError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
+    name = TASK_DEFAULTS[task]
+    if name is None:
+        raise ModelNotFoundError(f"no model for task {task!r} ships with this version of demixer; pass one with -n NAME|PATH")
+    return name
+
+
+def load_model(name_or_path: str | os.PathLike[str]) -> SeparationModel:
+    """Build a model by registered name, or load a checkpoint file (``.safetensors``).
+
+    Raises:
+        ModelNotFoundError: neither a known name nor a readable checkpoint.
+    """
+    key = str(name_or_path)
+    for entry in _entries():
+        if entry.name == key:
+            return entry.factory().eval()
+    path = Path(key).expanduser()
+    if path.is_file():
+        return load_checkpoint(path)
+    known = ", ".join(e.name for e in _entries())
+    raise ModelNotFoundError(f"unknown model {key!r}: not a registered name ({known}) nor an existing checkpoint file")
+
+
+def model_display_name(name_or_path: str | os.PathLike[str]) -> str:
+    """Short name used in output folders: the registered name, or the checkpoint's file stem."""
+    key = str(name_or_path)
+    return key if any(e.name == key for e in _entries()) else Path(key).stem
+
+
+__all__ = ["ModelEntry", "TASKS", "TASK_DEFAULTS", "default_model_for", "list_models", "load_model", "model_display_name", "read_metadata"]

@@ -1,0 +1,127 @@
+"""SeparationOptions: the one source of CLI flags, API keyword arguments and HTTP form fields.
+
+Each field's metadata holds its CLI flags and help text; the CLI builds its parser from
+them, ``Separator(**kwargs)`` and the service validate through the same dataclass, so
+defaults cannot drift between the three.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .audio.writer import OutputFormat
+from .errors import OptionsError
+
+CLIP_MODES = ("rescale", "clamp", "none")
+
+
+def _csv(value: str | list[str] | None) -> list[str] | None:
+    """``"vocals,drums"`` -> ``["vocals", "drums"]`` (lists pass through)."""
+    if value is None or isinstance(value, list):
+        return value
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def _opt(default: Any, *flags: str, help: str, **cli: Any) -> Any:
+    meta = {"flags": flags, "help": help, **cli}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class SeparationOptions:
+    """How to separate and how to write the results.
+
+    Field names are the long CLI flags with ``_`` for ``-`` (``--two-stems`` -> ``two_stems``),
+    and the HTTP form field names.
+    """
+
+    # -- what to run ---------------------------------------------------------------
+    name: str | None = _opt(None, "-n", "--name", help="model name or checkpoint path (default: the task's model)", metavar="MODEL")
+    task: str = _opt("music", "--task", help="job whose default model to use", choices=("music", "karaoke", "speakers", "denoise", "extract"))
+    two_stems: str | None = _opt(None, "--two-stems", help="output STEM and no_STEM (the sum of the others)", metavar="STEM")
+    stems: list[str] | None = _opt(None, "--stems", help="write only these stems, comma-separated", type=lambda v: _csv(v), metavar="A,B")
+    # -- engine ----------------------------------------------------------------------
+    device: str = _opt("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps")
+    segment: float | None = _opt(None, "--segment", help="chunk length in seconds (default: the model's)", type=float, metavar="SECONDS")
+    overlap: float = _opt(0.25, "--overlap", help="overlap between chunks, a fraction in [0, 0.9]", type=float)
+    shifts: int = _opt(0, "--shifts", help="average N passes with random time shifts (slower, a bit better)", type=int, metavar="N")
+    batch_size: int = _opt(1, "--batch-size", help="chunks per forward pass", type=int, metavar="N")
+    jobs: int = _opt(1, "-j", "--jobs", help="files separated in parallel", type=int, metavar="N")
+    atten_lim: float | None = _opt(None, "--atten-lim", help="denoising: remove at most this many dB of noise", type=float, metavar="DB")
+    start: float = _opt(0.0, "--start", help="seconds to skip at the start of each input", type=float, metavar="SECONDS")
+    duration: float | None = _opt(None, "--duration", help="seconds to process (default: all, never truncated)", type=float, metavar="SECONDS")
+    # -- output ----------------------------------------------------------------------
+    out: str = _opt("separated", "-o", "--out", help="output root folder", metavar="DIR")
+    filename: str = _opt("{track}/{stem}.{ext}", "--filename", help="output path template under OUT/MODEL: {track} {trackext} {stem} {ext} {model}")
+    flac: bool = _opt(False, "--flac", help="write FLAC", action="store_true")
+    mp3: bool = _opt(False, "--mp3", help="write MP3", action="store_true")
+    mp3_bitrate: int = _opt(320, "--mp3-bitrate", help="MP3 bitrate in kb/s", type=int, metavar="KBPS")
+    int24: bool = _opt(False, "--int24", help="write 24-bit integer samples", action="store_true")
+    float32: bool = _opt(False, "--float32", help="write 32-bit float samples (wav)", action="store_true")
+    clip_mode: str = _opt("rescale", "--clip-mode", help="avoid clipping by rescaling all stems together, clamping, or not at all", choices=CLIP_MODES)
+    overwrite: bool = _opt(False, "--overwrite", help="replace existing output files", action="store_true")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> "SeparationOptions":
+        """Check ranges and conflicts. Raises :class:`OptionsError` with a message naming the flag."""
+        self.stems = _csv(self.stems) or None
+        def bad(flag: str, why: str) -> None:
+            raise OptionsError(f"--{flag}: {why}")
+
+        if self.task not in ("music", "karaoke", "speakers", "denoise", "extract"):
+            bad("task", f"unknown task {self.task!r}")
+        if self.segment is not None and not self.segment > 0:
+            bad("segment", f"must be > 0 seconds, got {self.segment}")
+        if not 0.0 <= self.overlap <= 0.9:
+            bad("overlap", f"must be a fraction in [0, 0.9], got {self.overlap}")
+        if self.shifts < 0:
+            bad("shifts", f"must be >= 0, got {self.shifts}")
+        if self.batch_size < 1:
+            bad("batch-size", f"must be >= 1, got {self.batch_size}")
+        if self.jobs < 1:
+            bad("jobs", f"must be >= 1, got {self.jobs}")
+        if self.start < 0:
+            bad("start", f"must be >= 0, got {self.start}")
+        if self.duration is not None and not self.duration > 0:
+            bad("duration", f"must be > 0, got {self.duration}")
+        if self.atten_lim is not None and not self.atten_lim >= 0:
+            bad("atten-lim", f"must be >= 0 dB, got {self.atten_lim}")
+        if self.clip_mode not in CLIP_MODES:
+            bad("clip-mode", f"choose from {', '.join(CLIP_MODES)}")
+        if self.flac and self.mp3:
+            bad("flac", "--flac and --mp3 exclude each other")
+        if self.int24 and self.float32:
+            bad("int24", "--int24 and --float32 exclude each other")
+        if self.two_stems is not None and self.stems:
+            bad("two-stems", "--two-stems and --stems exclude each other")
+        if "{stem}" not in self.filename:
+            bad("filename", "the template must contain {stem}, or stems would overwrite each other")
+        try:
+            self.output_format
+        except ValueError as exc:
+            raise OptionsError(str(exc)) from None
+        return self
+
+    @property
+    def output_format(self) -> OutputFormat:
+        container = "flac" if self.flac else "mp3" if self.mp3 else "wav"
+        encoding = "int24" if self.int24 else "float32" if self.float32 else "int16"
+        return OutputFormat(container, encoding, self.mp3_bitrate)
+
+    def replace(self, **changes: Any) -> "SeparationOptions":
+        """A copy with some fields changed (validated)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise OptionsError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> "SeparationOptions":
+        """Build from a mapping (API kwargs, form fields); unknown keys are an error."""
+        return cls().replace(**values)

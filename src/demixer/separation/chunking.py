@@ -1,0 +1,233 @@
+"""Chunked inference with weighted overlap-add, streamed in one pass over the track.
+
+How a track of ``T`` samples is cut:
+
+- chunks of ``L`` samples (the segment) advance by ``L - O`` (``O``: the overlap), and
+  every start is a multiple of the model's ``time_quantum`` (its STFT hop), so a chunk sees
+  the same frames the whole track would;
+- the last chunk is moved back so that it ends exactly at the track's end (it never
+  reads padding the whole-track pass would not see);
+- each chunk's output is weighted by a window that is **zero** in the outer quarter of the
+  overlap on every side shared with a neighbour, rises as sin² across the middle half and
+  is one elsewhere. The result is ``sum(w_k y_k) / sum(w_k)``. A sample is therefore only
+  taken from chunks in which it lies at least ``O / 4`` from the cut, so for a model whose
+  receptive field is shorter than ``O / 4`` chunked output equals unchunked output;
+- ``shifts`` adds passes whose chunk grid is moved by a random offset (up to
+  ``max_shift``), averaged in the same sum (the "shift trick" of Demucs).
+
+Chunks of all passes are processed in order of their start; everything before the next
+chunk's start is final and is handed on (``emit``) at once, so memory holds only about
+one segment per stem whatever the track's length.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..audio.channels import channel_groups, merge_channels, split_channels
+from ..models.base import SeparationModel
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One model call's span of the track. ``start`` may be negative in shifted passes."""
+
+    start: int
+    length: int
+    left_edge: bool  # no neighbour on the left: no fade-in
+    right_edge: bool  # no neighbour on the right: no fade-out
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
+def _grid(total: int, segment: int, stride: int, quantum: int) -> list[tuple[int, int]]:
+    """(start, length) of one pass over ``[0, total)``."""
+    if total <= segment:
+        return [(0, total)]
+    starts = []
+    s = 0
+    while s + segment < total:
+        starts.append(s)
+        s += stride
+    last = max(0, (total - segment) // quantum * quantum)
+    if starts and last <= starts[-1]:
+        starts.pop()
+    spans = [(s, segment) for s in starts]
+    spans.append((last, total - last))
+    return spans
+
+
+def plan_chunks(
+    total: int,
+    segment: int,
+    overlap: float,
+    quantum: int = 1,
+    shifts: int = 0,
+    max_shift: int = 0,
+    seed: int = 0,
+) -> tuple[list[Chunk], int]:
+    """Cut ``total`` samples into chunks.
+
+    Args:
+        total: track length in samples.
+        segment: chunk length in samples (rounded down to a multiple of ``quantum``).
+        overlap: fraction of the segment shared by neighbours.
+        quantum: chunk starts are multiples of it.
+        shifts: number of randomly shifted passes (0: one unshifted pass).
+        max_shift: largest shift in samples.
+        seed: seeds the shifts, for reproducible output.
+
+    Returns:
+        The chunks sorted by start, and the overlap ``O`` in samples.
+    """
+    if total < 1:
+        raise ValueError("cannot plan chunks for an empty signal")
+    quantum = max(1, int(quantum))
+    segment = max(quantum, int(segment) // quantum * quantum)
+    ovl = int(segment * overlap)
+    stride = max(quantum, (segment - ovl) // quantum * quantum)
+    ovl = segment - stride
+    offsets = [0]
+    if shifts > 0:
+        rng = random.Random(seed)
+        offsets = [rng.randrange(0, max(max_shift, 0) // quantum + 1) * quantum for _ in range(shifts)]
+    chunks = []
+    for offset in offsets:
+        for s, n in _grid(total + offset, segment, stride, quantum):
+            start = s - offset
+            chunks.append(Chunk(start, n, left_edge=s == 0, right_edge=start + n >= total))
+    chunks.sort(key=lambda c: (c.start, c.length))
+    return chunks, ovl
+
+
+def chunk_weight(chunk: Chunk, overlap: int) -> np.ndarray:
+    """Overlap-add weight of one chunk (see the module docstring). Shape: ``[length]``."""
+    w = np.ones(chunk.length, dtype=np.float32)
+    margin = overlap // 4
+    ramp = overlap - 2 * margin
+    if overlap <= 0:
+        return w
+    fade = (np.sin(0.5 * np.pi * (np.arange(ramp) + 0.5) / ramp) ** 2).astype(np.float32) if ramp > 0 else np.zeros(0, np.float32)
+    if not chunk.left_edge:
+        head = np.concatenate([np.zeros(margin, np.float32), fade])[: chunk.length]
+        w[: head.size] *= head
+    if not chunk.right_edge:
+        tail = np.concatenate([fade[::-1], np.zeros(margin, np.float32)])[-chunk.length:]
+        w[chunk.length - tail.size:] *= tail
+    return w
+
+
+class OverlapAdd:
+    """Accumulates weighted chunk outputs and releases finished samples in order.
+
+    Shape:
+        ``add(start, y, w)``: ``y`` ``[S, C, n]``, ``w`` ``[n]``; ``flush`` returns ``[S, C, m]``.
+    """
+
+    def __init__(self, total: int, sources: int, channels: int) -> None:
+        self.total, self.sources, self.channels = total, sources, channels
+        self.base = 0  # first sample not yet released
+        self.acc = np.zeros((sources, channels, 0), np.float32)
+        self.wsum = np.zeros(0, np.float32)
+
+    def _reserve(self, end: int) -> None:
+        need = end - self.base - self.wsum.size
+        if need > 0:
+            self.acc = np.concatenate([self.acc, np.zeros((self.sources, self.channels, need), np.float32)], axis=2)
+            self.wsum = np.concatenate([self.wsum, np.zeros(need, np.float32)])
+
+    def add(self, start: int, y: np.ndarray, w: np.ndarray) -> None:
+        lo, hi = max(start, self.base), min(start + y.shape[-1], self.total)
+        if hi <= lo:
+            return
+        self._reserve(hi)
+        a, b = lo - start, hi - start
+        self.acc[..., lo - self.base: hi - self.base] += y[..., a:b] * w[a:b]
+        self.wsum[lo - self.base: hi - self.base] += w[a:b]
+
+    def flush(self, upto: int) -> np.ndarray:
+        upto = min(upto, self.total)
+        n = upto - self.base
+        if n <= 0:
+            return np.zeros((self.sources, self.channels, 0), np.float32)
+        self._reserve(upto)
+        weights = self.wsum[:n]
+        if not (weights > 0).all():
+            raise RuntimeError(f"overlap-add left samples {self.base}..{upto} without weight (planning bug)")
+        out = self.acc[..., :n] / weights
+        self.acc = self.acc[..., n:].copy()
+        self.wsum = self.wsum[n:].copy()
+        self.base = upto
+        return out
+
+
+Reader = Callable[[int, int], np.ndarray]  # (start, length) -> [C, length], zeros outside the track
+
+
+def run_chunked(
+    model: SeparationModel,
+    read: Reader,
+    total: int,
+    channels: int,
+    emit: Callable[[np.ndarray], None],
+    *,
+    segment: float | None = None,
+    overlap: float = 0.25,
+    shifts: int = 0,
+    batch_size: int = 1,
+    device: torch.device | str = "cpu",
+    max_shift: float = 0.5,
+    seed: int = 0,
+    on_progress: Callable[[float], None] | None = None,
+) -> None:
+    """Separate a track of ``total`` samples at the model's rate, chunk by chunk.
+
+    Args:
+        model: any :class:`SeparationModel`.
+        read: returns the mixture's samples ``[start, start + length)``, zero-padded.
+        total: track length in samples (model rate).
+        channels: the track's channel count (any; see :mod:`demixer.audio.channels`).
+        emit: receives finished output blocks in order. Shape: ``[S, C, n]``.
+        segment: seconds per chunk (``None``: the model's ``default_segment``).
+        overlap: fraction of a segment shared by neighbours.
+        shifts: randomly shifted passes to average (0: none).
+        batch_size: chunks per forward pass.
+        device: where the model runs; the track stays on the CPU.
+        max_shift: largest shift in seconds.
+        seed: seeds the shifts.
+        on_progress: called with the fraction done, in [0, 1].
+    """
+    sr = model.sample_rate
+    seg = int(round((segment or model.default_segment) * sr))
+    chunks, ovl = plan_chunks(total, seg, overlap, model.time_quantum, shifts, int(max_shift * sr), seed)
+    groups = channel_groups(channels, model.audio_channels)
+    ola = OverlapAdd(total, len(model.sources), channels)
+    device = torch.device(device)
+    work = sum(c.length for c in chunks)
+    done = 0
+    i = 0
+    while i < len(chunks):
+        batch = [chunks[i]]
+        while len(batch) < batch_size and i + len(batch) < len(chunks) and chunks[i + len(batch)].length == batch[0].length:
+            batch.append(chunks[i + len(batch)])
+        i += len(batch)
+        mix = np.concatenate([split_channels(read(c.start, c.length), groups) for c in batch])  # [len(batch)*G, M, n]
+        with torch.inference_mode():
+            out = model(torch.from_numpy(mix).to(device)).float().cpu().numpy()  # [len(batch)*G, S, M, n]
+        expected = (mix.shape[0], len(model.sources), mix.shape[1], mix.shape[2])
+        if out.shape != expected:
+            raise RuntimeError(f"{type(model).__name__} returned shape {out.shape}, expected {expected}")
+        for k, c in enumerate(batch):
+            y = merge_channels(out[k * len(groups):(k + 1) * len(groups)], groups, channels)
+            ola.add(c.start, y, chunk_weight(c, ovl))
+        done += sum(c.length for c in batch)
+        emit(ola.flush(chunks[i].start if i < len(chunks) else total))
+        if on_progress is not None:
+            on_progress(done / work)

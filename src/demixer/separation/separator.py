@@ -1,0 +1,175 @@
+"""The public separation API: :class:`Separator` and :func:`separate`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..audio.io import load_audio
+from ..devices import resolve_device
+from ..errors import AudioError, OutputExistsError
+from ..models.base import SeparationModel
+from ..models.registry import default_model_for, load_model, model_display_name
+from ..options import SeparationOptions
+from .naming import plan_outputs
+from .pipeline import EngineSettings, FileResult, separate_array, separate_file
+from .stems import StemPlan
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+class Separator:
+    """Loads a model once and separates tensors, arrays and files with it.
+
+    Args:
+        name: model name or checkpoint path (default: the model of ``task``).
+        model: an already built :class:`SeparationModel` (instead of ``name``).
+        progress: show a progress bar per file (on stderr).
+        callback: called with ``{"file", "stage", "progress"}`` as work advances
+            (``progress`` is the fraction of the current input done).
+        **options: any :class:`~demixer.options.SeparationOptions` field: ``device``,
+            ``segment``, ``overlap``, ``shifts``, ``batch_size``, ``two_stems``, ``stems``,
+            ``atten_lim``, ``start``, ``duration``, output format fields, ...
+
+    Examples:
+        >>> sep = Separator("hpss")                                  # doctest: +SKIP
+        >>> stems = sep.separate_tensor(torch.randn(2, 44100), 44100)  # doctest: +SKIP
+        >>> sorted(stems)                                             # doctest: +SKIP
+        ['drums', 'other']
+    """
+
+    def __init__(self, name: str | None = None, *, model: SeparationModel | None = None, progress: bool = False,
+                 callback: Callback | None = None, options: SeparationOptions | None = None, **kwargs: Any) -> None:
+        base = options or SeparationOptions()
+        self.options = base.replace(**({"name": name} if name is not None else {}), **kwargs)
+        if model is None:
+            key = self.options.name or default_model_for(self.options.task)
+            model = load_model(key)
+            self.model_name = model_display_name(key)
+        else:
+            self.model_name = self.options.name or type(model).__name__.lower()
+        self.device = resolve_device(self.options.device)
+        self.model = model.to(self.device).eval()
+        self.plan = StemPlan(model.sources, self.options.two_stems, self.options.stems, self.options.atten_lim)
+        self.progress = progress
+        self.callback = callback
+        self.settings = EngineSettings(self.options.segment, self.options.overlap, self.options.shifts,
+                                       self.options.batch_size, self.device)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The stems this separator outputs (after ``two_stems``/``stems``)."""
+        return self.plan.outputs
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.sample_rate
+
+    def _reporter(self, label: str):
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=100, desc=label[:40], unit="%", leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+        weights = {"prepare": (0.0, 0.1), "separate": (0.1, 0.85), "write": (0.95, 0.05)}
+
+        def report(stage: str, fraction: float) -> None:
+            lo, span = weights.get(stage, (0.0, 1.0))
+            overall = lo + span * fraction
+            if bar is not None:
+                bar.n = round(100 * overall, 1)
+                bar.refresh()
+            if self.callback is not None:
+                self.callback({"file": label, "stage": stage, "progress": overall})
+
+        return report, bar
+
+    def separate_tensor(self, wav: torch.Tensor | np.ndarray, sample_rate: int | None = None) -> dict[str, torch.Tensor]:
+        """Separate a waveform held in memory.
+
+        Args:
+            wav: the mixture. Shape: ``[C, T]`` or ``[T]`` (mono).
+            sample_rate: its rate (default: the model's).
+
+        Returns:
+            ``{stem: Tensor}``, each shaped like ``wav`` (``[C, T]``, or ``[T]`` for 1-D input),
+            at ``sample_rate``.
+        """
+        arr = wav.detach().cpu().float().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav, dtype=np.float32)
+        squeeze = arr.ndim == 1
+        arr = np.atleast_2d(arr)
+        if arr.ndim != 2:
+            raise AudioError(None, f"expected a waveform shaped [channels, samples] or [samples], got {tuple(arr.shape)}")
+        report, bar = self._reporter("array")
+        try:
+            stems = separate_array(self.model, arr, sample_rate or self.model.sample_rate, self.plan, self.settings, report)
+        finally:
+            if bar is not None:
+                bar.close()
+        return {s: torch.from_numpy(y[0] if squeeze else y) for s, y in stems.items()}
+
+    def separate_file(self, path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], int]:
+        """Load a file (``start``/``duration`` applied) and separate it in memory.
+
+        Returns:
+            ``({stem: Tensor [C, T]}, sample_rate)``, at the file's own rate. For long files
+            prefer :meth:`separate_to_files`, which streams through disk.
+        """
+        audio, sr = load_audio(path, start=self.options.start, duration=self.options.duration)
+        return self.separate_tensor(audio, sr), sr
+
+    def output_paths(self, inputs: list[Path]) -> list[dict[str, Path]]:
+        """Where :meth:`separate_to_files` writes each input's stems (never colliding)."""
+        o = self.options
+        return plan_outputs(inputs, Path(o.out), self.model_name, self.sources, o.output_format.extension, o.filename)
+
+    def separate_to_files(self, path: str | os.PathLike[str], outputs: dict[str, Path] | None = None) -> FileResult:
+        """Separate a file into one file per stem, streaming (memory flat in the file's length).
+
+        Args:
+            path: input audio file.
+            outputs: ``{stem: path}``; default from ``out`` and ``filename``.
+
+        Raises:
+            AudioError: bad input (nothing is written).
+            OutputExistsError: an output exists and ``overwrite`` is false.
+        """
+        path = Path(path)
+        outputs = outputs or self.output_paths([path])[0]
+        if not self.options.overwrite:
+            existing = [str(p) for p in outputs.values() if p.exists()]
+            if existing:
+                raise OutputExistsError(f"{path}: output exists: {existing[0]} (use --overwrite to replace it)")
+        report, bar = self._reporter(path.name)
+        try:
+            return separate_file(
+                self.model, path, outputs, self.plan, self.settings, self.options.output_format, self.options.clip_mode,
+                self.options.start, self.options.duration, report,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def separate(x: str | os.PathLike[str] | np.ndarray | torch.Tensor, sample_rate: int | None = None,
+             name: str | None = None, **options: Any) -> dict[str, torch.Tensor]:
+    """One-call separation of a path, an array or a tensor.
+
+    Args:
+        x: a file path, or a waveform shaped ``[C, T]`` or ``[T]``.
+        sample_rate: the waveform's rate (ignored for paths; default: the model's).
+        name: model name or checkpoint path (default: the task's model).
+        **options: :class:`~demixer.options.SeparationOptions` fields.
+
+    Returns:
+        ``{stem: Tensor}`` at the input's rate.
+    """
+    sep = Separator(name, **options)
+    if isinstance(x, (str, os.PathLike)):
+        return sep.separate_file(x)[0]
+    return sep.separate_tensor(x, sample_rate)

@@ -1,0 +1,41 @@
+"""Shared fixtures: paths to ../shared/data, a runner for the real CLI, small audio helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DEMIXER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared(rel: str) -> Path:
+    """A file from ../shared/data (tests and benchmarks only); skips when the folder is absent."""
+    path = SHARED_DATA / rel
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real command line (``python -m demixer``) as a user would."""
+    return subprocess.run([sys.executable, "-m", "demixer", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def tone(seconds: float = 1.0, sr: int = 44100, channels: int = 2, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
+    """A test signal: a tone plus a little noise, different per channel. Shape: ``[C, T]``."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sr)) / sr
+    x = np.stack([amp * np.sin(2 * np.pi * freq * (1 + 0.01 * c) * t) for c in range(channels)])
+    return (x + 0.01 * rng.standard_normal(x.shape)).astype(np.float32)
+
+
+@pytest.fixture
+def cli():
+    return run_cli

@@ -1,0 +1,204 @@
+"""The real command line, end to end: real files in, files out, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from demixer.audio import OutputFormat, load_audio, probe, save_audio
+
+from .conftest import shared, tone
+
+
+def outputs_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def make_corpus(d: Path) -> dict[str, tuple[Path, str | None]]:
+    """Bad and unusual inputs -> (path, expected error fragment or None for success)."""
+    d.mkdir()
+    good = save_audio(d / "good.wav", tone(1.0), 44100)
+    corrupt = d / "corrupt_header.wav"
+    corrupt.write_bytes(b"RIFF\xff\xff\xff\xffWAVEfmt \x10\x00\x00\x00\x07\x00" + bytes(200))
+    truncated = d / "truncated.wav"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    (d / "empty.wav").write_bytes(b"")
+    (d / "text.wav").write_text("hello, I am a text file pretending to be audio\n" * 10)
+    x = tone(0.5, 16000, 1)
+    x[0, 100] = np.nan
+    sf.write(d / "nan.wav", x.T, 16000, subtype="FLOAT")
+    save_audio(d / "one_sample.wav", np.array([[0.1], [0.2]], np.float32), 44100)
+    save_audio(d / "silence.wav", np.zeros((2, 44100), np.float32), 44100)
+    save_audio(d / "eight_ch.wav", tone(0.5, 48000, 8), 48000)
+    save_audio(d / "rate_8k.wav", tone(1.0, 8000, 1), 8000)
+    save_audio(d / "rate_192k.flac", tone(0.5, 192000, 2), 192000, OutputFormat("flac", "int24"))
+    return {
+        "corrupt_header": (corrupt, "unreadable"),
+        "truncated": (truncated, "truncated"),
+        "empty": (d / "empty.wav", "empty file"),
+        "text": (d / "text.wav", "unreadable"),
+        "nan": (d / "nan.wav", "NaN or infinite samples"),
+        "one_sample": (d / "one_sample.wav", None),
+        "silence": (d / "silence.wav", None),
+        "eight_ch": (d / "eight_ch.wav", None),
+        "rate_8k": (d / "rate_8k.wav", None),
+        "rate_192k": (d / "rate_192k.flac", None),
+        "missing": (d / "does_not_exist.wav", "no such file"),
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus") / "in")
+
+
+@pytest.mark.parametrize("case", ["corrupt_header", "truncated", "empty", "text", "nan", "one_sample", "silence",
+                                  "eight_ch", "rate_8k", "rate_192k", "missing"])
+def test_bad_input_corpus(cli, corpus, tmp_path, case):
+    path, error = corpus[case]
+    out = tmp_path / "sep"
+    r = cli("separate", "-n", "hpss", "-o", out, path)
+    if error is None:
+        assert r.returncode == 0, r.stderr
+        files = outputs_under(out)
+        assert [f.name for f in files] == ["drums.wav", "other.wav"]
+        src = probe(path)
+        for f in files:  # output keeps the input's rate, channel count and length
+            info = probe(f)
+            assert (info.sample_rate, info.channels, info.frames) == (src.sample_rate, src.channels, src.frames)
+            y, _ = load_audio(f)
+            assert np.isfinite(y).all()
+    else:
+        assert r.returncode == 1
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and error in errors[0] and path.name in errors[0], r.stderr
+        assert outputs_under(out) == []  # no partial output, no work files
+
+
+def test_batch_with_bad_files_keeps_going(cli, corpus, tmp_path):
+    out = tmp_path / "sep"
+    r = cli("separate", "-n", "hpss", "-o", out, corpus["silence"][0],
+            corpus["text"][0], corpus["rate_8k"][0])
+    assert r.returncode == 1
+    assert "1 of 3 input(s) failed" in r.stderr
+    assert {f.parent.name for f in outputs_under(out)} == {"silence", "rate_8k"}
+
+
+def test_end_to_end_real_music(cli, tmp_path):
+    track = shared("music/valid/musdb18_easton_ellises_falcon69_excerpt/mixture.flac")
+    out = tmp_path / "sep"
+    r = cli("separate", "-n", "center", "-o", out, "--flac", "--int24", track)
+    assert r.returncode == 0, r.stderr
+    assert "RTF" in r.stderr
+    vocals = out / "center" / "mixture" / "vocals.flac"
+    info, src = probe(vocals), probe(track)
+    assert (info.sample_rate, info.channels, info.frames) == (src.sample_rate, src.channels, src.frames)
+    assert sf.info(str(vocals)).subtype == "PCM_24"
+    # the stems add back up to the mixture
+    mix = load_audio(track)[0]
+    total = load_audio(vocals)[0] + load_audio(out / "center" / "mixture" / "no_vocals.flac")[0]
+    assert np.abs(total - mix).max() < 1e-3
+
+
+def test_existing_outputs_need_overwrite(cli, tmp_path):
+    src = save_audio(tmp_path / "song.wav", tone(1.0), 44100)
+    out = tmp_path / "sep"
+    assert cli("separate", "-n", "hpss", "-o", out, src).returncode == 0
+    before = (out / "hpss" / "song" / "drums.wav").stat().st_mtime_ns
+    r = cli("separate", "-n", "hpss", "-o", out, src)
+    assert r.returncode == 1 and "--overwrite" in r.stderr
+    assert (out / "hpss" / "song" / "drums.wav").stat().st_mtime_ns == before
+    assert cli("separate", "-n", "hpss", "-o", out, "--overwrite", src).returncode == 0
+
+
+def test_folders_globs_and_no_collisions(cli, tmp_path):
+    for sub in ("a", "b"):
+        save_audio(tmp_path / "in" / sub / "song.wav", tone(0.5), 44100)
+    save_audio(tmp_path / "in" / "b" / "song.flac", tone(0.5), 44100, OutputFormat("flac"))
+    out = tmp_path / "sep"
+    r = cli("separate", "-n", "hpss", "-o", out, "--two-stems", "drums", "--filename", "{track}_{stem}.{ext}", tmp_path / "in")
+    assert r.returncode == 0, r.stderr
+    names = sorted(f.name for f in outputs_under(out))
+    assert names == ["song-2_drums.wav", "song-2_no_drums.wav", "song-3_drums.wav", "song-3_no_drums.wav", "song_drums.wav", "song_no_drums.wav"]
+    r = cli("separate", "-n", "hpss", "-o", tmp_path / "g", "--stems", "other", str(tmp_path / "in" / "**" / "*.flac"))
+    assert r.returncode == 0, r.stderr
+    assert [f.name for f in outputs_under(tmp_path / "g")] == ["other.wav"]
+
+
+@pytest.mark.parametrize("flags, ext, subtype", [((), "wav", "PCM_16"), (("--int24",), "wav", "PCM_24"),
+                                                  (("--float32",), "wav", "FLOAT"), (("--flac",), "flac", "PCM_16"),
+                                                  (("--mp3", "--mp3-bitrate", "128"), "mp3", None)])
+def test_output_formats(cli, tmp_path, flags, ext, subtype):
+    src = save_audio(tmp_path / "x.wav", tone(1.0), 44100)
+    r = cli("separate", "-n", "hpss", "-o", tmp_path / "o", *flags, src)
+    assert r.returncode == 0, r.stderr
+    f = tmp_path / "o" / "hpss" / "x" / f"drums.{ext}"
+    assert f.exists()
+    if subtype:
+        assert sf.info(str(f)).subtype == subtype
+
+
+def test_clip_mode_rescale_logs_the_change(cli, tmp_path):
+    loud = np.clip(tone(1.0, 44100, 2, amp=1.0) * 1.0, -1, 1)
+    loud[:, ::2] *= -1  # maximally bright: HPSS stems can exceed full scale
+    src = save_audio(tmp_path / "loud.wav", loud, 44100, OutputFormat("wav", "float32"))
+    r = cli("separate", "-n", "hpss", "-o", tmp_path / "o", "--float32", src)
+    assert r.returncode == 0
+    peak = max(np.abs(load_audio(p)[0]).max() for p in outputs_under(tmp_path / "o"))
+    if "levels changed" in r.stderr:
+        assert peak <= 1.0
+    r2 = cli("separate", "-n", "hpss", "-o", tmp_path / "o2", "--clip-mode", "none", "--float32", src)
+    assert r2.returncode == 0 and "levels changed" not in r2.stderr
+
+
+def test_start_duration_and_options_errors(cli, tmp_path):
+    src = save_audio(tmp_path / "x.wav", tone(3.0, 16000, 1), 16000)
+    r = cli("separate", "--task", "denoise", "--atten-lim", "12", "--start", "1", "--duration", "1.5", "-o", tmp_path / "o", src)
+    assert r.returncode == 0, r.stderr
+    assert probe(tmp_path / "o" / "spectral-gate" / "x" / "speech.wav").frames == 24000
+    r = cli("separate", "--overlap", "2", src)
+    assert r.returncode == 2 and "--overlap" in r.stderr
+    r = cli("separate", "--flac", "--mp3", src)
+    assert r.returncode == 2 and "exclude" in r.stderr
+    r = cli("separate", "-n", "no-such-model", src)
+    assert r.returncode == 1 and "unknown model" in r.stderr
+    r = cli("separate", "--task", "speakers", src)
+    assert r.returncode == 1 and "no model for task 'speakers'" in r.stderr
+
+
+def test_models_list_env_and_module_entry(cli):
+    r = cli("models", "list", "--json")
+    assert r.returncode == 0
+    rows = json.loads(r.stdout)
+    assert {"hpss", "repet-sim", "center", "spectral-gate"} <= {m["name"] for m in rows}
+    assert cli("separate", "--list-models").stdout.count("\n") == len(rows)
+    r = cli("env")
+    assert r.returncode == 0 and "torch" in r.stdout and "model cache" in r.stdout and "ffmpeg" in r.stdout
+
+
+def test_example_demo(cli, tmp_path):
+    r = cli("separate", "--example", "-o", tmp_path / "demo")
+    assert r.returncode == 0, r.stderr
+    assert "stems written" in r.stdout
+    assert len(outputs_under(tmp_path / "demo")) == 2
+
+
+def test_checkpoint_path_works_as_model_name(cli, tmp_path):
+    import torch
+
+    from demixer.models import load_model, save_checkpoint
+    from demixer.models.tiny import TinyMaskConfig, TinyMaskModel
+
+    torch.manual_seed(3)
+    model = TinyMaskModel(TinyMaskConfig(sources=("a", "b"), sample_rate=16000))
+    ckpt = save_checkpoint(model, tmp_path / "my_model.safetensors")
+    x = torch.from_numpy(tone(0.5, 16000, 2))[None]
+    torch.testing.assert_close(load_model(ckpt)(x), model.eval()(x))
+    src = save_audio(tmp_path / "x.wav", tone(1.0, 16000, 2), 16000)
+    r = cli("separate", "-n", ckpt, "-o", tmp_path / "o", src)
+    assert r.returncode == 0, r.stderr
+    assert sorted(f.name for f in outputs_under(tmp_path / "o" / "my_model")) == ["a.wav", "b.wav"]

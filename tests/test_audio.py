@@ -120,6 +120,7 @@ def test_writer_is_atomic(tmp_path):
         w.write(tone(0.1))
         w.commit()
     assert target.exists() and len(list(target.parent.iterdir())) == 1
+    assert target.stat().st_mode & 0o044  # readable by others like any file, not left private by mkstemp
 
 
 def test_save_clamps_instead_of_wrapping(tmp_path):

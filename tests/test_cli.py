@@ -76,7 +76,7 @@ def test_bad_input_corpus(cli, corpus, tmp_path, case):
         assert r.returncode == 1
         errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and error in errors[0] and path.name in errors[0], r.stderr
-        assert outputs_under(out) == []  # no partial output, no work files
+        assert not out.exists() or list(out.rglob("*")) == []  # no partial output, no work files, no empty folders
 
 
 def test_batch_with_bad_files_keeps_going(cli, corpus, tmp_path):

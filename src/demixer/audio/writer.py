@@ -49,6 +49,18 @@ class OutputFormat:
         return self.container == "wav" and self.encoding == "float32"
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race with writer threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 _SUBTYPES = {"int16": "PCM_16", "int24": "PCM_24", "float32": "FLOAT"}
 
 
@@ -138,6 +150,7 @@ class AudioWriter:
         """Finish the file and move it to its final path."""
         try:
             self._close()
+            os.chmod(self.tmp_path, 0o666 & ~_umask())  # mkstemp made it private; give it the usual mode
             os.replace(self.tmp_path, self.path)
         except Exception as exc:
             self.abort()

@@ -75,6 +75,16 @@ def clip_gain(peak: float, mode: str, fmt: OutputFormat) -> float:
     return 1.0
 
 
+def _missing_dirs(folders: set[Path]) -> set[Path]:
+    """The folders (and their ancestors) that do not exist yet."""
+    missing = set()
+    for d in folders:
+        while not d.exists():
+            missing.add(d)
+            d = d.parent
+    return missing
+
+
 def _run(model: SeparationModel, read, total: int, channels: int, emit, settings: EngineSettings, progress) -> None:
     run_chunked(
         model, read, total, channels, emit, segment=settings.segment, overlap=settings.overlap, shifts=settings.shifts,
@@ -154,9 +164,11 @@ def separate_file(
     if fmt.container == "mp3" and info.channels > 2:
         raise AudioError(path, f"has {info.channels} channels; mp3 holds at most 2 (use wav or flac output)")
     out_root = Path(min((p.parent for p in outputs.values()), key=lambda p: len(p.parts)))
+    created = _missing_dirs({p.parent for p in outputs.values()})
     out_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".demixer-work-", dir=out_root))
     writers: list[AudioWriter] = []
+    ok = False
     try:
         # 1. prepare
         to_model = StreamResampler(info.sample_rate, model.sample_rate, info.channels)
@@ -230,10 +242,17 @@ def separate_file(
                 p.unlink(missing_ok=True)
             raise
         writers.clear()
+        ok = True
     finally:
         for writer in writers:
             writer.abort()
         shutil.rmtree(work, ignore_errors=True)
+        if not ok:  # leave no empty folders behind either
+            for d in sorted(created, key=lambda d: len(d.parts), reverse=True):
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
     seconds = time.perf_counter() - t0
     result = FileResult(path, dict(outputs), frames_in / info.sample_rate, seconds, info.sample_rate, info.channels, gain, clipped)
     log.info("%s: %.1f s of audio separated in %.1f s (RTF %.3f)", path.name, result.duration, seconds, result.rtf)

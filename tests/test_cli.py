@@ -120,7 +120,7 @@ def test_folders_globs_and_no_collisions(cli, tmp_path):
         save_audio(tmp_path / "in" / sub / "song.wav", tone(0.5), 44100)
     save_audio(tmp_path / "in" / "b" / "song.flac", tone(0.5), 44100, OutputFormat("flac"))
     out = tmp_path / "sep"
-    r = cli("separate", "-n", "hpss", "-o", out, "--two-stems", "drums", "--filename", "{track}_{stem}.{ext}", tmp_path / "in")
+    r = cli("separate", "-n", "hpss", "-o", out, "-j", "2", "--two-stems", "drums", "--filename", "{track}_{stem}.{ext}", tmp_path / "in")
     assert r.returncode == 0, r.stderr
     names = sorted(f.name for f in outputs_under(out))
     assert names == ["song-2_drums.wav", "song-2_no_drums.wav", "song-3_drums.wav", "song-3_no_drums.wav", "song_drums.wav", "song_no_drums.wav"]

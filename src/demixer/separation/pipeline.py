@@ -68,11 +68,20 @@ class FileResult:
         return self.seconds / self.duration if self.duration else float("nan")
 
 
-def clip_gain(peak: float, mode: str, fmt: OutputFormat) -> float:
+def clip_gain(peak: float, mode: str) -> float:
     """Common gain that keeps every stem within full scale under ``rescale``; 1 otherwise."""
     if mode == "rescale" and peak > 1.0:
         return 0.999 / peak
     return 1.0
+
+
+def _padded(start: int, length: int, total: int, channels: int, fetch: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """Samples ``[start, start + length)`` of a track, zeros outside ``[0, total)``; ``fetch(lo, hi)`` reads inside."""
+    out = np.zeros((channels, length), np.float32)
+    lo, hi = max(start, 0), min(start + length, total)
+    if hi > lo:
+        out[:, lo - start: hi - start] = fetch(lo, hi)
+    return out
 
 
 def _missing_dirs(folders: set[Path]) -> set[Path]:
@@ -112,11 +121,7 @@ def separate_array(
     parts: dict[str, list[np.ndarray]] = {s: [] for s in plan.outputs}
 
     def read(start: int, length: int) -> np.ndarray:
-        out = np.zeros((channels, length), np.float32)
-        lo, hi = max(start, 0), min(start + length, x.shape[1])
-        if hi > lo:
-            out[:, lo - start: hi - start] = x[:, lo:hi]
-        return out
+        return _padded(start, length, x.shape[1], channels, lambda lo, hi: x[:, lo:hi])
 
     def emit(block: np.ndarray) -> None:
         for stem, y in plan(block).items():
@@ -133,13 +138,12 @@ class _WorkFileReader:
         self.file = sf.SoundFile(str(path))
         self.total, self.channels = self.file.frames, self.file.channels
 
+    def _fetch(self, lo: int, hi: int) -> np.ndarray:
+        self.file.seek(lo)
+        return self.file.read(hi - lo, dtype="float32", always_2d=True).T
+
     def __call__(self, start: int, length: int) -> np.ndarray:
-        out = np.zeros((self.channels, length), np.float32)
-        lo, hi = max(start, 0), min(start + length, self.total)
-        if hi > lo:
-            self.file.seek(lo)
-            out[:, lo - start: hi - start] = self.file.read(hi - lo, dtype="float32", always_2d=True).T
-        return out
+        return _padded(start, length, self.total, self.channels, self._fetch)
 
     def close(self) -> None:
         self.file.close()
@@ -211,7 +215,7 @@ def separate_file(
                 f.close()
 
         # 3. write
-        gain = clip_gain(peak, clip_mode, fmt)
+        gain = clip_gain(peak, clip_mode)
         if gain != 1.0:
             log.warning("%s: levels changed: all stems scaled by %.2f dB (peak %.3f) to avoid clipping (--clip-mode rescale)",
                         path.name, 20 * np.log10(gain), peak)

@@ -235,3 +235,66 @@ def load_audio(
     if not blocks:
         raise AudioError(path, "contains no audio samples")
     return np.concatenate(blocks, axis=1), info.sample_rate
+
+
+def load_stream(path: str | os.PathLike[str], stream: int) -> tuple[np.ndarray, int]:
+    """Decode one audio stream of a multi-stream container (e.g. stream 4 of a MUSDB ``.stem.mp4``).
+
+    Returns:
+        ``(audio, sample_rate)`` with audio float32. Shape: ``[channels, frames]``.
+
+    Raises:
+        AudioError: missing file, no such stream, or undecodable data.
+    """
+    import av
+
+    p = Path(path)
+    _check_file(p)
+    try:
+        with av.open(str(p)) as container:
+            streams = container.streams.audio
+            if not 0 <= stream < len(streams):
+                raise AudioError(p, f"has {len(streams)} audio streams, stream {stream} was asked for")
+            st = streams[stream]
+            rate = int(st.codec_context.sample_rate)
+            resampler = av.AudioResampler(format="fltp", layout=None, rate=rate)
+            blocks = [f.to_ndarray() for frame in container.decode(st) for f in resampler.resample(frame)]
+            blocks += [f.to_ndarray() for f in resampler.resample(None)]
+    except AudioError:
+        raise
+    except Exception as exc:
+        raise AudioError(p, f"unreadable stream {stream}: {_short(exc)}") from None
+    if not blocks:
+        raise AudioError(p, f"stream {stream} contains no audio samples")
+    audio = np.concatenate(blocks, axis=1).astype(np.float32, copy=False)
+    _check_block(str(p), audio, 0, rate)
+    return audio, rate
+
+
+def count_streams(path: str | os.PathLike[str]) -> int:
+    """Number of audio streams in a container (1 for plain audio files)."""
+    import av
+
+    p = Path(path)
+    _check_file(p)
+    try:
+        with av.open(str(p)) as container:
+            return len(container.streams.audio)
+    except Exception as exc:
+        raise AudioError(p, f"unreadable: {_short(exc)}") from None
+
+
+def read_frames(info: AudioInfo, start: int, frames: int) -> np.ndarray:
+    """Read exactly ``frames`` frames from ``start`` (zero-padded past the end). Shape: ``[channels, frames]``."""
+    out = np.zeros((info.channels, frames), np.float32)
+    if start >= info.frames > 0 or frames <= 0:
+        return out
+    if info.backend == "soundfile":
+        with sf.SoundFile(info.path) as f:
+            f.seek(max(0, start))
+            data = f.read(frames, dtype="float32", always_2d=True).T
+    else:
+        blocks = list(_iter_pyav(info, max(0, start), frames, 1 << 20))
+        data = np.concatenate(blocks, axis=1) if blocks else out[:, :0]
+    out[:, : data.shape[1]] = data[:, :frames]
+    return out

@@ -1,5 +1,15 @@
-"""Data: the bundled example (synthesised here); datasets and synthesis for training come later."""
+"""Data: training datasets (stem folders, MUSDB, speaker mixtures, noisy/clean pairs), augmentation,
+synthesis of training material, and the bundled example song."""
 
+from .augment import Augment
+from .base import MixtureDataset
+from .denoise import NoiseMixDataset, NoisyCleanDataset, find_pairs
 from .example import make_example
+from .music import StemDataset
+from .speech import SpeakerMixDataset
+from .tracks import Track, find_tracks
 
-__all__ = ["make_example"]
+__all__ = [
+    "Augment", "MixtureDataset", "NoiseMixDataset", "NoisyCleanDataset", "SpeakerMixDataset", "StemDataset",
+    "Track", "find_pairs", "find_tracks", "make_example",
+]

@@ -27,8 +27,32 @@ FORMAT = "demixer.checkpoint/1"
 def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
     """Architecture name -> (model class, config dataclass). Imported lazily to keep start-up light."""
     from .tiny import TinyMaskConfig, TinyMaskModel
+    from .unet import UNet, UNetConfig
 
-    return {"tiny_mask": (TinyMaskModel, TinyMaskConfig)}
+    return {"tiny_mask": (TinyMaskModel, TinyMaskConfig), "unet": (UNet, UNetConfig)}
+
+
+def architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
+    """Trainable architectures by name: ``(model class, config dataclass)``."""
+    return _architectures()
+
+
+def build_model(architecture: str, config: dict[str, Any]) -> SeparationModel:
+    """A fresh model of a registered architecture from a config mapping (lists become tuples).
+
+    Raises:
+        ModelNotFoundError: unknown architecture.
+        TypeError: a config key the architecture does not take.
+    """
+    archs = _architectures()
+    if architecture not in archs:
+        raise ModelNotFoundError(f"unknown architecture {architecture!r} (known: {', '.join(sorted(archs))})")
+    cls, config_cls = archs[architecture]
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise TypeError(f"{architecture} has no config key(s) {', '.join(unknown)} (it takes: {', '.join(sorted(fields))})")
+    return cls(config_cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items()}))
 
 
 def architecture_of(model: SeparationModel) -> str:
@@ -83,10 +107,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> SeparationModel:
     archs = _architectures()
     if meta["architecture"] not in archs:
         raise ModelNotFoundError(f"{path}: unknown architecture {meta['architecture']!r} (known: {', '.join(sorted(archs))})")
-    cls, config_cls = archs[meta["architecture"]]
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    config = config_cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["config"].items() if k in fields})
-    model = cls(config)
+    fields = {f.name for f in dataclasses.fields(archs[meta["architecture"]][1])}
+    model = build_model(meta["architecture"], {k: v for k, v in meta["config"].items() if k in fields})
     with safe_open(str(path), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     model.load_state_dict(state, strict=True)

@@ -98,7 +98,12 @@ def load_model(name_or_path: str | os.PathLike[str]) -> SeparationModel:
 def model_display_name(name_or_path: str | os.PathLike[str]) -> str:
     """Short name used in output folders: the registered name, or the checkpoint's file stem."""
     key = str(name_or_path)
-    return key if any(e.name == key for e in _entries()) else Path(key).stem
+    if any(e.name == key for e in _entries()):
+        return key
+    path = Path(key)
+    if path.stem in ("best", "last") and path.parent.name:  # a training run's checkpoint: name it after the run
+        return f"{path.parent.name}-{path.stem}"
+    return path.stem
 
 
 __all__ = ["ModelEntry", "TASKS", "TASK_DEFAULTS", "default_model_for", "list_models", "load_model", "model_display_name", "read_metadata"]

@@ -1,0 +1,59 @@
+"""Augmentations of a stack of sources. Each keeps the example additive: the mixture is always
+re-computed as the sum of the augmented sources, never augmented on its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Augment:
+    """Random transforms applied per source.
+
+    Attributes:
+        gain_db: per-source gain range in dB (``(0, 0)``: off).
+        channel_swap: probability of swapping left/right of a source (stereo only).
+        polarity: probability of flipping a source's sign.
+        remix: probability that the sources of an example come from different tracks.
+    """
+
+    gain_db: tuple[float, float] = (-3.0, 3.0)
+    channel_swap: float = 0.5
+    polarity: float = 0.5
+    remix: float = 0.5
+
+    def __post_init__(self) -> None:
+        lo, hi = self.gain_db
+        if lo > hi:
+            raise ValueError(f"gain_db range is reversed: {self.gain_db}")
+        for name in ("channel_swap", "polarity", "remix"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+
+    def __call__(self, sources: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Shape: ``[S, C, T]`` -> ``[S, C, T]``."""
+        out = sources.copy()
+        for s in range(out.shape[0]):
+            gain = 10 ** (rng.uniform(*self.gain_db) / 20)
+            if rng.random() < self.polarity:
+                gain = -gain
+            out[s] *= gain
+            if out.shape[1] == 2 and rng.random() < self.channel_swap:
+                out[s] = out[s, ::-1]
+        return out
+
+
+NO_AUGMENT = Augment(gain_db=(0.0, 0.0), channel_swap=0.0, polarity=0.0, remix=0.0)
+
+
+def limit_peak(sources: np.ndarray, peak: float = 0.99) -> np.ndarray:
+    """Scale all sources by one factor so their sum never clips. Shape: ``[S, C, T]``."""
+    top = float(np.abs(sources.sum(0)).max(initial=0.0))
+    return sources * (peak / top) if top > peak else sources
+
+
+def rms_db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12))

@@ -1,0 +1,92 @@
+"""Speaker mixtures built on the fly from folders of utterances (LibriMix-like)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DemixerError
+from .augment import limit_peak, rms_db
+from .base import MixtureDataset
+from .clips import ClipBank, list_audio, speaker_of
+
+
+class SpeakerMixDataset(MixtureDataset):
+    """``speakers`` different talkers at random gains and offsets, optionally over noise.
+
+    Each utterance is levelled to -25 dBFS, then given a gain in ``gain_db``; speaker k+1
+    starts so that it overlaps the previous one by a ratio drawn from ``overlap``. With
+    ``noise`` folders a ``noise`` source is added at an SNR (to the speech sum) in ``snr_db``.
+
+    Args:
+        utterances: folders (or files) of utterances; the speaker of each comes from
+            :func:`demixer.data.clips.speaker_of` (``speaker_pattern`` overrides it).
+        speakers: talkers per mixture (>= 1).
+        sample_rate, segment: output rate and seconds per example.
+        items: examples per epoch (validation sets are fixed by ``seed``).
+
+    Shape:
+        ``__getitem__``: ``(mixture [1, T], sources [S, 1, T])``, ``S = speakers (+1 with noise)``.
+    """
+
+    channels = 1
+
+    def __init__(
+        self,
+        utterances: list[str | os.PathLike[str]] | str | os.PathLike[str],
+        *,
+        speakers: int = 2,
+        sample_rate: int = 8000,
+        segment: float = 4.0,
+        items: int = 1000,
+        overlap: tuple[float, float] = (0.5, 1.0),
+        gain_db: tuple[float, float] = (-5.0, 5.0),
+        noise: list[str | os.PathLike[str]] | None = None,
+        snr_db: tuple[float, float] = (0.0, 20.0),
+        speaker_pattern: str | None = None,
+        seed: int = 0,
+        validation: bool = False,
+    ) -> None:
+        if speakers < 1:
+            raise ValueError(f"speakers must be >= 1, got {speakers}")
+        roots = [utterances] if isinstance(utterances, (str, os.PathLike)) else list(utterances)
+        by_speaker: dict[str, list[int]] = {}
+        files: list[Path] = []
+        for root in map(Path, roots):
+            for f in list_audio(root, "utterance"):
+                by_speaker.setdefault(f"{root.name}/{speaker_of(f, root if root.is_dir() else None, speaker_pattern)}", []).append(len(files))
+                files.append(f)
+        if len(by_speaker) < speakers:
+            raise DemixerError(f"{speakers}-speaker mixtures need {speakers} different speakers, found {len(by_speaker)}: {sorted(by_speaker)}")
+        self.bank = ClipBank(files, sample_rate)
+        self.speakers = sorted(by_speaker)
+        self.by_speaker = by_speaker
+        self.noise = ClipBank(list_audio(noise, "noise"), sample_rate) if noise else None
+        self.sources = tuple(f"speaker{i + 1}" for i in range(speakers)) + (("noise",) if self.noise else ())
+        self.sample_rate = sample_rate
+        self.frames = int(round(segment * sample_rate))
+        self.n, self.overlap, self.gain_db, self.snr_db = speakers, overlap, gain_db, snr_db
+        super().__init__(items=items, seed=seed, validation=validation)
+
+    def make(self, index: int, rng: np.random.Generator) -> np.ndarray:
+        chosen = rng.choice(len(self.speakers), self.n, replace=False)
+        out = np.zeros((len(self.sources), 1, self.frames), np.float32)
+        at = 0
+        for k, spk in enumerate(chosen):
+            files = self.by_speaker[self.speakers[spk]]
+            clip = self.bank.get(files[int(rng.integers(len(files)))])
+            length = min(len(clip), self.frames)
+            begin = int(rng.integers(0, len(clip) - length + 1))
+            piece = clip[begin:begin + length]
+            piece = piece * 10 ** ((-25.0 - rms_db(piece) + rng.uniform(*self.gain_db)) / 20)
+            if k:
+                at = max(0, min(at + int(prev * (1 - rng.uniform(*self.overlap))), self.frames - length))
+            out[k, 0, at:at + length] = piece
+            prev = length
+        if self.noise is not None:
+            noise = self.noise.crop(int(rng.integers(len(self.noise))), self.frames, rng, loop=True)
+            speech_db = rms_db(out[: self.n].sum(0))
+            out[-1, 0] = noise * 10 ** ((speech_db - rng.uniform(*self.snr_db) - rms_db(noise)) / 20)
+        return limit_peak(out)

@@ -1,0 +1,206 @@
+"""Training configuration: validated dataclasses read from YAML, with ``key=value`` overrides.
+
+A config has six sections (``model``, ``data``, ``loss``, ``optim``, ``schedule``, ``train``);
+every key is checked (type, range, spelling) before anything runs, and errors name the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import OptionsError
+from .losses import LOSS_NAMES
+
+
+class ConfigError(OptionsError):
+    """A training config that cannot run: bad key, bad value, missing file."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelSection(_Section):
+    """Which architecture to train and its constructor settings (see ``demixer.models``)."""
+
+    architecture: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class AugmentSection(_Section):
+    gain_db: tuple[float, float] = (-3.0, 3.0)
+    channel_swap: float = Field(0.5, ge=0, le=1)
+    polarity: float = Field(0.5, ge=0, le=1)
+    remix: float = Field(0.5, ge=0, le=1)
+
+
+class DataSection(_Section):
+    """Where examples come from.
+
+    ``kind``: ``stems`` (MUSDB-style folders / .stem.mp4), ``speakers`` (utterance folders mixed
+    on the fly), ``noisy_clean`` (VoiceBank-DEMAND-style pairs), ``noise_mix`` (speech + noise
+    folders). ``holdout`` names tracks of ``train`` kept out for validation (stems only).
+    """
+
+    kind: Literal["stems", "speakers", "noisy_clean", "noise_mix"]
+    train: list[str] = Field(min_length=1)
+    valid: list[str] = Field(default_factory=list)
+    holdout: list[str] = Field(default_factory=list)
+    noise: list[str] = Field(default_factory=list)
+    segment: float = Field(6.0, gt=0)
+    items_per_epoch: int = Field(1000, gt=0)
+    valid_items: int = Field(32, gt=0)
+    valid_items_per_track: int = Field(4, gt=0)
+    batch_size: int = Field(4, gt=0)
+    workers: int = Field(0, ge=0)
+    preload: bool = False
+    augment: AugmentSection = Field(default_factory=AugmentSection)
+    speakers: int = Field(2, ge=1)
+    overlap: tuple[float, float] = (0.5, 1.0)
+    gain_db: tuple[float, float] = (-5.0, 5.0)
+    snr_db: tuple[float, float] = (-5.0, 20.0)
+    speaker_pattern: str | None = None
+
+    @field_validator("train", "valid", "noise")
+    @classmethod
+    def _expand(cls, paths: list[str]) -> list[str]:
+        return [os.path.expandvars(os.path.expanduser(p)) for p in paths]
+
+
+class LossSection(_Section):
+    """Weighted loss terms (names: l1_wave, l1_spec, mrstft, si_sdr, sdr); ``pit`` for speakers."""
+
+    terms: dict[str, float] = Field(default_factory=lambda: {"l1_wave": 1.0})
+    pit: bool = False
+
+    @field_validator("terms")
+    @classmethod
+    def _known(cls, terms: dict[str, float]) -> dict[str, float]:
+        for name in terms:
+            if name not in LOSS_NAMES:
+                raise ValueError(f"unknown loss term {name!r} (choose from {', '.join(LOSS_NAMES)})")
+        if not any(terms.values()):
+            raise ValueError("at least one loss term needs a non-zero weight")
+        return terms
+
+
+class OptimSection(_Section):
+    name: Literal["adam", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class ScheduleSection(_Section):
+    epochs: int = Field(10, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    kind: Literal["constant", "cosine"] = "cosine"
+    min_lr_ratio: float = Field(0.05, ge=0, le=1)
+
+
+class TrainSection(_Section):
+    """How the run behaves: output folder, seed, device, EMA, clipping, precision, logging."""
+
+    out: str = "runs/default"
+    seed: int = 0
+    device: str = "auto"
+    ema: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float = Field(5.0, ge=0)
+    amp: bool = True
+    threads: int | None = Field(None, gt=0)
+    checkpoint_every_steps: int = Field(0, ge=0)
+    max_minutes: float | None = Field(None, gt=0)
+    log_every: int = Field(10, gt=0)
+    tensorboard: bool = True
+    progress: bool = True
+
+
+class TrainConfig(_Section):
+    """A whole training run. See ``configs/*.yaml`` for examples."""
+
+    model: ModelSection
+    data: DataSection
+    loss: LossSection = Field(default_factory=LossSection)
+    optim: OptimSection = Field(default_factory=OptimSection)
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+
+
+def _suggest(loc: tuple, model: type[BaseModel]) -> str:
+    """A 'did you mean' hint for a misspelt key."""
+    cls: Any = model
+    for part in loc[:-1]:
+        field = getattr(cls, "model_fields", {}).get(part)
+        cls = getattr(field, "annotation", None) if field else None
+        if cls is None:
+            return ""
+    names = list(getattr(cls, "model_fields", {}))
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _format(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid training config"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key{_suggest(err['loc'], TrainConfig)}")
+        elif err["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` in a nested mapping; the value is parsed as YAML (numbers, lists, ...)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not key=value")
+    key, _, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {item!r} has an empty key part")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = (),
+                data: dict[str, Any] | None = None) -> TrainConfig:
+    """Read, override and validate a config.
+
+    Raises:
+        ConfigError: unreadable file, YAML syntax error, or invalid keys/values (all listed).
+    """
+    source = str(path) if path else "config"
+    raw: dict[str, Any] = dict(data or {})
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        raw.update(loaded)
+    for item in overrides:
+        apply_override(raw, item)
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source)) from None
+
+
+def dump_config(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,80 @@
+"""Building the train and validation datasets a config describes, for a given model."""
+
+from __future__ import annotations
+
+from ..data import Augment, NoiseMixDataset, NoisyCleanDataset, SpeakerMixDataset, StemDataset, find_tracks
+from ..data.base import MixtureDataset
+from ..errors import DemixerError
+from ..models.base import SeparationModel
+from .config import ConfigError, DataSection
+
+
+def _stems(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
+    tracks = [t for root in cfg.train for t in find_tracks(root, model.sources)]
+    unknown = sorted(set(cfg.holdout) - {t.name for t in tracks})
+    if unknown:
+        raise ConfigError(f"data.holdout names tracks that are not in data.train: {', '.join(unknown)}")
+    train = [t for t in tracks if t.name not in cfg.holdout]
+    valid = [t for t in tracks if t.name in cfg.holdout] + [t for root in cfg.valid for t in find_tracks(root, model.sources)]
+    if not train:
+        raise ConfigError("no training tracks left after data.holdout")
+    if not valid:
+        raise ConfigError("no validation tracks: set data.valid folders or data.holdout track names")
+    common = dict(sources=model.sources, sample_rate=model.sample_rate, channels=model.audio_channels or 2,
+                  segment=cfg.segment, preload=cfg.preload)
+    a = cfg.augment
+    return (
+        StemDataset(train, items=cfg.items_per_epoch, seed=seed,
+                    augment=Augment(gain_db=a.gain_db, channel_swap=a.channel_swap, polarity=a.polarity, remix=a.remix), **common),
+        StemDataset(valid, validation=True, items_per_track=cfg.valid_items_per_track, seed=seed, **common),
+    )
+
+
+def _speakers(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
+    if not cfg.valid:
+        raise ConfigError("speaker mixtures need data.valid utterance folders with other speakers than data.train")
+    common = dict(speakers=cfg.speakers, sample_rate=model.sample_rate, segment=cfg.segment, overlap=cfg.overlap,
+                  gain_db=cfg.gain_db, noise=cfg.noise or None, snr_db=cfg.snr_db, speaker_pattern=cfg.speaker_pattern)
+    return (SpeakerMixDataset(cfg.train, items=cfg.items_per_epoch, seed=seed, **common),
+            SpeakerMixDataset(cfg.valid, items=cfg.valid_items, seed=seed, validation=True, **common))
+
+
+def _noisy_clean(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
+    if not cfg.valid:
+        raise ConfigError("noisy_clean data need a data.valid pair folder")
+    common = dict(sample_rate=model.sample_rate, segment=cfg.segment, seed=seed)
+    train = [NoisyCleanDataset(root, items=cfg.items_per_epoch, **common) for root in cfg.train]
+    if len(train) > 1:
+        raise ConfigError("noisy_clean takes one data.train folder (it may hold several noisy*/clean* pairs)")
+    return train[0], NoisyCleanDataset(cfg.valid[0], validation=True, **common)
+
+
+def _noise_mix(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
+    if not cfg.noise or not cfg.valid:
+        raise ConfigError("noise_mix data need data.noise folders and data.valid speech folders")
+    common = dict(sample_rate=model.sample_rate, segment=cfg.segment, snr_db=cfg.snr_db, seed=seed)
+    return (NoiseMixDataset(cfg.train, cfg.noise, items=cfg.items_per_epoch, **common),
+            NoiseMixDataset(cfg.valid, cfg.noise, items=cfg.valid_items, validation=True, **common))
+
+
+BUILDERS = {"stems": _stems, "speakers": _speakers, "noisy_clean": _noisy_clean, "noise_mix": _noise_mix}
+
+
+def build_datasets(cfg: DataSection, model: SeparationModel, seed: int = 0) -> tuple[MixtureDataset, MixtureDataset]:
+    """``(train, valid)`` datasets whose sources, rate and channels match ``model``.
+
+    Raises:
+        ConfigError: missing folders, no data, or sources the model does not have.
+    """
+    try:
+        train, valid = BUILDERS[cfg.kind](cfg, model, seed)
+    except ConfigError:
+        raise
+    except (DemixerError, ValueError) as exc:
+        raise ConfigError(f"data: {exc}") from None
+    if tuple(train.sources) != tuple(model.sources):
+        raise ConfigError(
+            f"the data give sources {list(train.sources)} but the model predicts {list(model.sources)}: "
+            "set model.config.sources to match"
+        )
+    return train, valid

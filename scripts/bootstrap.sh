@@ -4,7 +4,8 @@
 set -euo pipefail
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(ffmpeg)
+# ffmpeg: FFmpeg formats; fluidsynth + a GM soundfont, espeak-ng, flite, festival: `demixer data synth`
+APT_PACKAGES=(ffmpeg fluidsynth timgm6mb-soundfont espeak-ng flite festival festvox-kallpc16k)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -28,6 +28,7 @@ class StemDataset(MixtureDataset):
         items: examples per training epoch.
         items_per_track: segments per track for validation.
         preload: decode every stem into memory first (fast random access).
+        groups: sources made of several stems, e.g. ``{"accompaniment": ["drums", "bass", "other"]}``.
 
     Shape:
         ``__getitem__``: ``(mixture [C, T], sources [S, C, T])``.
@@ -47,7 +48,9 @@ class StemDataset(MixtureDataset):
         seed: int = 0,
         validation: bool = False,
         preload: bool = False,
+        groups: dict[str, list[str]] | None = None,
     ) -> None:
+        self.groups = {name: list(parts) for name, parts in (groups or {}).items()}
         self.tracks = find_tracks(tracks, None) if isinstance(tracks, (str, os.PathLike)) else list(tracks)
         self.sources = tuple(sources)
         self.sample_rate, self.channels = sample_rate, channels
@@ -55,8 +58,9 @@ class StemDataset(MixtureDataset):
         self.augment = NO_AUGMENT if validation else (augment or Augment())
         if not self.sources:
             raise ValueError("no sources to train on")
-        if not any(s in t.stems for t in self.tracks for s in self.sources):
-            raise ValueError(f"none of the tracks has any of the stems {', '.join(self.sources)}")
+        wanted = {part for s in self.sources for part in self.groups.get(s, [s])}
+        if not any(s in t.stems for t in self.tracks for s in wanted):
+            raise ValueError(f"none of the tracks has any of the stems {', '.join(sorted(wanted))}")
         self.windows: list[tuple[int, int]] = []
         if validation:
             for ti, t in enumerate(self.tracks):
@@ -73,11 +77,14 @@ class StemDataset(MixtureDataset):
     def _start(self, track: Track, rng: np.random.Generator) -> int:
         return int(rng.integers(0, max(track.frames(self.sample_rate) - self.frames, 0) + 1))
 
+    def _read(self, track: Track, source: str, start: int) -> np.ndarray:
+        parts = self.groups.get(source, [source])
+        return sum(track.read(p, start, self.frames, self.sample_rate, self.channels) for p in parts)
+
     def make(self, index: int, rng: np.random.Generator) -> np.ndarray:
         if self.validation:
             ti, start = self.windows[index]
-            t = self.tracks[ti]
-            return np.stack([t.read(s, start, self.frames, self.sample_rate, self.channels) for s in self.sources])
+            return np.stack([self._read(self.tracks[ti], s, start) for s in self.sources])
         remix = rng.random() < self.augment.remix
         track = self.tracks[int(rng.integers(len(self.tracks)))]
         start = self._start(track, rng)
@@ -86,5 +93,5 @@ class StemDataset(MixtureDataset):
             if remix:
                 track = self.tracks[int(rng.integers(len(self.tracks)))]
                 start = self._start(track, rng)
-            stems.append(track.read(s, start, self.frames, self.sample_rate, self.channels))
+            stems.append(self._read(track, s, start))
         return limit_peak(self.augment(np.stack(stems), rng))

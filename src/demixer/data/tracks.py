@@ -10,6 +10,7 @@ A stem that a track lacks reads as silence, so a song without bass still trains 
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,17 +44,23 @@ class Stem:
             out[:, : piece.shape[1]] = piece
             return match_channels(out, channels)
         if self.stream is not None:  # compressed multi-stream containers are decoded whole, once
-            return self.read(start, frames, sample_rate, channels) if self.load(sample_rate) is not None else None
+            self.load(sample_rate)
+            return self.read(start, frames, sample_rate, channels)
         info = self.info = self.info or probe(self.path)
         if info.sample_rate == sample_rate:
             return match_channels(read_frames(info, start, frames), channels)
-        ratio = info.sample_rate / sample_rate
-        lo = int(start * ratio) - 64  # read a margin so the resampler's edges fall outside the crop
-        raw = read_frames(info, max(lo, 0), int(np.ceil(frames * ratio)) + 128 + min(lo, 0))
+        # Read from a target-rate position that maps to a whole source sample (a multiple of the
+        # reduced rate ratio's denominator) with a margin, so the crop lines up exactly with
+        # resampling the whole file.
+        step = Fraction(info.sample_rate, sample_rate)
+        lo_t = (start - 256) // step.denominator * step.denominator
+        lo = lo_t * step.numerator // step.denominator
+        n = int(np.ceil((frames + start - lo_t + 256) * step))
+        raw = read_frames(info, max(lo, 0), n + min(lo, 0))
         if lo < 0:
             raw = np.concatenate([np.zeros((raw.shape[0], -lo), np.float32), raw], axis=1)
         res = resample(raw, info.sample_rate, sample_rate)
-        skip = int(round(start - lo / ratio))
+        skip = start - lo_t
         out = np.zeros((res.shape[0], frames), np.float32)
         piece = res[:, skip: skip + frames]
         out[:, : piece.shape[1]] = piece

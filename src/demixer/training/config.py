@@ -45,13 +45,15 @@ class DataSection(_Section):
 
     ``kind``: ``stems`` (MUSDB-style folders / .stem.mp4), ``speakers`` (utterance folders mixed
     on the fly), ``noisy_clean`` (VoiceBank-DEMAND-style pairs), ``noise_mix`` (speech + noise
-    folders). ``holdout`` names tracks of ``train`` kept out for validation (stems only).
+    folders). ``holdout`` names tracks of ``train`` kept out for validation and ``groups`` defines
+    sources made of several stems, e.g. ``accompaniment: [drums, bass, other]`` (stems only).
     """
 
     kind: Literal["stems", "speakers", "noisy_clean", "noise_mix"]
     train: list[str] = Field(min_length=1)
     valid: list[str] = Field(default_factory=list)
     holdout: list[str] = Field(default_factory=list)
+    groups: dict[str, list[str]] = Field(default_factory=dict)
     noise: list[str] = Field(default_factory=list)
     segment: float = Field(6.0, gt=0)
     items_per_epoch: int = Field(1000, gt=0)

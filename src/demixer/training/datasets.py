@@ -10,18 +10,19 @@ from .config import ConfigError, DataSection
 
 
 def _stems(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
-    tracks = [t for root in cfg.train for t in find_tracks(root, model.sources)]
+    stems = sorted({part for s in model.sources for part in cfg.groups.get(s, [s])})
+    tracks = [t for root in cfg.train for t in find_tracks(root, stems)]
     unknown = sorted(set(cfg.holdout) - {t.name for t in tracks})
     if unknown:
         raise ConfigError(f"data.holdout names tracks that are not in data.train: {', '.join(unknown)}")
     train = [t for t in tracks if t.name not in cfg.holdout]
-    valid = [t for t in tracks if t.name in cfg.holdout] + [t for root in cfg.valid for t in find_tracks(root, model.sources)]
+    valid = [t for t in tracks if t.name in cfg.holdout] + [t for root in cfg.valid for t in find_tracks(root, stems)]
     if not train:
         raise ConfigError("no training tracks left after data.holdout")
     if not valid:
         raise ConfigError("no validation tracks: set data.valid folders or data.holdout track names")
     common = dict(sources=model.sources, sample_rate=model.sample_rate, channels=model.audio_channels or 2,
-                  segment=cfg.segment, preload=cfg.preload)
+                  segment=cfg.segment, preload=cfg.preload, groups=cfg.groups)
     a = cfg.augment
     return (
         StemDataset(train, items=cfg.items_per_epoch, seed=seed,

@@ -1,0 +1,188 @@
+"""Datasets: layouts, additivity, determinism, silent stems, resampled crops, augmentation."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from demixer.audio import load_audio, resample
+from demixer.data import (Augment, NoiseMixDataset, NoisyCleanDataset, SpeakerMixDataset, StemDataset, find_pairs,
+                          find_tracks)
+from demixer.data.clips import speaker_of
+from demixer.errors import DemixerError
+
+from .conftest import shared
+
+MUSIC = "music/train"
+STEMS = ("vocals", "drums", "bass", "other")
+
+
+def _write_tracks(root: Path, n: int = 3, seconds: float = 2.0, sr: int = 44100, missing: dict | None = None) -> Path:
+    rng = np.random.default_rng(0)
+    for t in range(n):
+        for s in STEMS:
+            if missing and s in missing.get(t, ()):
+                continue
+            x = (0.1 * rng.standard_normal((int(seconds * sr), 2))).astype(np.float32)
+            (root / f"track{t}").mkdir(parents=True, exist_ok=True)
+            sf.write(root / f"track{t}" / f"{s}.flac", x, sr)
+    return root
+
+
+def test_real_stems_are_additive_and_deterministic():
+    root = shared(MUSIC)
+    ds = StemDataset(root, STEMS, segment=1.0, items=6, seed=3)
+    assert len(ds.tracks) == 5 and {t.name for t in ds.tracks} >= {"caesium", "hydrogen"}
+    for i in range(len(ds)):
+        mix, src = ds[i]
+        assert src.shape == (4, 2, 44100) and mix.shape == (2, 44100)
+        assert torch.equal(mix, src.sum(0)), "mixture must be exactly the sum of the sources"
+        assert mix.abs().max() <= 0.99 + 1e-6
+    a = ds[2][1]
+    assert torch.equal(a, StemDataset(root, STEMS, segment=1.0, items=6, seed=3)[2][1]), "same seed, epoch, index: same example"
+    ds.set_epoch(1)
+    assert not torch.equal(a, ds[2][1]), "another epoch draws other examples"
+
+
+def test_validation_windows_fixed_and_unaugmented(tmp_path):
+    root = _write_tracks(tmp_path, n=2)
+    v = StemDataset(root, STEMS, segment=0.5, validation=True, items_per_track=3, seed=1)
+    assert len(v) == 6
+    first = v[4][1]
+    v.set_epoch(7)
+    assert torch.equal(first, v[4][1])
+    raw = sf.read(tmp_path / "track1" / "drums.flac", dtype="float32")[0].T
+    start = v.windows[4][1]
+    np.testing.assert_allclose(v[4][1][1].numpy(), raw[:, start:start + v.frames], atol=1e-6)
+
+
+def test_missing_stem_reads_as_silence_and_groups_sum(tmp_path):
+    root = _write_tracks(tmp_path, n=2, missing={0: ("bass",)})
+    tracks = find_tracks(root)
+    assert "bass" not in tracks[0].stems and "bass" in tracks[1].stems
+    v = StemDataset(tracks, ["vocals", "bass"], segment=0.5, validation=True, items_per_track=1)
+    assert float(v[0][1][1].abs().max()) == 0.0
+    g = StemDataset(tracks, ["vocals", "accompaniment"], segment=0.5, validation=True, items_per_track=1,
+                    groups={"accompaniment": ["drums", "bass", "other"]})
+    t = tracks[1]
+    start = g.windows[1][1]
+    parts = sum(t.read(s, start, g.frames, 44100, 2) for s in ("drums", "bass", "other"))
+    np.testing.assert_allclose(g[1][1][1].numpy(), parts, atol=1e-6)
+
+
+def test_no_tracks_is_a_clear_error(tmp_path):
+    with pytest.raises(DemixerError, match="no tracks found"):
+        find_tracks(tmp_path)
+    with pytest.raises(DemixerError, match="does not exist"):
+        find_tracks(tmp_path / "nope")
+
+
+def test_resampled_crop_matches_whole_file_resampling(tmp_path):
+    sr_file, sr = 48000, 44100
+    rng = np.random.default_rng(1)
+    t = np.arange(3 * sr_file) / sr_file
+    x = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 1000 * t)]).astype(np.float32) * 0.3
+    x += 0.01 * rng.standard_normal(x.shape).astype(np.float32)
+    (tmp_path / "song").mkdir()
+    sf.write(tmp_path / "song" / "vocals.wav", x.T, sr_file, subtype="FLOAT")
+    track = find_tracks(tmp_path)[0]
+    whole = resample(x, sr_file, sr)
+    for start in (0, 12345, 2 * sr):
+        crop = track.read("vocals", start, 22050, sr, 2)
+        ref = np.zeros_like(crop)
+        piece = whole[:, start:start + 22050]
+        ref[:, : piece.shape[1]] = piece
+        err = np.abs(crop - ref)[:, 200:-200].max()  # edges aside, the crop equals the whole-file result
+        assert err < 2e-3, (start, err)
+
+
+def test_musdb_stem_mp4(tmp_path):
+    """A MUSDB18 .stem.mp4 (5 AAC streams: mixture, drums, bass, other, vocals) reads stem by stem."""
+    sr, n = 44100, 44100 * 2
+    t = np.arange(n) / sr
+    freqs = {"drums": 200, "bass": 80, "other": 1000, "vocals": 440}
+    wavs = []
+    for name in ("mixture", *freqs):
+        x = sum(0.2 * np.sin(2 * np.pi * f * t) for f in freqs.values()) if name == "mixture" else 0.3 * np.sin(2 * np.pi * freqs[name] * t)
+        p = tmp_path / f"{name}.wav"
+        sf.write(p, np.stack([x, x], 1).astype(np.float32), sr)
+        wavs.append(p)
+    out = tmp_path / "db" / "Artist - Song.stem.mp4"
+    out.parent.mkdir()
+    cmd = ["ffmpeg", "-v", "error", "-y"] + sum((["-i", str(w)] for w in wavs), []) + \
+        sum((["-map", f"{i}:a"] for i in range(5)), []) + ["-c:a", "aac", "-b:a", "256k", str(out)]
+    subprocess.run(cmd, check=True)
+    track = find_tracks(tmp_path / "db")[0]
+    assert track.name == "Artist - Song" and set(track.stems) == set(freqs)
+    bass = track.read("bass", 0, n, sr, 2)[0]
+    spectrum = np.abs(np.fft.rfft(bass))
+    assert abs(np.argmax(spectrum) * sr / len(bass) - 80) < 2, "stream 2 of a stem file is the bass"
+    ds = StemDataset([track], ["vocals", "bass"], segment=0.5, items=2)
+    mix, src = ds[0]
+    assert torch.equal(mix, src.sum(0))
+
+
+def test_speaker_labels():
+    assert speaker_of(Path("/x/3436-172162-0000.flac")) == "3436"
+    assert speaker_of(Path("/x/cmu_arctic_us_aew_a0001.flac")) == "cmu_arctic_us_aew"
+    assert speaker_of(Path("/root/19/198/19-198-0001.flac"), Path("/root")) == "19"
+    assert speaker_of(Path("/x/spk7_utt3.wav"), pattern=r"spk(\d+)") == "7"
+
+
+def test_speaker_mixtures():
+    roots = sorted(shared("speech").iterdir())
+    ds = SpeakerMixDataset(roots, speakers=2, sample_rate=8000, segment=3.0, items=8, noise=[shared("noise")], snr_db=(5, 5))
+    assert ds.sources == ("speaker1", "speaker2", "noise")
+    assert len(ds.speakers) >= 10
+    for i in range(len(ds)):
+        mix, src = ds[i]
+        assert src.shape == (3, 1, 24000) and torch.equal(mix, src.sum(0))
+        speech, noise = src[:2].sum(0), src[2]
+        snr = 10 * torch.log10(speech.pow(2).sum() / noise.pow(2).sum())
+        assert abs(float(snr) - 5.0) < 0.01
+        active = (src[:2, 0].abs() > 1e-4).float()
+        assert active.sum(-1).min() > 0, "both speakers talk"
+    three = SpeakerMixDataset(roots, speakers=3, sample_rate=8000, segment=2.0, items=2)
+    assert three[0][1].shape[0] == 3
+    with pytest.raises(DemixerError, match="different speakers"):
+        SpeakerMixDataset([shared("speech/librispeech")], speakers=3)
+
+
+def test_noisy_clean_pairs_reproduce_the_noisy_file():
+    root = shared("denoising_pairs")
+    pairs = find_pairs(root)
+    assert len(pairs) == 4
+    ds = NoisyCleanDataset(root, sample_rate=16000, segment=2.0, validation=True)
+    mix, src = ds[0]
+    noisy, _ = load_audio(pairs[0][0])
+    n = min(noisy.shape[1], 32000)
+    start = (noisy.shape[1] - 32000) // 2 if noisy.shape[1] > 32000 else 0
+    np.testing.assert_allclose(mix[0, :n].numpy(), noisy[0, start:start + n], atol=1e-6)
+    assert ds.sources == ("speech", "noise")
+
+
+def test_noise_mixing_snr_range():
+    ds = NoiseMixDataset(sorted(shared("speech").iterdir()), [shared("noise")], sample_rate=16000, segment=2.0, items=10,
+                         snr_db=(0, 10))
+    for i in range(len(ds)):
+        mix, src = ds[i]
+        assert torch.equal(mix, src.sum(0))
+        snr = float(10 * torch.log10(src[0].pow(2).sum() / src[1].pow(2).sum()))
+        assert -0.01 <= snr <= 10.01
+
+
+def test_augment_keeps_examples_additive():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 2, 1000)).astype(np.float32)
+    aug = Augment(gain_db=(-6, 6), channel_swap=1.0, polarity=1.0)
+    y = aug(x, rng)
+    assert np.allclose(np.abs(y[:, ::-1]).max(-1), np.abs(y[:, ::-1]).max(-1))
+    ratio = np.abs(y[:, 0]).max(-1) / np.abs(x[:, 1]).max(-1)
+    assert np.all((ratio > 10 ** (-6 / 20) - 1e-6) & (ratio < 10 ** (6 / 20) + 1e-6)), "swapped channels, gain in range"
+    with pytest.raises(ValueError):
+        Augment(polarity=2.0)

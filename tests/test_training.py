@@ -1,0 +1,205 @@
+"""Training: configs and their errors, losses, the CLI end to end, exact resume, DDP, logs."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from demixer.evaluation.metrics import si_sdr
+from demixer.models.checkpoint import build_model, read_metadata
+from demixer.training import ConfigError, TrainingLoss, load_config, pit
+from demixer.training.losses import MultiResolutionSTFT, neg_si_sdr
+from demixer.training.trainer import Trainer, train
+
+from .conftest import ROOT, run_cli, shared
+
+TINY = str(ROOT / "configs" / "tiny-test.yaml")
+QUIET = ["train.progress=false", "train.tensorboard=false"]
+
+
+def _stems_config(tmp_path, *extra):
+    return load_config(TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'run'}", *QUIET, *extra])
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(TINY, ["optim.lrr=0.1", "schedule.epochs=0", "data.augment.polarity=3", "loss.terms={l2: 1}"])
+    msg = str(e.value)
+    assert "optim.lrr: unknown key (did you mean 'lr'?)" in msg
+    assert "schedule.epochs" in msg and "data.augment.polarity" in msg and "unknown loss term 'l2'" in msg
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="not key=value"):
+        load_config(TINY, ["optim.lr"])
+
+
+def test_bad_data_and_model_are_config_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    cfg = load_config(TINY, [f"data.train=[{tmp_path / 'empty'}]", f"train.out={tmp_path / 'run'}", *QUIET])
+    with pytest.raises(ConfigError, match="no tracks found"):
+        Trainer(cfg)
+    cfg = _stems_config(tmp_path, "data.holdout=[nosuchtrack]")
+    with pytest.raises(ConfigError, match="nosuchtrack"):
+        Trainer(cfg)
+    cfg = _stems_config(tmp_path, "model.config.channelz=3")
+    with pytest.raises(ConfigError, match="channelz"):
+        Trainer(cfg)
+
+
+def test_cli_config_error_exit_code(tmp_path):
+    r = run_cli("train", "-c", TINY, "optim.lr=-1", "--check")
+    assert r.returncode == 2 and "optim.lr" in r.stderr and "greater than 0" in r.stderr
+
+
+def test_pit_finds_the_permutation():
+    torch.manual_seed(0)
+    ref = torch.randn(3, 3, 1, 800)
+    est = ref[:, [2, 0, 1]] + 0.01 * torch.randn(3, 3, 1, 800)
+    loss = TrainingLoss({"si_sdr": 1.0}, pit=True)
+    value, perm = pit(loss.per_item, est, ref)
+    assert perm.tolist() == [[1, 2, 0]] * 3
+    assert float(value) < -35
+    assert float(TrainingLoss({"si_sdr": 1.0})(est, ref)) > 0, "without PIT the wrong order is penalised"
+    best = min(float(TrainingLoss({"si_sdr": 1.0})(est[:, list(p)], ref)) for p in itertools.permutations(range(3)))
+    assert math.isclose(float(value), best, rel_tol=1e-5)
+
+
+def test_losses_agree_with_metrics_and_survive_silence():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((1, 1, 2, 4000)).astype(np.float32)
+    est = ref + 0.3 * rng.standard_normal(ref.shape).astype(np.float32)
+    ours = -float(neg_si_sdr(torch.from_numpy(est), torch.from_numpy(ref)))
+    assert abs(ours - si_sdr(reference=ref[0, 0], estimate=est[0, 0])) < 1e-3
+    silent = torch.zeros(1, 2, 2, 4000)
+    for terms in ({"l1_wave": 1}, {"l1_spec": 1}, {"mrstft": 1}, {"si_sdr": 1}, {"sdr": 1}):
+        value = TrainingLoss(terms)(torch.randn(1, 2, 2, 4000, requires_grad=True), silent)
+        assert torch.isfinite(value), terms
+    assert torch.isfinite(MultiResolutionSTFT()(silent + 0.1, silent)).all()
+
+
+def test_train_cli_checkpoint_separates(tmp_path):
+    """`demixer train` writes a checkpoint, logs and TensorBoard events; `demixer separate -n PATH` uses it."""
+    out = tmp_path / "run"
+    r = run_cli("train", "-c", TINY, f"data.train=[{shared('music/train')}]", "--out", str(out), "train.progress=false",
+                "train.log_every=2")
+    assert r.returncode == 0, r.stderr
+    assert "training finished at epoch 2" in r.stdout
+    for name in ("config.yaml", "last.safetensors", "best.safetensors", "state.pt", "train.csv", "valid.csv"):
+        assert (out / name).exists(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    rows = list(csv.DictReader((out / "valid.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and all(r["sdr_vocals"] for r in rows)
+    meta = read_metadata(out / "best.safetensors")
+    assert meta["architecture"] == "unet" and meta["extra"]["training"]["step"] in (4, 8)
+    assert "sdr" in meta["extra"]["validation"]
+    again = run_cli("train", "-c", TINY, f"data.train=[{shared('music/train')}]", "--out", str(out))
+    assert again.returncode == 2 and "--resume" in again.stderr, "an existing run is never overwritten silently"
+    sep = run_cli("separate", "-n", out / "best.safetensors", "--example", "-o", tmp_path / "sep")
+    assert sep.returncode == 0, sep.stderr
+    assert sorted(p.name for p in (tmp_path / "sep" / "run-best" / "example").iterdir()) == \
+        ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+
+
+def test_exact_resume_mid_epoch(tmp_path):
+    """A run stopped after 3 steps and resumed ends with the same weights as an uninterrupted one."""
+    common = ["data.items_per_epoch=8", "schedule.epochs=2", "model.config.dropout=0.5", "train.ema=0.9"]
+    full = train(_stems_config(tmp_path / "a", *common), overwrite=True)
+    cfg = _stems_config(tmp_path / "b", *common, "train.checkpoint_every_steps=1")
+    t = Trainer(cfg)
+
+    class Stop(Exception):
+        pass
+
+    save = t._save
+
+    def stopping_save(*a, **k):
+        save(*a, **k)
+        if t.step == 3:
+            raise Stop
+
+    t._save = stopping_save
+    with pytest.raises(Stop):
+        t.fit()
+    resumed = train(_stems_config(tmp_path / "b", *common), resume=True)
+    assert resumed.step == full.step == 8
+    a, b = load_file(full.last), load_file(resumed.last)
+    assert a.keys() == b.keys()
+    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) == 0.0
+    assert (tmp_path / "a/run/valid.csv").read_text().splitlines()[1:] != []
+    strip = lambda p: [line.split(",", 3)[-1] for line in p.read_text().splitlines()]  # noqa: E731  (drop timing)
+    assert [r.split(",")[0] for r in (tmp_path / "b/run/valid.csv").read_text().splitlines()] == \
+        [r.split(",")[0] for r in (tmp_path / "a/run/valid.csv").read_text().splitlines()]
+    assert strip(tmp_path / "a/run/valid.csv") == strip(tmp_path / "b/run/valid.csv")
+
+
+def test_time_limit_stops_and_resume_continues(tmp_path):
+    cfg = _stems_config(tmp_path, "train.max_minutes=0.0001", "data.items_per_epoch=8")
+    r = train(cfg)
+    assert not r.finished and r.step == 1
+    r2 = train(_stems_config(tmp_path, "data.items_per_epoch=8"), resume=True)
+    assert r2.finished and r2.step == 8
+
+
+def test_ddp_two_processes_on_cpu(tmp_path):
+    """--devices 2 runs torchrun with 2 Gloo processes; each takes half of every epoch."""
+    out = tmp_path / "ddp"
+    r = run_cli("train", "-c", TINY, f"data.train=[{shared('music/train')}]", "--out", str(out), "--devices", "2",
+                *QUIET, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "torch.distributed.run" in r.stderr and "--nproc-per-node=2" in r.stderr
+    assert "training finished at epoch 2, step 4" in r.stdout  # 8 items / (2 processes x batch 2) = 2 steps per epoch
+    assert (out / "best.safetensors").exists()
+
+
+def test_speaker_separation_trains_with_pit(tmp_path):
+    roots = [str(p) for p in sorted(shared("speech").iterdir())]
+    cfg = load_config(data={
+        "model": {"architecture": "unet", "config": {"sources": ["speaker1", "speaker2"], "sample_rate": 8000,
+                                                      "audio_channels": 1, "n_fft": 256, "hop_length": 64, "max_bin": 128,
+                                                      "channels": 4, "depth": 2}},
+        "data": {"kind": "speakers", "train": roots[:4], "valid": roots[4:], "segment": 1.0, "items_per_epoch": 4,
+                 "valid_items": 2, "batch_size": 2},
+        "loss": {"terms": {"si_sdr": 1.0}, "pit": True},
+        "schedule": {"epochs": 1},
+        "train": {"out": str(tmp_path / "spk"), "progress": False, "tensorboard": False},
+    })
+    r = train(cfg)
+    assert r.finished and "si_sdr_speaker1" in r.valid and math.isfinite(r.valid["si_sdr"])
+
+
+def test_denoiser_trains_on_noisy_clean_pairs(tmp_path):
+    cfg = load_config(data={
+        "model": {"architecture": "unet", "config": {"sources": ["speech", "noise"], "sample_rate": 16000, "audio_channels": 1,
+                                                      "n_fft": 512, "hop_length": 128, "max_bin": 256, "channels": 4, "depth": 2}},
+        "data": {"kind": "noisy_clean", "train": [str(shared("denoising_pairs"))], "valid": [str(shared("denoising_pairs"))],
+                 "segment": 1.0, "items_per_epoch": 4, "batch_size": 2},
+        "schedule": {"epochs": 1},
+        "train": {"out": str(tmp_path / "dn"), "progress": False, "tensorboard": False},
+    })
+    r = train(cfg)
+    assert r.finished and "si_sdr_speech" in r.valid
+
+
+def test_unet_shapes_and_gradients():
+    m = build_model("unet", {"sources": ["a", "b", "c"], "channels": 4, "depth": 3, "max_bin": 256, "n_fft": 1024,
+                             "hop_length": 256})
+    x = torch.randn(2, 2, 11025, requires_grad=True)
+    y = m(x)
+    assert y.shape == (2, 3, 2, 11025)
+    y.pow(2).mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+    m.eval()
+    assert m(torch.randn(1, 2, 1)).shape == (1, 3, 2, 1), "any length, even one sample"
+    m.config.wiener_iterations = 1
+    with torch.no_grad():
+        mix = torch.randn(1, 2, 8000)
+        assert torch.allclose(m(mix).sum(1), mix, atol=1e-4), "the Wiener post-filter's estimates sum to the mixture"

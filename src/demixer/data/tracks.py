@@ -97,6 +97,7 @@ class Track:
     name: str
     stems: dict[str, Stem]
     seconds: float
+    mixture: Stem | None = None  # the mixture file when the dataset has one (else: the sum of the stems)
 
     def frames(self, sample_rate: int) -> int:
         return int(self.seconds * sample_rate)
@@ -115,9 +116,10 @@ class Track:
 def _folder_track(folder: Path, sources: tuple[str, ...] | None) -> Track | None:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
     stems: dict[str, Stem] = {}
+    mixture = next((Stem(p) for p in files if p.name.split(".")[0] == "mixture"), None)
     for p in files:
         name = p.name.split(".")[0]
-        if name == "mixture" or (sources is not None and name not in sources) or name in stems:
+        if name.startswith("mixture") or (sources is not None and name not in sources) or name in stems:
             continue
         stems[name] = Stem(p)
     if not stems:
@@ -126,7 +128,7 @@ def _folder_track(folder: Path, sources: tuple[str, ...] | None) -> Track | None
     for stem in stems.values():
         stem.info = probe(stem.path)
         seconds = max(seconds, stem.info.duration)
-    return Track(folder.name, stems, seconds)
+    return Track(folder.name, stems, seconds, mixture)
 
 
 def _stem_mp4_track(path: Path, sources: tuple[str, ...] | None) -> Track:
@@ -135,7 +137,7 @@ def _stem_mp4_track(path: Path, sources: tuple[str, ...] | None) -> Track:
         raise DemixerError(f"{path}: a .stem.mp4 needs {len(MUSDB_STREAMS)} audio streams, it has {n}")
     stems = {name: Stem(path, i) for i, name in enumerate(MUSDB_STREAMS) if i and (sources is None or name in sources)}
     info = probe(path)
-    return Track(path.name[: -len(".stem.mp4")], stems, info.duration)
+    return Track(path.name[: -len(".stem.mp4")], stems, info.duration, Stem(path, 0))
 
 
 def find_tracks(root: str | os.PathLike[str], sources: tuple[str, ...] | list[str] | None = None) -> list[Track]:

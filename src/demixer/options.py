@@ -64,6 +64,8 @@ class SeparationOptions:
     float32: bool = _opt(False, "--float32", help="write 32-bit float samples (wav)", action="store_true")
     clip_mode: str = _opt("rescale", "--clip-mode", help="avoid clipping by rescaling all stems together, clamping, or not at all", choices=CLIP_MODES)
     overwrite: bool = _opt(False, "--overwrite", help="replace existing output files", action="store_true")
+    report: bool = _opt(False, "--report", help="also write reference-free quality signals (<track>.quality.json next to the stems)",
+                        action="store_true")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -58,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
             return False
         written = ", ".join(str(p) for p in result.outputs.values())
         print(f"{path}: {len(result.outputs)} stems written: {written}", flush=True)
+        if result.quality is not None:
+            q = result.quality
+            flags = [f"{k}: leakage {v['leakage']:.2f}, artifacts {v['artifacts']:.2f} dB"
+                     + (f", profile {v['profile']:.2f}" if v["profile"] is not None else "") for k, v in q["stems"].items()]
+            print(f"  quality: consistency {q['consistency_db']:.1f} dB, mask confidence {q['mask_confidence']:.2f}; "
+                  + "; ".join(flags) + f" -> {result.quality_path}", flush=True)
         return True
 
     jobs = list(zip(inputs, plans))

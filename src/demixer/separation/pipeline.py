@@ -62,6 +62,8 @@ class FileResult:
     channels: int
     gain: float = 1.0  # level change applied by --clip-mode rescale (1: none)
     clipped_samples: int = 0  # samples clamped by --clip-mode clamp
+    quality: dict | None = None  # reference-free quality signals, with --report
+    quality_path: Path | None = None
 
     @property
     def rtf(self) -> float:

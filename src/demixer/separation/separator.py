@@ -147,13 +147,32 @@ class Separator:
                 raise OutputExistsError(f"{path}: output exists: {existing[0]} (use --overwrite to replace it)")
         report, bar = self._reporter(path.name)
         try:
-            return separate_file(
+            result = separate_file(
                 self.model, path, outputs, self.plan, self.settings, self.options.output_format, self.options.clip_mode,
                 self.options.start, self.options.duration, report,
             )
         finally:
             if bar is not None:
                 bar.close()
+        if self.options.report:
+            self._write_quality(path, result)
+        return result
+
+    def _write_quality(self, path: Path, result: FileResult) -> None:
+        """Reference-free quality signals of the written stems, saved as ``<track>.quality.json`` beside them."""
+        import json
+
+        from ..evaluation.quality import quality_signals
+        from .naming import track_name
+
+        mixture, sr = load_audio(path, start=self.options.start, duration=self.options.duration)
+        stems = {name: load_audio(p)[0] for name, p in result.outputs.items()}
+        result.quality = quality_signals(mixture, stems, sr)
+        first = next(iter(result.outputs.values()))
+        result.quality_path = first.parent / f"{track_name(path)}.quality.json"
+        tmp = result.quality_path.with_name(f".{result.quality_path.name}.part")
+        tmp.write_text(json.dumps({"input": str(path), "model": self.model_name, **result.quality}, indent=1))
+        tmp.replace(result.quality_path)
 
 
 def separate(x: str | os.PathLike[str] | np.ndarray | torch.Tensor, sample_rate: int | None = None,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from ..devices import resolve_device
@@ -88,6 +88,23 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int):
     return f
 
 
+def _warmup_ema(decay: float):
+    """EMA whose decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the
+    average follows the model early in training instead of staying near the initial weights."""
+
+    @torch.no_grad()
+    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        d = min(decay, (1 + float(num_averaged)) / (10 + float(num_averaged)))
+        floats = [(e, p) for e, p in zip(ema_params, params) if e.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([e for e, _ in floats], [p for _, p in floats], 1 - d)
+        for e, p in zip(ema_params, params):
+            if not e.is_floating_point():  # counters such as BatchNorm's num_batches_tracked
+                e.copy_(p)
+
+    return update
+
+
 def _atomic_save(obj: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.part")
     torch.save(obj, tmp)
@@ -139,7 +156,7 @@ class Trainer:
         opt_cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(config, self.total_steps))
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.train.ema), use_buffers=True) \
+        self.ema = AveragedModel(self.model, multi_avg_fn=_warmup_ema(config.train.ema), use_buffers=True) \
             if config.train.ema > 0 else None
         self.amp_dtype = None
         if config.train.amp and self.device.type == "cuda":

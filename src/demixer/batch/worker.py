@@ -1,0 +1,52 @@
+"""What a batch worker does: keep one Separator (model loaded once), separate item after item."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+_SEPARATOR = None
+
+
+def init_worker(options: dict[str, Any], threads: int) -> None:
+    """Load the model once per worker process (or Ray actor)."""
+    global _SEPARATOR
+    import torch
+
+    from ..options import SeparationOptions
+    from ..separation import Separator
+
+    torch.set_num_threads(max(1, threads))
+    _SEPARATOR = Separator(options=SeparationOptions.from_mapping({**options, "overwrite": True}))
+
+
+def process_one(path: str, outputs: dict[str, str]) -> dict[str, Any]:
+    """Separate one input into its planned outputs; a failure is a record, never an exception."""
+    from ..errors import DemixerError
+
+    assert _SEPARATOR is not None, "init_worker() first"
+    start = time.perf_counter()
+    record: dict[str, Any] = {"input": path, "outputs": outputs, "model": _SEPARATOR.model_name,
+                              "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    try:
+        result = _SEPARATOR.separate_to_files(path, {k: Path(v) for k, v in outputs.items()})
+        record.update(status="ok", duration=round(result.duration, 4), seconds=round(result.seconds, 3),
+                      rtf=round(result.rtf, 4), quality=result.quality, error=None)
+    except DemixerError as exc:
+        record.update(status="failed", error=str(exc), seconds=round(time.perf_counter() - start, 3))
+    except Exception as exc:  # a bug or a broken file must not stop the batch; the record says what happened
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - start, 3))
+    return record
+
+
+class Worker:
+    """The same worker as a class, for engines that keep state in an object (Ray actors)."""
+
+    def __init__(self, options: dict[str, Any], threads: int) -> None:
+        init_worker(options, threads)
+
+    def process(self, path: str, outputs: dict[str, str]) -> dict[str, Any]:
+        return process_one(path, outputs)

@@ -39,3 +39,24 @@ def tone(seconds: float = 1.0, sr: int = 44100, channels: int = 2, freq: float =
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def write_stem_mp4(path: Path, stems: dict[str, np.ndarray], sr: int) -> Path:
+    """A MUSDB18-style ``.stem.mp4``: AAC streams mixture (the sum), drums, bass, other, vocals. Stems ``[C, T]``."""
+    import soundfile as sf
+
+    tmp = path.parent / f".{path.name}.parts"
+    tmp.mkdir(parents=True, exist_ok=True)
+    order = ("drums", "bass", "other", "vocals")
+    signals = [sum(stems[s] for s in order)] + [stems[s] for s in order]
+    wavs = []
+    for i, x in enumerate(signals):
+        wavs.append(tmp / f"{i}.wav")
+        sf.write(wavs[-1], np.asarray(x, np.float32).T, sr, subtype="FLOAT")
+    cmd = ["ffmpeg", "-v", "error", "-y"] + sum((["-i", str(w)] for w in wavs), []) + \
+        sum((["-map", f"{i}:a"] for i in range(5)), []) + ["-c:a", "aac", "-b:a", "256k", str(path)]
+    subprocess.run(cmd, check=True)
+    for w in wavs:
+        w.unlink()
+    tmp.rmdir()
+    return path

@@ -123,13 +123,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def ray_cluster(tmp_path):
-    """`ray start --head` on loopback, as a separate cluster the batch connects to."""
+def ray_cluster(tmp_path, monkeypatch):
+    """`ray start --head` on this machine, as a separate cluster the batch connects to, with Ray's
+    token authentication (the token is given to the head and to the batch through the environment)."""
     pytest.importorskip("ray")
     ray_bin = Path(sys.executable).parent / "ray"
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", os.urandom(16).hex())
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    env = dict(os.environ)
+    subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2",
                     "--include-dashboard=false", "--object-store-memory=150000000", "--disable-usage-stats"],
                    check=True, capture_output=True, env=env, timeout=180)
     try:

@@ -17,7 +17,7 @@ from demixer.evaluation.datasets import load_dataset
 from demixer.evaluation.quality import quality_signals
 from demixer.transforms import STFT
 
-from .conftest import ROOT, run_cli, shared
+from .conftest import ROOT, run_cli, shared, write_stem_mp4
 
 museval = pytest.importorskip("museval")
 VALID = "music/valid"
@@ -230,3 +230,17 @@ def test_inspect_and_separate_report(tmp_path):
     assert r.returncode == 0 and (tmp_path / "one.png").exists()
     r = run_cli("inspect", tmp_path / "nope")
     assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_evaluate_musdb_stem_mp4(tmp_path, valid_track):
+    """MUSDB18 .stem.mp4 input: the stems come from the file's streams, the mixture from stream 0."""
+    mix, ref, names, sr = valid_track
+    write_stem_mp4(tmp_path / "db" / "excerpt.stem.mp4", dict(zip(names, ref)), sr)
+    r = run_cli("evaluate", "-n", "oracle-irm", tmp_path / "db", "-o", tmp_path / "e", "--no-progress", "--no-html", "--no-quality")
+    assert r.returncode == 0, r.stderr
+    rows = {(line.split()[0], line.split()[1]): float(line.split()[2]) for line in r.stdout.splitlines()
+            if line.startswith(("oracle-irm", "mixture"))}
+    for stem in names:
+        assert rows[("oracle-irm", stem)] > rows[("mixture", stem)] + 8, (stem, rows)
+    r = run_cli("separate", "-n", "oracle-irm", tmp_path / "db" / "excerpt.stem.mp4", "-o", tmp_path / "s")
+    assert r.returncode == 1 and "demixer evaluate -n oracle-irm" in r.stderr

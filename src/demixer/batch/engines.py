@@ -52,7 +52,8 @@ def run_ray(items: list[Item], options: dict[str, Any], workers: int, address: s
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                  logging_level="ERROR")
     except Exception as exc:  # connection refused, version mismatch, ...
-        raise DemixerError(f"cannot connect to the Ray cluster at {address or 'a new local cluster'}: {exc}") from None
+        raise DemixerError(f"cannot connect to the Ray cluster at {address or 'a new local cluster'}: {exc} "
+                           "(a cluster with token authentication needs RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN)") from None
     try:
         resources = ray.cluster_resources()
         gpus = resources.get("GPU", 0.0)

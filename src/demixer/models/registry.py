@@ -91,6 +91,9 @@ def load_model(name_or_path: str | os.PathLike[str]) -> SeparationModel:
     path = Path(key).expanduser()
     if path.is_file():
         return load_checkpoint(path)
+    if key.startswith("oracle-"):
+        raise ModelNotFoundError(f"{key} computes its estimates from the true sources: it runs where references exist, "
+                                 f"e.g. `demixer evaluate -n {key} DATASET`")
     known = ", ".join(e.name for e in _entries())
     raise ModelNotFoundError(f"unknown model {key!r}: not a registered name ({known}) nor an existing checkpoint file")
 

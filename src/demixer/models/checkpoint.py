@@ -26,10 +26,16 @@ FORMAT = "demixer.checkpoint/1"
 
 def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
     """Architecture name -> (model class, config dataclass). Imported lazily to keep start-up light."""
+    from .roformer import BSRoformer, MelRoformer, RoformerConfig
     from .tiny import TinyMaskConfig, TinyMaskModel
     from .unet import UNet, UNetConfig
 
-    return {"tiny_mask": (TinyMaskModel, TinyMaskConfig), "unet": (UNet, UNetConfig)}
+    return {
+        "tiny_mask": (TinyMaskModel, TinyMaskConfig),
+        "unet": (UNet, UNetConfig),
+        "bs_roformer": (BSRoformer, RoformerConfig),
+        "mel_roformer": (MelRoformer, RoformerConfig),
+    }
 
 
 def architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
@@ -78,7 +84,7 @@ def save_checkpoint(model: SeparationModel, path: str | os.PathLike[str], extra:
         "torch_version": torch.__version__,
         "extra": json.dumps(extra or {}),
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}  # clone: shared buffers (rotary) saved apart
     tmp = path.with_name(f".{path.name}.part")
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(tmp), metadata=meta)

@@ -15,6 +15,7 @@ class STFT(nn.Module):
     Args:
         n_fft: FFT size (``n_fft // 2 + 1`` frequency bins).
         hop_length: frame step in samples; defaults to ``n_fft // 4``.
+        pad_mode: how frames are centred at the edges, ``constant`` (zeros) or ``reflect``.
 
     Shape:
         - ``forward``: ``[..., T]`` -> complex ``[..., F, N]`` with ``N = T // hop + 1``.
@@ -27,8 +28,10 @@ class STFT(nn.Module):
         True
     """
 
-    def __init__(self, n_fft: int = 2048, hop_length: int | None = None) -> None:
+    def __init__(self, n_fft: int = 2048, hop_length: int | None = None, pad_mode: str = "constant") -> None:
         super().__init__()
+        assert pad_mode in ("constant", "reflect"), f"pad_mode is 'constant' or 'reflect', got {pad_mode!r}"
+        self.pad_mode = pad_mode
         assert n_fft >= 2 and n_fft % 2 == 0, f"n_fft must be an even number >= 2, got {n_fft}"
         self.n_fft = n_fft
         self.hop_length = hop_length or n_fft // 4
@@ -44,9 +47,12 @@ class STFT(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
+        # reflection (torch.stft's default, which some published models were trained with) needs
+        # more samples than half a frame; shorter inputs are zero-padded instead
+        mode = self.pad_mode if shape[-1] > self.n_fft // 2 else "constant"
         spec = torch.stft(
             x.reshape(-1, shape[-1]), self.n_fft, self.hop_length, window=self.window.to(x.dtype),
-            center=True, pad_mode="constant", return_complex=True,
+            center=True, pad_mode=mode, return_complex=True,
         )
         return spec.reshape(*shape[:-1], *spec.shape[-2:])
 

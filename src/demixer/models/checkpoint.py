@@ -26,6 +26,7 @@ FORMAT = "demixer.checkpoint/1"
 
 def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
     """Architecture name -> (model class, config dataclass). Imported lazily to keep start-up light."""
+    from .denoiser import Denoiser, DenoiserConfig
     from .roformer import BSRoformer, MelRoformer, RoformerConfig
     from .tiny import TinyMaskConfig, TinyMaskModel
     from .unet import UNet, UNetConfig
@@ -35,6 +36,7 @@ def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
         "unet": (UNet, UNetConfig),
         "bs_roformer": (BSRoformer, RoformerConfig),
         "mel_roformer": (MelRoformer, RoformerConfig),
+        "denoiser": (Denoiser, DenoiserConfig),
     }
 
 

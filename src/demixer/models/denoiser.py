@@ -1,0 +1,190 @@
+"""A causal, streaming speech denoiser in the spirit of RNNoise and DeepFilterNet.
+
+Each 10 ms hop, a 20 ms frame is analysed; log energies in ERB-spaced bands feed a small GRU
+that predicts one gain per band (interpolated to the bins) and, for the lowest bins where the
+harmonics of speech live, one fine gain per bin. The gains scale the noisy spectrum, which is
+resynthesised by overlap-add. Nothing looks ahead, so the algorithmic latency is the window
+minus one hop (10 ms) at any sample rate.
+
+The same weights run offline (:meth:`forward`, whole signals, as the separation engine wants)
+and frame by frame (:class:`StreamingDenoiser`, ``process(block) -> block``) with equal output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import SeparationModel
+
+
+@dataclass
+class DenoiserConfig:
+    """Settings of :class:`Denoiser`.
+
+    Attributes:
+        sample_rate: 16000 or 48000 (any rate works; frames are 20 ms, hops 10 ms).
+        bands: ERB-spaced bands of the band gains.
+        fine_bins: lowest bins that also get a gain of their own.
+        hidden: GRU width; layers: GRU layers.
+        min_gain_db: floor of the gains (limits musical noise); ``--atten-lim`` can raise it further.
+    """
+
+    sources: tuple[str, ...] = ("speech", "noise")
+    sample_rate: int = 16000
+    audio_channels: int = 1
+    bands: int = 32
+    fine_bins: int = 64
+    hidden: int = 128
+    layers: int = 2
+    min_gain_db: float = -40.0
+    frame_ms: float = 20.0
+    hop_ms: float = 10.0
+
+
+def erb_band_matrix(sample_rate: int, n_fft: int, bands: int) -> np.ndarray:
+    """Triangular filters on the ERB-rate scale that sum to one in every bin. Shape: ``[bands, n_fft // 2 + 1]``."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    erb = lambda f: 21.4 * np.log10(1 + 0.00437 * f)  # noqa: E731  (Glasberg & Moore 1990)
+    centres_erb = np.linspace(erb(0), erb(sample_rate / 2), bands)
+    pos = np.interp(erb(freqs), centres_erb, np.arange(bands))  # fractional band index of each bin
+    lo = np.floor(pos).astype(int).clip(0, bands - 1)
+    hi = (lo + 1).clip(0, bands - 1)
+    frac = pos - lo
+    m = np.zeros((bands, len(freqs)))
+    m[lo, np.arange(len(freqs))] += 1 - frac
+    m[hi, np.arange(len(freqs))] += frac
+    return m
+
+
+class Denoiser(SeparationModel):
+    """Causal GRU gain estimator on ERB bands plus fine low-bin gains.
+
+    Shape:
+        ``forward``: ``[B, 1, T]`` -> ``[B, 2, 1, T]`` (speech, noise = mixture - speech).
+    """
+
+    def __init__(self, config: DenoiserConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or DenoiserConfig()
+        self.config = cfg
+        self.sources = tuple(cfg.sources)
+        self.sample_rate = cfg.sample_rate
+        self.audio_channels = 1
+        self.hop = int(round(cfg.sample_rate * cfg.hop_ms / 1000))
+        self.win = int(round(cfg.sample_rate * cfg.frame_ms / 1000))
+        assert self.win % self.hop == 0 and self.win >= self.hop, "the frame must be a whole number of hops"
+        self.n_fft = self.win
+        self.time_quantum = self.hop
+        self.default_segment = 30.0
+        bins = self.n_fft // 2 + 1
+        self.fine = min(cfg.fine_bins, bins)
+        self.register_buffer("window", torch.sqrt(torch.hann_window(self.win, periodic=True)), persistent=False)
+        self.register_buffer("bands", torch.from_numpy(erb_band_matrix(cfg.sample_rate, self.n_fft, cfg.bands)).float(),
+                             persistent=False)
+        features = cfg.bands + self.fine
+        self.input_norm = nn.LayerNorm(features)
+        self.gru = nn.GRU(features, cfg.hidden, num_layers=cfg.layers, batch_first=True)
+        self.to_band_gains = nn.Linear(cfg.hidden, cfg.bands)
+        self.to_fine_gains = nn.Linear(cfg.hidden, self.fine)
+
+    @property
+    def latency(self) -> int:
+        """Algorithmic latency in samples: the frame minus one hop."""
+        return self.win - self.hop
+
+    # -- frames -----------------------------------------------------------------------------
+    def _frames(self, x: Tensor) -> Tensor:
+        """Causal framing: frame k covers samples ``[k·hop - win + hop, k·hop + hop)``; trailing frames
+        run past the end (zeros) so the last samples get all their overlapping frames. ``[B, T] -> [B, K, win]``."""
+        padded = F.pad(x, (self.win - self.hop, (-x.shape[-1]) % self.hop + self.win - self.hop))
+        return padded.unfold(-1, self.win, self.hop)
+
+    def _gains(self, spec: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Gains from the spectra of some frames. ``spec [B, K, F]`` complex -> ``(gains [B, K, F], state)``."""
+        power = spec.real ** 2 + spec.imag ** 2
+        band_db = 10 * torch.log10(power @ self.bands.T + 1e-10)
+        fine_db = 10 * torch.log10(power[..., : self.fine] + 1e-10)
+        h, state = self.gru(self.input_norm(torch.cat([band_db, fine_db], dim=-1)), state)
+        floor = 10 ** (self.config.min_gain_db / 20)
+        band = floor + (1 - floor) * torch.sigmoid(self.to_band_gains(h))
+        gains = band @ self.bands
+        fine = floor + (1 - floor) * torch.sigmoid(self.to_fine_gains(h))
+        gains = torch.cat([gains[..., : self.fine] * fine, gains[..., self.fine:]], dim=-1)
+        return gains, state
+
+    def _analyse(self, frames: Tensor) -> Tensor:
+        return torch.fft.rfft(frames * self.window, n=self.n_fft)
+
+    def _synthesise(self, spec: Tensor) -> Tensor:
+        return torch.fft.irfft(spec, n=self.n_fft)[..., : self.win] * self.window
+
+    def _norm(self) -> float:
+        """Overlap-add scale of the sqrt-Hann analysis/synthesis pair."""
+        return float((self.window ** 2).sum() / self.hop)
+
+    def forward(self, mix: Tensor) -> Tensor:
+        b, _, length = mix.shape
+        x = mix[:, 0]
+        spec = self._analyse(self._frames(x))  # [B, K, F]
+        gains, _ = self._gains(spec)
+        out_frames = self._synthesise(spec * gains) / self._norm()  # [B, K, win]
+        k = out_frames.shape[1]
+        total = (k - 1) * self.hop + self.win
+        speech = F.fold(out_frames.transpose(1, 2), output_size=(1, total), kernel_size=(1, self.win),
+                        stride=(1, self.hop))[:, 0, 0]
+        # frame k's samples start at k·hop - (win - hop): drop the lead so output aligns with input
+        speech = speech[:, self.win - self.hop: self.win - self.hop + length]
+        speech = F.pad(speech, (0, length - speech.shape[-1]))
+        speech = speech[:, None]
+        return torch.stack([speech, mix - speech], dim=1)
+
+
+class StreamingDenoiser:
+    """Frame-by-frame use of a :class:`Denoiser`: feed blocks of any size, get the denoised
+    signal back delayed by ``model.latency`` samples (the first ones are zeros).
+
+    Examples:
+        >>> stream = StreamingDenoiser(Denoiser().eval())
+        >>> out = [stream.process(block) for block in np.split(np.zeros(16000, np.float32), 10)]
+    """
+
+    def __init__(self, model: Denoiser) -> None:
+        self.model = model.eval()
+        self.state: Tensor | None = None
+        self.buffer = np.zeros(model.win - model.hop, np.float32)  # the last win - hop input samples
+        self.pending = np.zeros(0, np.float32)
+        self.tail = np.zeros(model.win - model.hop, np.float32)  # overlap-add carry
+        self.norm = model._norm()
+
+    @torch.no_grad()
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Denoise the next samples. Shape: ``[n]`` -> ``[m]`` (m: whole hops available so far)."""
+        m = self.model
+        self.pending = np.concatenate([self.pending, np.asarray(block, np.float32).reshape(-1)])
+        hops = len(self.pending) // m.hop
+        if hops == 0:
+            return np.zeros(0, np.float32)
+        data = np.concatenate([self.buffer, self.pending[: hops * m.hop]])
+        self.pending = self.pending[hops * m.hop:]
+        frames = torch.from_numpy(data).unfold(0, m.win, m.hop)[None]  # [1, hops, win]
+        spec = m._analyse(frames)
+        gains, self.state = m._gains(spec, self.state)
+        out_frames = (m._synthesise(spec * gains) / self.norm)[0].numpy()
+        out = np.zeros(hops * m.hop + m.win - m.hop, np.float32)
+        out[: len(self.tail)] += self.tail
+        for k in range(hops):
+            out[k * m.hop: k * m.hop + m.win] += out_frames[k]
+        self.tail = out[hops * m.hop:].copy()
+        self.buffer = data[len(data) - (m.win - m.hop):]
+        return out[: hops * m.hop]
+
+    def flush(self) -> np.ndarray:
+        """The samples still held back (``latency`` of them), after padding the input with zeros."""
+        m = self.model
+        rest = (-len(self.pending)) % m.hop + (m.win - m.hop)
+        return self.process(np.zeros(rest, np.float32))

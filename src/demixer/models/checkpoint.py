@@ -26,6 +26,7 @@ FORMAT = "demixer.checkpoint/1"
 
 def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
     """Architecture name -> (model class, config dataclass). Imported lazily to keep start-up light."""
+    from .convtasnet import ConvTasNet, ConvTasNetConfig
     from .denoiser import Denoiser, DenoiserConfig
     from .roformer import BSRoformer, MelRoformer, RoformerConfig
     from .tiny import TinyMaskConfig, TinyMaskModel
@@ -37,6 +38,7 @@ def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
         "bs_roformer": (BSRoformer, RoformerConfig),
         "mel_roformer": (MelRoformer, RoformerConfig),
         "denoiser": (Denoiser, DenoiserConfig),
+        "convtasnet": (ConvTasNet, ConvTasNetConfig),
     }
 
 

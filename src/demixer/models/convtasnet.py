@@ -1,0 +1,138 @@
+"""Conv-TasNet (Luo & Mesgarani 2019): a learned encoder, a temporal convolutional network that
+predicts one mask per speaker, and a learned decoder. Trained with permutation-invariant losses.
+
+How many speakers come out: the model has ``max_speakers`` outputs; trained on mixtures of fewer
+speakers with silent extra targets, it leaves the outputs it does not need near silence.
+:func:`active_speakers` applies the rule: an output counts as a speaker when its level is within
+``threshold_db`` (default 30 dB) of the loudest output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import SeparationModel
+
+
+@dataclass
+class ConvTasNetConfig:
+    """Settings of :class:`ConvTasNet` (names as in the paper: N, L, B, H, P, X, R).
+
+    Attributes:
+        sources: one name per output (``speaker1``, ``speaker2``, ...).
+        filters (N), kernel (L): encoder basis size and length (stride ``kernel // 2``).
+        bottleneck (B), hidden (H), conv_kernel (P): TCN block sizes.
+        blocks (X), repeats (R): dilations 1..2^(X-1), repeated R times.
+        causal: causal convolutions and cumulative layer norm (for streaming).
+    """
+
+    sources: tuple[str, ...] = ("speaker1", "speaker2")
+    sample_rate: int = 8000
+    audio_channels: int = 1
+    filters: int = 256
+    kernel: int = 16
+    bottleneck: int = 128
+    hidden: int = 256
+    conv_kernel: int = 3
+    blocks: int = 6
+    repeats: int = 2
+    causal: bool = False
+
+
+class _GlobalLayerNorm(nn.Module):
+    """gLN: normalise over channels and time. ``[B, C, T]``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(1, channels, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(dim=(1, 2), keepdim=True)
+        var = (x - mean).pow(2).mean(dim=(1, 2), keepdim=True)
+        return self.gamma * (x - mean) / torch.sqrt(var + 1e-8) + self.beta
+
+
+class _ChannelNorm(nn.Module):
+    """cLN: normalise over channels only (causal). ``[B, C, T]``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class _TCNBlock(nn.Module):
+    def __init__(self, cfg: ConvTasNetConfig, dilation: int) -> None:
+        super().__init__()
+        norm = _ChannelNorm if cfg.causal else _GlobalLayerNorm
+        self.causal = cfg.causal
+        self.pad = (cfg.conv_kernel - 1) * dilation
+        self.inp = nn.Conv1d(cfg.bottleneck, cfg.hidden, 1)
+        self.act1, self.norm1 = nn.PReLU(), norm(cfg.hidden)
+        self.depthwise = nn.Conv1d(cfg.hidden, cfg.hidden, cfg.conv_kernel, dilation=dilation, groups=cfg.hidden)
+        self.act2, self.norm2 = nn.PReLU(), norm(cfg.hidden)
+        self.res = nn.Conv1d(cfg.hidden, cfg.bottleneck, 1)
+        self.skip = nn.Conv1d(cfg.hidden, cfg.bottleneck, 1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        y = self.norm1(self.act1(self.inp(x)))
+        y = F.pad(y, (self.pad, 0) if self.causal else (self.pad // 2, self.pad - self.pad // 2))
+        y = self.norm2(self.act2(self.depthwise(y)))
+        return x + self.res(y), self.skip(y)
+
+
+class ConvTasNet(SeparationModel):
+    """Masked learned-encoder speaker separation.
+
+    Shape:
+        ``forward``: ``[B, 1, T]`` -> ``[B, S, 1, T]``.
+    """
+
+    def __init__(self, config: ConvTasNetConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or ConvTasNetConfig()
+        assert cfg.audio_channels == 1, "Conv-TasNet here is single-channel (the engine splits multichannel input)"
+        assert cfg.kernel % 2 == 0, "kernel must be even (stride = kernel // 2)"
+        self.config = cfg
+        self.sources = tuple(cfg.sources)
+        self.sample_rate = cfg.sample_rate
+        self.audio_channels = 1
+        self.stride = cfg.kernel // 2
+        self.time_quantum = self.stride
+        self.default_segment = 8.0
+        self.encoder = nn.Conv1d(1, cfg.filters, cfg.kernel, stride=self.stride, bias=False)
+        self.norm = _ChannelNorm(cfg.filters) if cfg.causal else _GlobalLayerNorm(cfg.filters)
+        self.bottleneck = nn.Conv1d(cfg.filters, cfg.bottleneck, 1)
+        self.tcn = nn.ModuleList(_TCNBlock(cfg, 2 ** x) for _ in range(cfg.repeats) for x in range(cfg.blocks))
+        self.mask = nn.Sequential(nn.PReLU(), nn.Conv1d(cfg.bottleneck, len(self.sources) * cfg.filters, 1))
+        self.decoder = nn.ConvTranspose1d(cfg.filters, 1, cfg.kernel, stride=self.stride, bias=False)
+
+    def forward(self, mix: Tensor) -> Tensor:
+        b, _, length = mix.shape
+        pad = (-length) % self.stride + self.stride
+        x = F.pad(mix, (self.stride, pad))
+        w = F.relu(self.encoder(x))  # [B, N, K]
+        y = self.bottleneck(self.norm(w))
+        skips = 0
+        for block in self.tcn:
+            y, s = block(y)
+            skips = skips + s
+        masks = torch.sigmoid(self.mask(skips)).reshape(b, len(self.sources), -1, w.shape[-1])
+        est = self.decoder((masks * w[:, None]).reshape(b * len(self.sources), -1, w.shape[-1]))
+        est = est[..., self.stride: self.stride + length]
+        return est.reshape(b, len(self.sources), 1, length)
+
+
+def active_speakers(stems: dict[str, np.ndarray] | dict[str, Tensor], threshold_db: float = 30.0) -> list[str]:
+    """The outputs that carry a speaker: level within ``threshold_db`` of the loudest output."""
+    levels = {k: 10 * np.log10(float(np.mean(np.square(np.asarray(v, dtype=np.float64)))) + 1e-12) for k, v in stems.items()}
+    top = max(levels.values())
+    return [k for k, v in levels.items() if v >= top - threshold_db]

@@ -1,0 +1,55 @@
+"""Conv-TasNet speaker separation: shapes, gradients, PIT training through the trainer, the speaker-count rule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from demixer.models.checkpoint import build_model
+from demixer.models.convtasnet import ConvTasNet, ConvTasNetConfig, active_speakers
+from demixer.training import load_config, train
+
+from .conftest import shared
+
+TINY = {"filters": 32, "kernel": 16, "bottleneck": 16, "hidden": 32, "blocks": 2, "repeats": 1}
+
+
+def test_shapes_gradients_and_causal_mode():
+    for causal in (False, True):
+        m = ConvTasNet(ConvTasNetConfig(sources=("speaker1", "speaker2", "speaker3"), causal=causal, **TINY))
+        x = torch.randn(2, 1, 4001, requires_grad=True)
+        y = m(x)
+        assert y.shape == (2, 3, 1, 4001)
+        y.pow(2).mean().backward()
+        last = f"tcn.{len(m.tcn) - 1}.res."  # the last block's residual output feeds nothing (as in the paper)
+        assert all(p.grad is not None for n, p in m.named_parameters() if not n.startswith(last))
+    m = ConvTasNet(ConvTasNetConfig(causal=True, **TINY)).eval()
+    x = torch.randn(1, 1, 4000)
+    with torch.no_grad():
+        full, head = m(x), m(x[..., :2000])
+    assert torch.allclose(full[..., :1900], head[..., :1900], atol=1e-5), "causal: the past does not depend on the future"
+
+
+def test_trains_with_pit_on_speaker_mixtures(tmp_path):
+    roots = [str(p) for p in sorted(shared("speech").iterdir())]
+    cfg = load_config(data={
+        "model": {"architecture": "convtasnet", "config": {"sources": ["speaker1", "speaker2"], **TINY}},
+        "data": {"kind": "speakers", "train": roots[:4], "valid": roots[4:], "segment": 1.0, "items_per_epoch": 4,
+                 "valid_items": 2, "batch_size": 2},
+        "loss": {"terms": {"si_sdr": 1.0}, "pit": True},
+        "schedule": {"epochs": 1},
+        "train": {"out": str(tmp_path / "ctn"), "progress": False, "tensorboard": False},
+    })
+    r = train(cfg)
+    assert r.finished and math.isfinite(r.valid["si_sdr"])
+    assert build_model("convtasnet", {"sources": ["a", "b"], **TINY}).sources == ("a", "b")
+
+
+def test_active_speaker_rule():
+    rng = np.random.default_rng(0)
+    stems = {"speaker1": rng.standard_normal(8000) * 0.1, "speaker2": rng.standard_normal(8000) * 0.05,
+             "speaker3": rng.standard_normal(8000) * 1e-4}
+    assert active_speakers(stems) == ["speaker1", "speaker2"]
+    assert active_speakers(stems, threshold_db=80) == ["speaker1", "speaker2", "speaker3"]

@@ -130,11 +130,26 @@ class _AxialRoformer(SeparationModel):
         hidden = cfg.mask_estimator_depth + self.mask_hidden_offset
         self.mask_estimators = nn.ModuleList(MaskEstimator(cfg.dim, widths_c, hidden) for _ in self.sources)
 
+    attention_budget = 256 * 2 ** 20  # bytes of attention weights held at once at inference
+
+    def _sequences(self, transformer: nn.Module, x: Tensor) -> Tensor:
+        """Run a transformer over every sequence of ``x [..., n, d]``; at inference in groups small
+        enough that attention and feed-forward activations stay within :attr:`attention_budget`
+        (same result, bounded memory on long chunks)."""
+        flat = x.reshape(-1, *x.shape[-2:])
+        n = flat.shape[1]
+        # attention weights plus the feed-forward activations (4 x dim wide, a few copies) per sequence
+        per_sequence = (self.config.heads * n * n + 12 * self.config.dim * n) * flat.element_size()
+        group = flat.shape[0] if self.training else max(1, self.attention_budget // per_sequence)
+        if group >= flat.shape[0]:
+            return transformer(flat).reshape(x.shape)
+        return torch.cat([transformer(part) for part in flat.split(group)]).reshape(x.shape)
+
     def _gather(self, spec: Tensor) -> Tensor:
         """The bins the bands read, in band order: ``[b, (f s), t, c] -> [b, F', t, c]``."""
         return spec
 
-    def _apply(self, spec: Tensor, masks: Tensor) -> Tensor:
+    def _apply_masks(self, spec: Tensor, masks: Tensor) -> Tensor:
         """Complex masks onto the mixture: ``spec [b, 1, (f s), t]``, ``masks [b, n, F', t]`` -> ``[b, n, (f s), t]``."""
         return spec * masks
 
@@ -146,15 +161,15 @@ class _AxialRoformer(SeparationModel):
         x = self.band_split(x)  # [b, t, k, d]
         for time_transformer, freq_transformer in self.layers:
             x = rearrange(x, "b t k d -> b k t d")
-            x = time_transformer(x.reshape(-1, *x.shape[-2:])).reshape(x.shape)
+            x = self._sequences(time_transformer, x)
             x = rearrange(x, "b k t d -> b t k d")
-            x = freq_transformer(x.reshape(-1, *x.shape[-2:])).reshape(x.shape)
+            x = self._sequences(freq_transformer, x)
         if not self.norm_each_transformer:
             x = self.final_norm(x)
         masks = torch.stack([estimate(x) for estimate in self.mask_estimators], dim=1)  # [b, n, t, (F' c)]
         masks = torch.view_as_complex(rearrange(masks, "b n t (f c) -> b n f t c", c=2).contiguous())
         spec = torch.view_as_complex(spec.contiguous())[:, None]  # [b, 1, (f s), t]
-        est = self._apply(spec, masks.to(spec.dtype))
+        est = self._apply_masks(spec, masks.to(spec.dtype))
         est = rearrange(est, "b n (f s) t -> b n s f t", s=s)
         return self.stft.inverse(est, length)
 
@@ -231,7 +246,7 @@ class MelRoformer(_AxialRoformer):
     def _gather(self, spec: Tensor) -> Tensor:
         return spec[:, self.freq_indices]
 
-    def _apply(self, spec: Tensor, masks: Tensor) -> Tensor:
+    def _apply_masks(self, spec: Tensor, masks: Tensor) -> Tensor:
         b, n, _, t = masks.shape
         summed = torch.zeros(b, n, spec.shape[2], t, dtype=masks.dtype, device=masks.device)
         summed.index_add_(2, self.freq_indices, masks)

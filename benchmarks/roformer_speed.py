@@ -45,7 +45,7 @@ def build(arch: str, depth: int, side: str, weights: str | None = None) -> torch
 
         kw = dict(cfg, hop_length=441, mask_estimator_depth=2)
         ours = BSRoformer(RoformerConfig(**kw, freqs_per_bands=VIPERX_BANDS)) if arch == "bs" else MelRoformer(RoformerConfig(**kw, num_bands=60))
-        ours.load_state_dict(load_file(weights))
+        ours.load_state_dict(load_file(weights), assign=True)  # no second copy of the weights
         return ours.eval()
     import bs_roformer
 
@@ -59,7 +59,7 @@ def build(arch: str, depth: int, side: str, weights: str | None = None) -> torch
         if weights:
             from safetensors.torch import load_file
 
-            ref.load_state_dict(load_file(weights))
+            ref.load_state_dict(load_file(weights), assign=True)
         return ref.eval()
     from demixer.models.roformer import BSRoformer, MelRoformer, RoformerConfig
 

@@ -130,7 +130,7 @@ class _AxialRoformer(SeparationModel):
         hidden = cfg.mask_estimator_depth + self.mask_hidden_offset
         self.mask_estimators = nn.ModuleList(MaskEstimator(cfg.dim, widths_c, hidden) for _ in self.sources)
 
-    attention_budget = 256 * 2 ** 20  # bytes of attention weights held at once at inference
+    attention_budget = 64 * 2 ** 20  # bytes of attention and feed-forward activations held at once at inference
 
     def _sequences(self, transformer: nn.Module, x: Tensor) -> Tensor:
         """Run a transformer over every sequence of ``x [..., n, d]``; at inference in groups small

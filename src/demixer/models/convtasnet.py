@@ -107,7 +107,7 @@ class ConvTasNet(SeparationModel):
         self.audio_channels = 1
         self.stride = cfg.kernel // 2
         self.time_quantum = self.stride
-        self.default_segment = 8.0
+        self.default_segment = 20.0  # long chunks: less overlap to recompute (memory is small at 8 kHz)
         self.encoder = nn.Conv1d(1, cfg.filters, cfg.kernel, stride=self.stride, bias=False)
         self.norm = _ChannelNorm(cfg.filters) if cfg.causal else _GlobalLayerNorm(cfg.filters)
         self.bottleneck = nn.Conv1d(cfg.filters, cfg.bottleneck, 1)

@@ -1,0 +1,89 @@
+"""RTF and peak RSS of every model on this CPU: each model in a fresh process, separating
+`--seconds` of noise at its own rate and channel count through the engine (`Separator`).
+
+    python benchmarks/models_speed.py [--seconds 30 --threads 2]
+
+Architectures run at their default configs with random weights (speed does not depend on the
+weights); the RoFormers at the published viperx-317 / Kim configs but `--roformer-depth` layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+MODELS = {
+    "hpss": None, "repet-sim": None, "center": None, "spectral-gate": None,
+    "unet": ("unet", {}),
+    "denoiser-16k": ("denoiser", {"sample_rate": 16000}),
+    "denoiser-48k": ("denoiser", {"sample_rate": 48000}),
+    "convtasnet-8k": ("convtasnet", {}),
+    "bs_roformer": ("bs_roformer", {"dim": 512, "heads": 8, "dim_head": 64, "hop_length": 441, "mask_estimator_depth": 2}),
+    "mel_roformer": ("mel_roformer", {"dim": 384, "heads": 8, "dim_head": 64, "hop_length": 441, "mask_estimator_depth": 2}),
+}
+
+
+def peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one(name: str, seconds: float, threads: int, roformer_depth: int) -> dict:
+    import numpy as np
+    import torch
+
+    from demixer.models.checkpoint import build_model
+    from demixer.models.registry import load_model
+    from demixer.separation import Separator
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    spec = MODELS[name]
+    if spec is None:
+        model = load_model(name)
+    else:
+        arch, cfg = spec
+        if arch.endswith("roformer"):
+            cfg = {**cfg, "depth": roformer_depth}
+        model = build_model(arch, cfg).eval()
+    channels = model.audio_channels or 2
+    audio = (0.1 * np.random.default_rng(0).standard_normal((channels, int(seconds * model.sample_rate)))).astype(np.float32)
+    sep = Separator(model=model)
+    start = time.perf_counter()
+    sep.separate_tensor(audio, model.sample_rate)
+    wall = time.perf_counter() - start
+    params = sum(p.numel() for p in model.parameters())
+    return {"model": name, "rate": model.sample_rate, "params_m": round(params / 1e6, 2), "rtf": round(wall / seconds, 4),
+            "peak_mb": round(peak_mb())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--roformer-depth", type=int, default=1)
+    ap.add_argument("--only")
+    args = ap.parse_args()
+    if args.only:
+        print(json.dumps(one(args.only, args.seconds, args.threads, args.roformer_depth)))
+        return
+    print(f"{args.seconds:.0f} s of audio per model, {args.threads} threads, RoFormers at depth {args.roformer_depth}")
+    print(f"{'model':<16} {'rate':>6} {'params':>8} {'RTF':>8} {'peak RSS':>9}")
+    for name in MODELS:
+        cmd = [sys.executable, __file__, "--only", name, "--seconds", str(args.seconds), "--threads", str(args.threads),
+               "--roformer-depth", str(args.roformer_depth)]
+        r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        print(f"{r['model']:<16} {r['rate']:>6} {r['params_m']:>7}M {r['rtf']:>8.4f} {r['peak_mb']:>7} MB")
+
+
+if __name__ == "__main__":
+    main()

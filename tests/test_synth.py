@@ -71,11 +71,12 @@ def test_speech_synth_voices_and_layouts(tmp_path):
 
 
 def test_noise_synth_and_colours(tmp_path):
-    r = run_cli("data", "synth", "noise", "--out", tmp_path / "noise", "--minutes", "0.5", "--seed", "2",
-                "--noise", shared("noise"), "--no-progress")
+    r = run_cli("data", "synth", "noise", "--out", tmp_path / "noise", "--minutes", "2", "--seed", "2",
+                "--noise", shared("noise"), "--speech", shared("speech/cmu_arctic"), "--no-progress")
     assert r.returncode == 0, r.stderr
     kinds = [json.loads(p.read_text())["kind"] for p in sorted((tmp_path / "noise").glob("*/info.json"))]
-    assert len(kinds) == 3 and all(k.startswith(("colour:", "real:")) for k in kinds)
+    assert len(kinds) == 12 and all(k.startswith(("colour:", "real:", "babble")) for k in kinds)
+    assert {k.split(":")[0].split("+")[0] for k in kinds} == {"colour", "real", "babble"}, kinds
     ds = NoiseMixDataset([shared("speech/cmu_arctic")], [tmp_path / "noise"], segment=1.0, items=2)
     assert ds[0][1].shape == (2, 1, 16000)
     rng = np.random.default_rng(0)

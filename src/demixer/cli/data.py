@@ -21,7 +21,7 @@ def run_synth(args: argparse.Namespace) -> int:
     elif args.kind == "speech":
         kwargs["speech"] = args.speech or None
     else:
-        kwargs["noise"] = args.noise or None
+        kwargs.update(noise=args.noise or None, speech=args.speech or None)
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sample-rate", type=int, default=None, help="output rate (music 44100, speech/noise 16000)")
     s.add_argument("--soundfont", help="General MIDI .sf2 (default: Debian's FluidR3_GM or TimGM6mb)")
     s.add_argument("--vocals", action="append", help="folder of real singing / vocal stems to use (repeatable)")
-    s.add_argument("--speech", action="append", help="folder of real utterances to include (repeatable)")
+    s.add_argument("--speech", action="append", help="folder of real utterances to include (speech) or to make babble from (noise)")
     s.add_argument("--noise", action="append", help="folder of real noise recordings to include (repeatable)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(run=run_synth)

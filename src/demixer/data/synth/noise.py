@@ -1,5 +1,6 @@
 """``demixer data synth noise``: coloured noises (white, pink, brown, blue, violet), optionally
-modulated, plus cuts of real noise recordings (``noise=`` folders), as ``out/noise_NNNN/noise.wav``."""
+modulated, cuts of real noise recordings (``noise=`` folders) and babble (4-8 talkers summed, from
+``speech=`` folders), as ``out/noise_NNNN/noise.wav``."""
 
 from __future__ import annotations
 
@@ -13,14 +14,24 @@ from ..clips import ClipBank, list_audio
 from .dsp import COLOURS, coloured_noise, to_level
 
 
+def _babble(talkers: ClipBank, n: int, rng: np.random.Generator) -> np.ndarray:
+    voices = [talkers.crop(int(rng.integers(len(talkers))), n, rng, loop=True) for _ in range(int(rng.integers(4, 9)))]
+    return sum(to_level(v, float(rng.uniform(-6, 0))) for v in voices).astype(np.float32)
+
+
 def synth_noise(out: Path, minutes: float, seed: int, *, sample_rate: int = 16000, noise: list[str] | None = None,
-                clip_seconds: float = 10.0, progress=None) -> list[Path]:
+                speech: list[str] | None = None, clip_seconds: float = 10.0, progress=None) -> list[Path]:
     bank = ClipBank(list_audio(noise, "noise"), sample_rate) if noise else None
+    talkers = ClipBank(list_audio(speech, "speech"), sample_rate) if speech else None
     n = int(clip_seconds * sample_rate)
     made, seconds, index = [], 0.0, 0
     while seconds < minutes * 60:
         rng = np.random.default_rng([seed, index])
-        if bank is not None and rng.random() < 0.5:
+        pick = rng.random()
+        if talkers is not None and pick < 0.25:
+            x = _babble(talkers, n, rng)
+            kind = "babble"
+        elif bank is not None and pick < 0.6:
             k = int(rng.integers(len(bank)))
             x = bank.crop(k, n, rng, loop=True)
             kind = f"real:{bank.files[k].name}"

@@ -36,6 +36,21 @@ def tone(seconds: float = 1.0, sr: int = 44100, channels: int = 2, freq: float =
     return (x + 0.01 * rng.standard_normal(x.shape)).astype(np.float32)
 
 
+def speaker_training_config(out: Path, architecture: str, config: dict):
+    """A one-epoch PIT training config on two-speaker mixtures of the real utterances in ../shared."""
+    from demixer.training import load_config
+
+    roots = [str(p) for p in sorted(shared("speech").iterdir())]
+    return load_config(data={
+        "model": {"architecture": architecture, "config": config},
+        "data": {"kind": "speakers", "train": roots[:4], "valid": roots[4:], "segment": 1.0, "items_per_epoch": 4,
+                 "valid_items": 2, "batch_size": 2},
+        "loss": {"terms": {"si_sdr": 1.0}, "pit": True},
+        "schedule": {"epochs": 1},
+        "train": {"out": str(out), "progress": False, "tensorboard": False},
+    })
+
+
 @pytest.fixture
 def cli():
     return run_cli

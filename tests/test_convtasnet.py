@@ -9,9 +9,9 @@ import torch
 
 from demixer.models.checkpoint import build_model
 from demixer.models.convtasnet import ConvTasNet, ConvTasNetConfig, active_speakers
-from demixer.training import load_config, train
+from demixer.training import train
 
-from .conftest import shared
+from .conftest import speaker_training_config
 
 TINY = {"filters": 32, "kernel": 16, "bottleneck": 16, "hidden": 32, "blocks": 2, "repeats": 1}
 
@@ -33,16 +33,7 @@ def test_shapes_gradients_and_causal_mode():
 
 
 def test_trains_with_pit_on_speaker_mixtures(tmp_path):
-    roots = [str(p) for p in sorted(shared("speech").iterdir())]
-    cfg = load_config(data={
-        "model": {"architecture": "convtasnet", "config": {"sources": ["speaker1", "speaker2"], **TINY}},
-        "data": {"kind": "speakers", "train": roots[:4], "valid": roots[4:], "segment": 1.0, "items_per_epoch": 4,
-                 "valid_items": 2, "batch_size": 2},
-        "loss": {"terms": {"si_sdr": 1.0}, "pit": True},
-        "schedule": {"epochs": 1},
-        "train": {"out": str(tmp_path / "ctn"), "progress": False, "tensorboard": False},
-    })
-    r = train(cfg)
+    r = train(speaker_training_config(tmp_path / "ctn", "convtasnet", {"sources": ["speaker1", "speaker2"], **TINY}))
     assert r.finished and math.isfinite(r.valid["si_sdr"])
     assert build_model("convtasnet", {"sources": ["a", "b"], **TINY}).sources == ("a", "b")
 

@@ -17,7 +17,7 @@ from demixer.training import ConfigError, TrainingLoss, load_config, pit
 from demixer.training.losses import MultiResolutionSTFT, neg_si_sdr
 from demixer.training.trainer import Trainer, train
 
-from .conftest import ROOT, run_cli, shared
+from .conftest import ROOT, run_cli, shared, speaker_training_config
 
 TINY = str(ROOT / "configs" / "tiny-test.yaml")
 QUIET = ["train.progress=false", "train.tensorboard=false"]
@@ -161,17 +161,9 @@ def test_ddp_two_processes_on_cpu(tmp_path):
 
 
 def test_speaker_separation_trains_with_pit(tmp_path):
-    roots = [str(p) for p in sorted(shared("speech").iterdir())]
-    cfg = load_config(data={
-        "model": {"architecture": "unet", "config": {"sources": ["speaker1", "speaker2"], "sample_rate": 8000,
-                                                      "audio_channels": 1, "n_fft": 256, "hop_length": 64, "max_bin": 128,
-                                                      "channels": 4, "depth": 2}},
-        "data": {"kind": "speakers", "train": roots[:4], "valid": roots[4:], "segment": 1.0, "items_per_epoch": 4,
-                 "valid_items": 2, "batch_size": 2},
-        "loss": {"terms": {"si_sdr": 1.0}, "pit": True},
-        "schedule": {"epochs": 1},
-        "train": {"out": str(tmp_path / "spk"), "progress": False, "tensorboard": False},
-    })
+    cfg = speaker_training_config(tmp_path / "spk", "unet", {
+        "sources": ["speaker1", "speaker2"], "sample_rate": 8000, "audio_channels": 1, "n_fft": 256, "hop_length": 64,
+        "max_bin": 128, "channels": 4, "depth": 2})
     r = train(cfg)
     assert r.finished and "si_sdr_speaker1" in r.valid and math.isfinite(r.valid["si_sdr"])
 

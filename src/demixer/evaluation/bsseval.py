@@ -105,21 +105,6 @@ def _lagged_correlations(u: np.ndarray, v: np.ndarray, U: torch.Tensor, V: torch
     return out
 
 
-def toeplitz_matmul(R: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """``T X`` for the symmetric block-Toeplitz ``T[i, j] = R[j - i]`` (``R[-k] = R[k]ᵀ``), by FFT.
-
-    Shape: ``R [..., L, b, b]``, ``X [..., L, b, m]`` -> ``[..., L, b, m]``.
-    """
-    L = R.shape[-3]
-    n = next_fast_len(2 * L)
-    # y[a] = sum_b R[b - a] X[b] = (g * X)[a] with g[k] = R[k]ᵀ (k >= 0), g[-k] = R[k]: a convolution
-    g = np.zeros((*R.shape[:-3], n, *R.shape[-2:]))
-    g[..., :L, :, :] = np.swapaxes(R, -1, -2)
-    g[..., n - L + 1:, :, :] = R[..., :0:-1, :, :]  # index n - k holds R[k], k = L-1 .. 1
-    y = np.fft.ifft(np.fft.fft(g, axis=-3) @ np.fft.fft(X, n=n, axis=-3), axis=-3)
-    return y[..., :L, :, :].real
-
-
 def _energies(spec: np.ndarray, n: int, sources: int) -> np.ndarray:
     """Σ x² per source and window of real signals from their rfft of size ``n`` (Parseval).
 
@@ -192,7 +177,6 @@ def bss_eval_v4(
     hop: int = 44100,
     filters_len: int = 512,
     window_batch: int = 8,
-    refine: int = 0,
 ) -> BssEvalResult:
     """BSSEval v4 images metrics, equal to ``museval.evaluate(references, estimates, win, hop)``.
 
@@ -244,10 +228,7 @@ def bss_eval_v4(
     # Time-invariant distortion filters, in one batched recursion: on all references (C), and
     # on each estimate's own reference only (Cj: the block-diagonal part of the same system).
     own = np.kron(np.eye(na), np.ones((nchan, nchan)))
-    Rs, Ds = np.stack([R, R * own]), np.stack([D, D * own])
-    X = block_levinson(Rs, Ds)
-    for _ in range(refine):  # iterative refinement: residuals by FFT products, corrections by the recursion
-        X += block_levinson(Rs, Ds - toeplitz_matmul(Rs, X))
+    X = block_levinson(np.stack([R, R * own]), np.stack([D, D * own]))
     C = X[0]  # [a, (j,cj), (e,c)]
     Cf = torch.fft.rfft(torch.from_numpy(C), n=nfft, dim=0).transpose(1, 2).contiguous()  # [F, (e,c), (j,cj)]
     Cj = np.stack([X[1][:, j * nchan:(j + 1) * nchan, j * nchan:(j + 1) * nchan] for j in range(na)], axis=1)  # [a, j, cj, c]

@@ -38,6 +38,14 @@ class SeparationModel(nn.Module):
     def forward(self, mix: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _adopt(self, config, time_quantum: int) -> None:
+        """Take the audio facts every config carries: ``sources``, ``sample_rate``, ``audio_channels``."""
+        self.config = config
+        self.sources = tuple(config.sources)
+        self.sample_rate = config.sample_rate
+        self.audio_channels = config.audio_channels
+        self.time_quantum = time_quantum
+
     def describe(self) -> dict:
         """Facts for ``demixer models list`` and the service."""
         return {

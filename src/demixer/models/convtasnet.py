@@ -101,12 +101,8 @@ class ConvTasNet(SeparationModel):
         cfg = config or ConvTasNetConfig()
         assert cfg.audio_channels == 1, "Conv-TasNet here is single-channel (the engine splits multichannel input)"
         assert cfg.kernel % 2 == 0, "kernel must be even (stride = kernel // 2)"
-        self.config = cfg
-        self.sources = tuple(cfg.sources)
-        self.sample_rate = cfg.sample_rate
-        self.audio_channels = 1
         self.stride = cfg.kernel // 2
-        self.time_quantum = self.stride
+        self._adopt(cfg, self.stride)
         self.default_segment = 20.0  # long chunks: less overlap to recompute (memory is small at 8 kHz)
         self.encoder = nn.Conv1d(1, cfg.filters, cfg.kernel, stride=self.stride, bias=False)
         self.norm = _ChannelNorm(cfg.filters) if cfg.causal else _GlobalLayerNorm(cfg.filters)

@@ -71,15 +71,12 @@ class Denoiser(SeparationModel):
     def __init__(self, config: DenoiserConfig | None = None) -> None:
         super().__init__()
         cfg = config or DenoiserConfig()
-        self.config = cfg
-        self.sources = tuple(cfg.sources)
-        self.sample_rate = cfg.sample_rate
-        self.audio_channels = 1
+        assert cfg.audio_channels == 1, "the denoiser is single-channel (the engine splits multichannel input)"
         self.hop = int(round(cfg.sample_rate * cfg.hop_ms / 1000))
         self.win = int(round(cfg.sample_rate * cfg.frame_ms / 1000))
         assert self.win % self.hop == 0 and self.win >= self.hop, "the frame must be a whole number of hops"
+        self._adopt(cfg, self.hop)
         self.n_fft = self.win
-        self.time_quantum = self.hop
         self.default_segment = 30.0
         bins = self.n_fft // 2 + 1
         self.fine = min(cfg.fine_bins, bins)

@@ -108,11 +108,7 @@ class _AxialRoformer(SeparationModel):
         cfg = config
         assert cfg.audio_channels in (1, 2), "audio_channels must be 1 or 2"
         assert cfg.win_length == cfg.n_fft, "win_length must equal n_fft"
-        self.config = cfg
-        self.sources = tuple(cfg.sources)
-        self.sample_rate = cfg.sample_rate
-        self.audio_channels = cfg.audio_channels
-        self.time_quantum = cfg.hop_length
+        self._adopt(cfg, cfg.hop_length)
         self.default_segment = cfg.default_segment
         self.stft = STFT(cfg.n_fft, cfg.hop_length, pad_mode="reflect")
         time_rotary, freq_rotary = RotaryEmbedding(cfg.dim_head), RotaryEmbedding(cfg.dim_head)

@@ -40,11 +40,7 @@ class TinyMaskModel(SeparationModel):
         super().__init__()
         cfg = config or TinyMaskConfig()
         assert cfg.layers >= 1 and cfg.kernel % 2 == 1, "need >= 1 layer and an odd kernel"
-        self.config = cfg
-        self.sources = tuple(cfg.sources)
-        self.sample_rate = cfg.sample_rate
-        self.audio_channels = cfg.audio_channels
-        self.time_quantum = cfg.hop_length
+        self._adopt(cfg, cfg.hop_length)
         self.stft = STFT(cfg.n_fft, cfg.hop_length)
         c_in, blocks = cfg.audio_channels, []
         for _ in range(cfg.layers):

@@ -88,11 +88,7 @@ class UNet(SeparationModel):
         assert cfg.depth >= 1 and cfg.channels >= 1, "depth and channels must be >= 1"
         assert 0 < cfg.max_bin <= cfg.n_fft // 2 + 1, f"max_bin must be in (0, {cfg.n_fft // 2 + 1}], got {cfg.max_bin}"
         assert cfg.max_bin % (1 << cfg.depth) == 0, f"max_bin ({cfg.max_bin}) must be a multiple of 2**depth ({1 << cfg.depth})"
-        self.config = cfg
-        self.sources = tuple(cfg.sources)
-        self.sample_rate = cfg.sample_rate
-        self.audio_channels = cfg.audio_channels
-        self.time_quantum = cfg.hop_length
+        self._adopt(cfg, cfg.hop_length)
         self.stft = STFT(cfg.n_fft, cfg.hop_length)
         widths = [cfg.channels << i for i in range(cfg.depth)]
         self.input_norm = nn.BatchNorm2d(cfg.audio_channels)

@@ -5,7 +5,8 @@ Output folder (``train.out``)::
     config.yaml          the validated config of the run
     last.safetensors     latest weights (EMA ones when ``train.ema > 0``), a demixer checkpoint
     best.safetensors     weights with the best validation score so far
-    state.pt             everything needed to resume exactly (tensors only, loaded with weights_only)
+    state.pt, optimizer.pt   everything needed to resume exactly (tensors only, loaded with weights_only);
+                             the optimizer's moments are kept apart so that neither file doubles the model's size
     train.csv valid.csv  logs; tensorboard/ event files
 
 Checkpoints made by this loop work with ``demixer separate -n PATH``.
@@ -38,6 +39,7 @@ from .logs import Logs
 from .losses import TrainingLoss, neg_sdr, neg_si_sdr, pit
 
 STATE = "state.pt"
+OPTIMIZER = "optimizer.pt"
 SILENT = 1e-8  # mean-square power under which a reference is silent and left out of metrics
 
 
@@ -174,7 +176,6 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         state = {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "progress": torch.tensor([self.epoch, self.batch_in_epoch, self.step]),
@@ -191,7 +192,10 @@ class Trainer:
     def _load_state(self) -> None:
         state = torch.load(self.out / STATE, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        optimizer = torch.load(self.out / OPTIMIZER, map_location=self.device, weights_only=True)
+        if not torch.equal(optimizer["progress"].cpu(), state["progress"].cpu()):
+            raise ConfigError(f"{self.out}: {OPTIMIZER} and {STATE} are from different steps (a save was interrupted)")
+        self.optimizer.load_state_dict(optimizer["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and "ema" in state:
@@ -218,7 +222,9 @@ class Trainer:
     def _save(self, valid: dict[str, float] | None = None, best: bool = False) -> None:
         if not self.dist.main:
             return
-        _atomic_save(self._state(), self.out / STATE)
+        state = self._state()
+        _atomic_save({"optimizer": self.optimizer.state_dict(), "progress": state["progress"]}, self.out / OPTIMIZER)
+        _atomic_save(state, self.out / STATE)
         save_checkpoint(self._weights_model(), self.out / "last.safetensors", extra=self._card(valid))
         if best:
             save_checkpoint(self._weights_model(), self.out / "best.safetensors", extra=self._card(valid))
@@ -270,7 +276,7 @@ class Trainer:
                 out[f"sdr_{name}"] = float(sums[i]) / count
                 out[f"si_sdr_{name}"] = float(sums[n + i]) / count
         for metric in ("sdr", "si_sdr"):
-            vals = [v for k, v in out.items() if k.startswith(f"{metric}_") and not (metric == "sdr" and k.startswith("si_"))]
+            vals = [v for k, v in out.items() if k.startswith(f"{metric}_")]
             if vals:
                 out[metric] = float(np.mean(vals))
         return out
@@ -283,7 +289,7 @@ class Trainer:
             if not self.resume:  # --overwrite: no file of the previous run may survive into this one
                 import shutil
 
-                for name in (STATE, "last.safetensors", "best.safetensors", "train.csv", "valid.csv"):
+                for name in (STATE, OPTIMIZER, "last.safetensors", "best.safetensors", "train.csv", "valid.csv"):
                     (self.out / name).unlink(missing_ok=True)
                 shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
             (self.out / "config.yaml").write_text(dump_config(cfg))

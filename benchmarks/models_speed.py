@@ -25,6 +25,7 @@ MODELS = {
     "denoiser-16k": ("denoiser", {"sample_rate": 16000}),
     "denoiser-48k": ("denoiser", {"sample_rate": 48000}),
     "convtasnet-8k": ("convtasnet", {}),
+    "extractor-8k": ("speaker_extractor", {}),
     "bs_roformer": ("bs_roformer", {"dim": 512, "heads": 8, "dim_head": 64, "hop_length": 441, "mask_estimator_depth": 2}),
     "mel_roformer": ("mel_roformer", {"dim": 384, "heads": 8, "dim_head": 64, "hop_length": 441, "mask_estimator_depth": 2}),
 }
@@ -57,6 +58,8 @@ def one(name: str, seconds: float, threads: int, roformer_depth: int) -> dict:
         model = build_model(arch, cfg).eval()
     channels = model.audio_channels or 2
     audio = (0.1 * np.random.default_rng(0).standard_normal((channels, int(seconds * model.sample_rate)))).astype(np.float32)
+    if getattr(model, "needs_enrollment", False):  # target-speaker extraction: enrol a 3 s clip first
+        model.enroll(audio[:, : 3 * model.sample_rate], model.sample_rate)
     sep = Separator(model=model)
     start = time.perf_counter()
     sep.separate_tensor(audio, model.sample_rate)

@@ -6,6 +6,8 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 # ffmpeg: FFmpeg formats; fluidsynth + a GM soundfont, espeak-ng, flite, festival: `demixer data synth`
 APT_PACKAGES=(ffmpeg fluidsynth timgm6mb-soundfont espeak-ng flite festival festvox-kallpc16k)
+# chromium: the web page's browser test (Playwright drives Debian's Chromium), only for `make test`
+if [ "${WITH_TEST:-0}" = 1 ]; then APT_PACKAGES+=(chromium); fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -27,3 +29,4 @@ fi
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/python" -m pip install -q torch==2.13.0
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 touch "$VENV/.installed"
+if [ "${WITH_TEST:-0}" = 1 ]; then touch "$VENV/.installed-test"; fi

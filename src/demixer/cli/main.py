@@ -11,7 +11,7 @@ import sys
 
 from .. import __version__
 from ..errors import DemixerError, OptionsError
-from . import batch, data, env, evaluate, inspect, models, separate, train
+from . import batch, data, env, evaluate, inspect, models, separate, serve, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (separate, batch, evaluate, inspect, train, data, models, env):
+    for module in (separate, batch, evaluate, inspect, train, serve, data, models, env):
         module.add_parser(sub)
     return parser
 

@@ -5,19 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..models.registry import TASK_DEFAULTS, list_models
+from ..models.registry import describe_models
 
 
 def print_models(as_json: bool) -> None:
-    rows = []
-    for entry in list_models():
-        model = entry.factory()
-        rows.append({
-            "name": entry.name, "kind": entry.kind, "tasks": list(entry.tasks),
-            "default_for": [t for t, n in TASK_DEFAULTS.items() if n == entry.name],
-            "sources": list(model.sources), "sample_rate": model.sample_rate,
-            "audio_channels": model.audio_channels, "description": entry.description,
-        })
+    rows = describe_models()
     if as_json:
         print(json.dumps(rows, indent=2))
         return

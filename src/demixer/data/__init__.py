@@ -6,10 +6,10 @@ from .base import MixtureDataset
 from .denoise import NoiseMixDataset, NoisyCleanDataset, find_pairs
 from .example import make_example
 from .music import StemDataset
-from .speech import SpeakerMixDataset
+from .speech import SpeakerMixDataset, TargetSpeakerDataset
 from .tracks import Track, find_tracks
 
 __all__ = [
-    "Augment", "MixtureDataset", "NoiseMixDataset", "NoisyCleanDataset", "SpeakerMixDataset", "StemDataset",
+    "Augment", "MixtureDataset", "NoiseMixDataset", "NoisyCleanDataset", "SpeakerMixDataset", "StemDataset", "TargetSpeakerDataset",
     "Track", "find_pairs", "find_tracks", "make_example",
 ]

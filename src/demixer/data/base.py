@@ -14,10 +14,12 @@ class MixtureDataset(Dataset):
     is reproducible (and resumable) whatever the number of loader workers or processes;
     validation examples (``validation=True``) do not depend on the epoch.
 
-    Subclasses set ``sources``, ``sample_rate``, ``channels`` and implement :meth:`make`.
+    Subclasses set ``sources``, ``sample_rate``, ``channels`` and implement :meth:`make`. A
+    :meth:`make` may return ``(sources, *conditions)`` (an enrolment clip, ...): the conditions
+    follow the sources in each example and are passed to the model after the mixture.
 
     Shape:
-        ``__getitem__``: ``(mixture [C, T], sources [S, C, T])`` float32 tensors.
+        ``__getitem__``: ``(mixture [C, T], sources [S, C, T], *conditions)`` float32 tensors.
     """
 
     sources: tuple[str, ...] = ()
@@ -42,14 +44,16 @@ class MixtureDataset(Dataset):
         epoch = 0 if self.validation else self.epoch
         return np.random.default_rng([self.seed, int(self.validation), epoch, index])
 
-    def make(self, index: int, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover - abstract
-        """The sources of one example. Shape: ``[S, C, T]``."""
+    def make(self, index: int, rng: np.random.Generator) -> np.ndarray | tuple[np.ndarray, ...]:  # pragma: no cover
+        """The sources of one example (``[S, C, T]``), optionally followed by conditions."""
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         if not 0 <= index < self.items:
             raise IndexError(index)
-        sources = np.ascontiguousarray(self.make(index, self.rng(index)), dtype=np.float32)
+        made = self.make(index, self.rng(index))
+        sources, *conditions = made if isinstance(made, tuple) else (made,)
+        sources = np.ascontiguousarray(sources, dtype=np.float32)
         assert sources.shape[0] == len(self.sources), "make() returned the wrong number of sources"
         stack = torch.from_numpy(sources)
-        return stack.sum(0), stack
+        return (stack.sum(0), stack, *(torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in conditions))

@@ -71,12 +71,18 @@ class SpeakerMixDataset(MixtureDataset):
         super().__init__(items=items, seed=seed, validation=validation)
 
     def make(self, index: int, rng: np.random.Generator) -> np.ndarray:
+        return self._compose(rng)[0]
+
+    def _compose(self, rng: np.random.Generator) -> tuple[np.ndarray, list[str], list[int]]:
+        """``(sources [n (+1 noise), 1, T], speaker labels, file indices)``, speaker k in row k."""
         chosen = rng.choice(len(self.speakers), self.n, replace=False)
-        out = np.zeros((len(self.sources), 1, self.frames), np.float32)
+        out = np.zeros((self.n + (self.noise is not None), 1, self.frames), np.float32)
         at = 0
+        used = []
         for k, spk in enumerate(chosen):
             files = self.by_speaker[self.speakers[spk]]
-            clip = self.bank.get(files[int(rng.integers(len(files)))])
+            used.append(files[int(rng.integers(len(files)))])
+            clip = self.bank.get(used[-1])
             length = min(len(clip), self.frames)
             begin = int(rng.integers(0, len(clip) - length + 1))
             piece = clip[begin:begin + length]
@@ -89,4 +95,35 @@ class SpeakerMixDataset(MixtureDataset):
             noise = self.noise.crop(int(rng.integers(len(self.noise))), self.frames, rng, loop=True)
             speech_db = rms_db(out[: self.n].sum(0))
             out[-1, 0] = noise * 10 ** ((speech_db - rng.uniform(*self.snr_db) - rms_db(noise)) / 20)
-        return limit_peak(out)
+        return limit_peak(out), [self.speakers[i] for i in chosen], used
+
+
+class TargetSpeakerDataset(SpeakerMixDataset):
+    """Target-speaker extraction examples: a mixture, its ``target`` and ``residual``, and an enrolment clip.
+
+    The target is the first of ``speakers`` talkers (``speakers=1``: the target alone, over noise when
+    ``noise`` is given); the residual is the other talkers plus the noise. The enrolment clip is
+    another utterance of the target's speaker when it has one, else a different stretch of the same
+    recording, levelled to -25 dBFS and looped or cut to ``enrollment`` seconds.
+
+    Shape:
+        ``__getitem__``: ``(mixture [1, T], sources [2, 1, T], enrollment [1, Te])``.
+    """
+
+    def __init__(self, utterances, *, enrollment: float = 3.0, **kwargs) -> None:
+        super().__init__(utterances, **kwargs)
+        self.sources = ("target", "residual")
+        self.enroll_frames = int(round(enrollment * self.sample_rate))
+
+    def make(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        parts, speakers, used = self._compose(rng)
+        sources = np.stack([parts[0], parts[1:].sum(0)])
+        others = [f for f in self.by_speaker[speakers[0]] if f != used[0]]
+        clip = self.bank.get(others[int(rng.integers(len(others)))] if others else used[0])
+        if len(clip) > self.enroll_frames:
+            begin = int(rng.integers(0, len(clip) - self.enroll_frames + 1))
+            clip = clip[begin:begin + self.enroll_frames]
+        else:
+            clip = np.resize(clip, self.enroll_frames)
+        clip = clip * 10 ** ((-25.0 - rms_db(clip)) / 20)
+        return sources, clip[None].astype(np.float32)

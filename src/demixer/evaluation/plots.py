@@ -68,3 +68,55 @@ def save_metric_curves(path: Path, times: np.ndarray, curves: dict[str, np.ndarr
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def spectrogram_top_db(audio: np.ndarray, sample_rate: int) -> float:
+    """The loudest bin of a signal's log spectrogram: a common colour-scale top for images of its stems."""
+    return float(_db_spectrogram(audio, sample_rate).max())
+
+
+def save_audio_images(audio: np.ndarray, sample_rate: int, waveform_path: Path, spectrogram_path: Path,
+                      width_px: int = 720, top_db: float | None = None) -> tuple[Path, Path]:
+    """A waveform strip (min/max envelope) and a log-spectrogram image of one signal.
+
+    Uses matplotlib's object API (no pyplot state), so server threads can call it concurrently.
+
+    Args:
+        audio: the signal. Shape: ``[C, T]`` or ``[T]``.
+        top_db: the colour scale's top in dB (default: the signal's own maximum); pass a common
+            value to compare stems of one mixture.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    mono = np.atleast_2d(np.asarray(audio, dtype=np.float32)).mean(0)
+    dpi = 80
+    columns = max(1, min(width_px * 2, mono.size))
+    edges = np.linspace(0, mono.size, columns + 1).astype(int)
+    lo = np.array([mono[a:b].min() if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
+    hi = np.array([mono[a:b].max() if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
+    seconds = mono.size / sample_rate
+    t = np.linspace(0, seconds, columns)
+
+    fig = Figure(figsize=(width_px / dpi, 1.0), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.fill_between(t, lo, hi, color="#3b82f6", linewidth=0)
+    peak = max(float(np.abs(mono).max()), 1e-3)
+    ax.set_xlim(0, seconds)
+    ax.set_ylim(-peak, peak)
+    ax.axis("off")
+    waveform_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(waveform_path, dpi=dpi)
+
+    spec = _db_spectrogram(mono, sample_rate)
+    top = float(spec.max()) if top_db is None else top_db
+    fig = Figure(figsize=(width_px / dpi, 1.6), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
+              extent=(0, seconds, 0, sample_rate / 2000), interpolation="nearest")
+    ax.axis("off")
+    spectrogram_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(spectrogram_path, dpi=dpi)
+    return waveform_path, spectrogram_path

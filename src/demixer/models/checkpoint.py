@@ -28,6 +28,7 @@ def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
     """Architecture name -> (model class, config dataclass). Imported lazily to keep start-up light."""
     from .convtasnet import ConvTasNet, ConvTasNetConfig
     from .denoiser import Denoiser, DenoiserConfig
+    from .extraction import SpeakerExtractorConfig, TargetSpeakerExtractor
     from .roformer import BSRoformer, MelRoformer, RoformerConfig
     from .tiny import TinyMaskConfig, TinyMaskModel
     from .unet import UNet, UNetConfig
@@ -39,6 +40,7 @@ def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
         "mel_roformer": (MelRoformer, RoformerConfig),
         "denoiser": (Denoiser, DenoiserConfig),
         "convtasnet": (ConvTasNet, ConvTasNetConfig),
+        "speaker_extractor": (TargetSpeakerExtractor, SpeakerExtractorConfig),
     }
 
 

@@ -29,6 +29,9 @@ class ConvTasNetConfig:
         bottleneck (B), hidden (H), conv_kernel (P): TCN block sizes.
         blocks (X), repeats (R): dilations 1..2^(X-1), repeated R times.
         causal: causal convolutions and cumulative layer norm (for streaming).
+        speaker_dim: size of a conditioning vector (0: none). When set, ``forward`` takes a
+            ``speaker`` embedding that scales and shifts the TCN input at the start of every repeat
+            (FiLM, as SpEx+ conditions its TCN stacks); see :mod:`demixer.models.extraction`.
     """
 
     sources: tuple[str, ...] = ("speaker1", "speaker2")
@@ -42,6 +45,7 @@ class ConvTasNetConfig:
     blocks: int = 6
     repeats: int = 2
     causal: bool = False
+    speaker_dim: int = 0
 
 
 class _GlobalLayerNorm(nn.Module):
@@ -93,7 +97,7 @@ class ConvTasNet(SeparationModel):
     """Masked learned-encoder speaker separation.
 
     Shape:
-        ``forward``: ``[B, 1, T]`` -> ``[B, S, 1, T]``.
+        ``forward``: ``[B, 1, T]`` (and ``speaker [B, speaker_dim]`` when conditioned) -> ``[B, S, 1, T]``.
     """
 
     def __init__(self, config: ConvTasNetConfig | None = None) -> None:
@@ -108,17 +112,23 @@ class ConvTasNet(SeparationModel):
         self.norm = _ChannelNorm(cfg.filters) if cfg.causal else _GlobalLayerNorm(cfg.filters)
         self.bottleneck = nn.Conv1d(cfg.filters, cfg.bottleneck, 1)
         self.tcn = nn.ModuleList(_TCNBlock(cfg, 2 ** x) for _ in range(cfg.repeats) for x in range(cfg.blocks))
+        self.blocks_per_repeat = cfg.blocks
+        if cfg.speaker_dim:
+            self.film = nn.ModuleList(nn.Linear(cfg.speaker_dim, 2 * cfg.bottleneck) for _ in range(cfg.repeats))
         self.mask = nn.Sequential(nn.PReLU(), nn.Conv1d(cfg.bottleneck, len(self.sources) * cfg.filters, 1))
         self.decoder = nn.ConvTranspose1d(cfg.filters, 1, cfg.kernel, stride=self.stride, bias=False)
 
-    def forward(self, mix: Tensor) -> Tensor:
+    def forward(self, mix: Tensor, speaker: Tensor | None = None) -> Tensor:
         b, _, length = mix.shape
         pad = (-length) % self.stride + self.stride
         x = F.pad(mix, (self.stride, pad))
         w = F.relu(self.encoder(x))  # [B, N, K]
         y = self.bottleneck(self.norm(w))
         skips = 0
-        for block in self.tcn:
+        for i, block in enumerate(self.tcn):
+            if speaker is not None and i % self.blocks_per_repeat == 0:
+                scale, shift = self.film[i // self.blocks_per_repeat](speaker).unsqueeze(-1).chunk(2, dim=1)
+                y = y * (1 + scale) + shift
             y, s = block(y)
             skips = skips + s
         masks = torch.sigmoid(self.mask(skips)).reshape(b, len(self.sources), -1, w.shape[-1])

@@ -69,6 +69,20 @@ def list_models() -> list[ModelEntry]:
     return list(_entries())
 
 
+def describe_models() -> list[dict]:
+    """One row per registered model: name, kind, tasks, default_for, sources, sample_rate, channels, description."""
+    rows = []
+    for entry in list_models():
+        model = entry.factory()
+        rows.append({
+            "name": entry.name, "kind": entry.kind, "tasks": list(entry.tasks),
+            "default_for": [t for t, n in TASK_DEFAULTS.items() if n == entry.name],
+            "sources": list(model.sources), "sample_rate": model.sample_rate,
+            "audio_channels": model.audio_channels, "description": entry.description,
+        })
+    return rows
+
+
 def default_model_for(task: str) -> str:
     if task not in TASK_DEFAULTS:
         raise ModelNotFoundError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
@@ -109,4 +123,4 @@ def model_display_name(name_or_path: str | os.PathLike[str]) -> str:
     return path.stem
 
 
-__all__ = ["ModelEntry", "TASKS", "TASK_DEFAULTS", "default_model_for", "list_models", "load_model", "model_display_name", "read_metadata"]
+__all__ = ["ModelEntry", "TASKS", "TASK_DEFAULTS", "default_model_for", "describe_models", "list_models", "load_model", "model_display_name", "read_metadata"]

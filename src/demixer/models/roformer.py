@@ -20,6 +20,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..transforms import STFT
+from ..transforms.mel import mel_filterbank
 from .base import SeparationModel
 from .blocks import RMSNorm, RotaryEmbedding, Transformer
 
@@ -193,28 +194,7 @@ def mel_band_membership(sample_rate: int, n_fft: int, num_bands: int) -> np.ndar
     bank (librosa's ``filters.mel`` defaults), with the first and last bins forced into the first
     and last bands. Shape: ``[num_bands, n_fft // 2 + 1]`` bool."""
 
-    def hz_to_mel(f: np.ndarray) -> np.ndarray:
-        f = np.asarray(f, dtype=np.float64)
-        f_sp, min_log_hz = 200.0 / 3, 1000.0
-        mels = f / f_sp
-        logstep = np.log(6.4) / 27.0
-        return np.where(f >= min_log_hz, min_log_hz / f_sp + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mels)
-
-    def mel_to_hz(m: np.ndarray) -> np.ndarray:
-        f_sp, min_log_hz = 200.0 / 3, 1000.0
-        min_log_mel = min_log_hz / f_sp
-        logstep = np.log(6.4) / 27.0
-        return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
-
-    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sample_rate / 2.0), num_bands + 2))
-    fdiff = np.diff(mel_f)
-    ramps = mel_f[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2:num_bands + 2] - mel_f[:num_bands]))[:, None]  # Slaney area normalisation
-    member = weights.astype(np.float32) > 0
+    member = mel_filterbank(sample_rate, n_fft, num_bands) > 0
     member[0, 0] = True
     member[-1, -1] = True
     return member

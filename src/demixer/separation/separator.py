@@ -12,7 +12,7 @@ import torch
 
 from ..audio.io import load_audio
 from ..devices import resolve_device
-from ..errors import AudioError, OutputExistsError
+from ..errors import AudioError, OptionsError, OutputExistsError
 from ..models.base import SeparationModel
 from ..models.registry import default_model_for, load_model, model_display_name
 from ..options import SeparationOptions
@@ -55,11 +55,26 @@ class Separator:
             self.model_name = self.options.name or type(model).__name__.lower()
         self.device = resolve_device(self.options.device)
         self.model = model.to(self.device).eval()
+        self._enroll()
         self.plan = StemPlan(model.sources, self.options.two_stems, self.options.stems, self.options.atten_lim)
         self.progress = progress
         self.callback = callback
         self.settings = EngineSettings(self.options.segment, self.options.overlap, self.options.shifts,
                                        self.options.batch_size, self.device)
+
+    def _enroll(self) -> None:
+        """Tell a target-speaker extractor whose voice to keep (``enroll``); refuse it for other models."""
+        wants = getattr(self.model, "needs_enrollment", False)
+        if self.options.enroll is None:
+            if wants and not self.model.is_enrolled:  # a model enrolled through the API is ready
+                raise OptionsError(f"--enroll: {self.model_name} extracts one speaker; give a clip of that voice "
+                                   "with --enroll voice.wav")
+            return
+        if not wants:
+            raise OptionsError(f"--enroll: {self.model_name} does not take an enrolment clip (it separates "
+                               f"{', '.join(self.model.sources)}); use a target-speaker model (--task extract)")
+        audio, sr = load_audio(self.options.enroll)
+        self.model.enroll(audio, sr)
 
     @property
     def sources(self) -> tuple[str, ...]:

@@ -45,11 +45,12 @@ class DataSection(_Section):
 
     ``kind``: ``stems`` (MUSDB-style folders / .stem.mp4), ``speakers`` (utterance folders mixed
     on the fly), ``noisy_clean`` (VoiceBank-DEMAND-style pairs), ``noise_mix`` (speech + noise
-    folders). ``holdout`` names tracks of ``train`` kept out for validation and ``groups`` defines
+    folders), ``extract`` (utterance folders mixed on the fly, with an enrolment clip of the first
+    talker for target-speaker extraction). ``holdout`` names tracks of ``train`` kept out for validation and ``groups`` defines
     sources made of several stems, e.g. ``accompaniment: [drums, bass, other]`` (stems only).
     """
 
-    kind: Literal["stems", "speakers", "noisy_clean", "noise_mix"]
+    kind: Literal["stems", "speakers", "noisy_clean", "noise_mix", "extract"]
     train: list[str] = Field(min_length=1)
     valid: list[str] = Field(default_factory=list)
     holdout: list[str] = Field(default_factory=list)
@@ -68,6 +69,7 @@ class DataSection(_Section):
     gain_db: tuple[float, float] = (-5.0, 5.0)
     snr_db: tuple[float, float] = (-5.0, 20.0)
     speaker_pattern: str | None = None
+    enrollment: float = Field(3.0, gt=0)
 
     @field_validator("train", "valid", "noise")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..data import Augment, NoiseMixDataset, NoisyCleanDataset, SpeakerMixDataset, StemDataset, find_tracks
+from ..data import Augment, NoiseMixDataset, NoisyCleanDataset, SpeakerMixDataset, StemDataset, TargetSpeakerDataset, find_tracks
 from ..data.base import MixtureDataset
 from ..errors import DemixerError
 from ..models.base import SeparationModel
@@ -33,11 +33,14 @@ def _stems(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mixture
 
 def _speakers(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
     if not cfg.valid:
-        raise ConfigError("speaker mixtures need data.valid utterance folders with other speakers than data.train")
+        raise ConfigError(f"{cfg.kind} data need data.valid utterance folders with other speakers than data.train")
     common = dict(speakers=cfg.speakers, sample_rate=model.sample_rate, segment=cfg.segment, overlap=cfg.overlap,
                   gain_db=cfg.gain_db, noise=cfg.noise or None, snr_db=cfg.snr_db, speaker_pattern=cfg.speaker_pattern)
-    return (SpeakerMixDataset(cfg.train, items=cfg.items_per_epoch, seed=seed, **common),
-            SpeakerMixDataset(cfg.valid, items=cfg.valid_items, seed=seed, validation=True, **common))
+    if cfg.kind == "extract":
+        common["enrollment"] = cfg.enrollment
+    cls = TargetSpeakerDataset if cfg.kind == "extract" else SpeakerMixDataset
+    return (cls(cfg.train, items=cfg.items_per_epoch, seed=seed, **common),
+            cls(cfg.valid, items=cfg.valid_items, seed=seed, validation=True, **common))
 
 
 def _noisy_clean(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
@@ -58,7 +61,7 @@ def _noise_mix(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mix
             NoiseMixDataset(cfg.valid, cfg.noise, items=cfg.valid_items, validation=True, **common))
 
 
-BUILDERS = {"stems": _stems, "speakers": _speakers, "noisy_clean": _noisy_clean, "noise_mix": _noise_mix}
+BUILDERS = {"stems": _stems, "speakers": _speakers, "extract": _speakers, "noisy_clean": _noisy_clean, "noise_mix": _noise_mix}
 
 
 def build_datasets(cfg: DataSection, model: SeparationModel, seed: int = 0) -> tuple[MixtureDataset, MixtureDataset]:

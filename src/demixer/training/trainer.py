@@ -238,11 +238,13 @@ class Trainer:
                           generator=gen, pin_memory=self.device.type == "cuda",
                           persistent_workers=False)
 
-    def _forward(self, net, mix: torch.Tensor) -> torch.Tensor:
+    def _forward(self, net, mix: torch.Tensor, *conditions: torch.Tensor) -> torch.Tensor:
+        """The model's estimate; ``conditions`` (enrolment clips, ...) follow the mixture."""
+        conditions = tuple(c.to(self.device, non_blocking=True) for c in conditions)
         if self.amp_dtype is not None:
             with torch.autocast("cuda", dtype=self.amp_dtype):
-                return net(mix).float()
-        return net(mix)
+                return net(mix, *conditions).float()
+        return net(mix, *conditions)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -253,9 +255,9 @@ class Trainer:
         sums = torch.zeros(3 * n + 2, dtype=torch.float64)  # sdr, si_sdr, count per source; loss sum, batches
         indices = list(range(self.dist.rank, len(self.valid_set), self.dist.world))
         loader = DataLoader(torch.utils.data.Subset(self.valid_set, indices), batch_size=1, num_workers=self.cfg.data.workers)
-        for mix, ref in loader:
+        for mix, ref, *conditions in loader:
             mix, ref = mix.to(self.device), ref.to(self.device)
-            est = self._forward(model, mix)
+            est = self._forward(model, mix, *conditions)
             sums[-2] += float(self.loss(est, ref))
             sums[-1] += 1
             if self.cfg.loss.pit:
@@ -315,9 +317,9 @@ class Trainer:
                     bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch,
                                desc=f"epoch {self.epoch + 1}/{cfg.schedule.epochs}", unit="step", leave=False)
                 running = []
-                for mix, ref in loader:
+                for mix, ref, *conditions in loader:
                     mix, ref = mix.to(self.device, non_blocking=True), ref.to(self.device, non_blocking=True)
-                    loss = self.loss(self._forward(self.net, mix), ref)
+                    loss = self.loss(self._forward(self.net, mix, *conditions), ref)
                     if not torch.isfinite(loss):
                         raise DemixerError(f"training diverged at step {self.step}: loss is {float(loss)}; lower optim.lr")
                     self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,103 @@
+"""What the HTTP API reads and returns: the upload form (built from SeparationOptions) and job views."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+import unicodedata
+from typing import Any, Literal
+
+from fastapi import UploadFile
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from ..options import SeparationOptions
+from .store import Job
+
+#: SeparationOptions fields a client may set. Paths, devices, parallelism and overwriting belong to the server.
+FORM_FIELDS = ("name", "task", "two_stems", "stems", "segment", "overlap", "shifts", "atten_lim", "start", "duration",
+               "flac", "mp3", "mp3_bitrate", "int24", "float32", "clip_mode", "report")
+#: Form defaults that differ from the CLI's: the service computes quality signals unless told not to.
+FORM_DEFAULTS = {"report": True}
+
+
+def _form_model() -> type[BaseModel]:
+    hints = typing.get_type_hints(SeparationOptions)
+    defaults = SeparationOptions()
+    fields: dict[str, Any] = {"file": (UploadFile, Field(description="the recording (any format FFmpeg decodes)"))}
+    for f in dataclasses.fields(SeparationOptions):
+        if f.name not in FORM_FIELDS:
+            continue
+        kind = hints[f.name]
+        if f.name == "stems":
+            kind = str | None  # comma-separated in a form
+        elif f.name == "task":
+            kind = Literal["music", "karaoke", "speakers", "denoise", "extract"]
+        elif f.name == "clip_mode":
+            kind = Literal["rescale", "clamp", "none"]
+        default = FORM_DEFAULTS.get(f.name, getattr(defaults, f.name))
+        fields[f.name] = (kind, Field(default, description=f.metadata["help"]))
+    return create_model("JobForm", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+JobForm = _form_model()
+JobForm.__doc__ = "Separation options of a job: the CLI's long flags with `_` for `-` (server-side fields excluded)."
+
+
+class JobView(BaseModel):
+    """A job as ``GET /jobs/{id}`` shows it."""
+
+    id: str
+    state: str
+    stage: str
+    progress: float
+    filename: str
+    model: str
+    options: dict[str, Any]
+    created: float
+    started: float | None
+    finished: float | None
+    attempts: int
+    duration: float | None = Field(None, description="seconds of audio separated")
+    sample_rate: int | None
+    channels: int | None
+    stems: list[str] | None
+    timings: dict[str, Any] | None
+    quality: dict[str, Any] | None
+    error: str | None
+    urls: dict[str, Any]
+
+    @classmethod
+    def of(cls, job: Job) -> "JobView":
+        base = f"/jobs/{job.id}"
+        urls: dict[str, Any] = {"self": base}
+        if job.state == "done" and job.stems:
+            urls["stems"] = {s: f"{base}/stems/{s}" for s in job.stems}
+            urls["images"] = {s: {k: f"{base}/images/{s}/{k}" for k in ("waveform", "spectrogram")}
+                              for s in ["mixture", *job.stems]}
+            urls["archive"] = f"{base}/archive"
+        fields = {f.name: getattr(job, f.name) for f in dataclasses.fields(Job)}
+        return cls(**fields, urls=urls)
+
+
+class Accepted(BaseModel):
+    id: str
+    state: str
+    url: str
+
+
+def safe_filename(name: str | None, fallback: str = "upload") -> str:
+    """A display name from a client's filename: the last path part, printable, at most 120 characters.
+
+    It is only ever shown or used as a download name, never as a path on the server.
+    """
+    text = unicodedata.normalize("NFC", str(name or ""))
+    text = re.split(r"[\\/]", text)[-1]
+    text = "".join(c for c in text if c.isprintable() and c not in '"<>|:*?').strip(" .")
+    return text[:120] or fallback
+
+
+def download_stem(name: str) -> str:
+    """The track part of download names: the upload's name without its extension, ASCII-safe."""
+    base = name.rsplit(".", 1)[0] if "." in name else name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("_") or "track"

@@ -1,0 +1,270 @@
+"""Runs jobs: a bounded queue (in the job table), a fixed pool of worker threads, retention clean-up.
+
+A job's files live in ``DATA/jobs/<id>/``: ``input`` (the upload, named by no user), ``stems/``,
+``images/`` and, once asked for, ``archive.zip``. Models are loaded once and shared by the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import threading
+import time
+import uuid
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from ..errors import DemixerError
+from ..models.base import SeparationModel
+from ..models.registry import load_model
+from ..options import SeparationOptions
+from .metrics import ServiceMetrics
+from .settings import ServerSettings
+from .store import Job, JobStore
+
+log = logging.getLogger("demixer.serve")
+
+
+class QueueFull(Exception):
+    """No room in the queue; ``retry_after`` is a guess in seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"the queue is full; retry in about {retry_after} s")
+        self.retry_after = retry_after
+
+
+class _Stop(Exception):
+    """Raised inside a running job when the server shuts down (the job goes back to the queue)."""
+
+
+class _Cancelled(Exception):
+    """Raised inside a running job that was deleted."""
+
+
+class ModelCache:
+    """Loaded models shared by all workers (least recently used dropped beyond ``size``)."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.size = size
+        self._models: OrderedDict[str, SeparationModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> SeparationModel:
+        with self._lock:
+            if name in self._models:
+                self._models.move_to_end(name)
+                return self._models[name]
+        model = load_model(name).eval()
+        with self._lock:
+            self._models[name] = model
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+        return model
+
+
+class JobRunner:
+    """Accepts jobs, runs them on ``settings.workers`` threads, and expires old results."""
+
+    def __init__(self, store: JobStore, settings: ServerSettings, metrics: ServiceMetrics) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.models = ModelCache()
+        self.jobs_dir = settings.data_dir / "jobs"
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._cancel: set[str] = set()
+        self._threads: list[threading.Thread] = []
+        self._submit_lock = threading.Lock()
+        self._archive_lock = threading.Lock()
+        self._mean_seconds = 10.0
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        requeued, failed = self.store.recover(self.settings.max_attempts)
+        for job_id in requeued:
+            log.warning("job %s was interrupted by a server stop: queued again", job_id)
+        for job_id in failed:
+            log.warning("job %s was interrupted and is out of attempts: marked failed", job_id)
+        known = self.store.ids()
+        for folder in self.jobs_dir.iterdir():  # uploads cut off before their job was recorded
+            if folder.name not in known:
+                shutil.rmtree(folder, ignore_errors=True)
+        if self.settings.threads:
+            import torch
+
+            torch.set_num_threads(self.settings.threads)
+        for i in range(self.settings.workers):
+            t = threading.Thread(target=self._work, name=f"demixer-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._janitor, name="demixer-janitor", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        for t in self._threads:
+            t.join(timeout)
+
+    # -- paths ------------------------------------------------------------------------------------
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id
+
+    def new_job_dir(self) -> tuple[str, Path]:
+        job_id = uuid.uuid4().hex
+        folder = self.job_dir(job_id)
+        folder.mkdir(parents=True)
+        return job_id, folder
+
+    def stem_path(self, job: Job, stem: str) -> Path:
+        return self.job_dir(job.id) / "stems" / f"{stem}.{job.extension}"
+
+    def image_path(self, job: Job, stem: str, kind: str) -> Path:
+        return self.job_dir(job.id) / "images" / f"{stem}.{kind}.png"
+
+    # -- submitting and cancelling ---------------------------------------------------------------
+    def retry_after(self) -> int:
+        queued = self.store.count("queued")
+        return int(min(600, max(1, math.ceil(self._mean_seconds * max(queued, 1) / self.settings.workers))))
+
+    def check_room(self) -> None:
+        """Raise :class:`QueueFull` if no job can be queued now."""
+        if self.store.count("queued") >= self.settings.queue_size:
+            raise QueueFull(self.retry_after())
+
+    def submit(self, job: Job) -> None:
+        """Queue a job whose input is already in its folder (atomic with the room check)."""
+        with self._submit_lock:
+            self.check_room()
+            self.store.insert(job)
+        with self._wake:
+            self._wake.notify()
+
+    def delete(self, job_id: str) -> None:
+        """Remove a job and its files; a running job stops at its next progress report."""
+        if self.store.set_state_if(job_id, ("running",), state="cancelled", stage="cancelled", finished=time.time()):
+            self._cancel.add(job_id)  # the worker removes the files when it notices
+            return
+        self.store.delete(job_id)
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    # -- the workers ----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            job = self.store.claim_next()
+            if job is None:
+                with self._wake:
+                    self._wake.wait(timeout=1.0)
+                continue
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        from ..audio.io import load_audio
+        from ..evaluation.plots import save_audio_images, spectrogram_top_db
+        from ..evaluation.quality import quality_signals
+        from ..separation import Separator
+
+        folder = self.job_dir(job.id)
+        queued_s = (job.started or time.time()) - job.created
+        self.metrics.queue_seconds.observe(max(0.0, queued_s))
+        last = [0.0, ""]
+
+        def on_progress(info: dict[str, Any]) -> None:
+            if self._stop.is_set():
+                raise _Stop()
+            if job.id in self._cancel:
+                raise _Cancelled()
+            now = time.monotonic()
+            if now - last[0] > 0.25 or info["stage"] != last[1]:
+                last[0], last[1] = now, info["stage"]
+                self.store.update(job.id, stage=info["stage"], progress=round(float(info["progress"]), 4))
+
+        t0 = time.time()
+        try:
+            options = SeparationOptions.from_mapping({**job.options, "overwrite": True, "report": False})
+            model = self.models.get(job.model)
+            separator = Separator(model=model, options=options.replace(name=job.model), callback=on_progress)
+            ext = options.output_format.extension
+            outputs = {s: folder / "stems" / f"{s}.{ext}" for s in separator.sources}
+            result = separator.separate_to_files(folder / "input", outputs)
+            self.store.update(job.id, stage="analysing", progress=0.97)
+            mixture, sr = load_audio(folder / "input", start=options.start, duration=options.duration)
+            stems = {name: load_audio(p)[0] for name, p in result.outputs.items()}
+            quality = quality_signals(mixture, stems, sr) if job.options.get("report", True) else None
+            on_progress({"stage": "images", "progress": 0.98})
+            top = spectrogram_top_db(mixture, sr)
+            for name, audio in {"mixture": mixture, **stems}.items():
+                save_audio_images(audio, sr, folder / "images" / f"{name}.waveform.png",
+                                  folder / "images" / f"{name}.spectrogram.png", top_db=top)
+            finished = time.time()
+            timings = {"queued_s": round(queued_s, 3), "separation_s": round(result.seconds, 3),
+                       "total_s": round(finished - t0, 3), "rtf": round(result.rtf, 4),
+                       "audio_s": round(result.duration, 3)}
+            if not self.store.set_state_if(job.id, ("running",), state="done", stage="done", progress=1.0,
+                                           finished=finished, stems=list(result.outputs), extension=ext,
+                                           timings=timings, quality=quality, error=None):
+                raise _Cancelled()
+            self.metrics.job_seconds.labels("done").observe(finished - t0)
+            self.metrics.rtf.observe(result.rtf)
+            self.metrics.audio_seconds.inc(result.duration)
+            self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * (finished - t0)
+            log.info("job %s done: %.1f s of audio in %.1f s", job.id, result.duration, finished - t0)
+        except _Stop:
+            self.store.update(job.id, state="queued", stage="queued", progress=0.0, started=None,
+                              attempts=max(0, job.attempts - 1))
+            shutil.rmtree(folder / "stems", ignore_errors=True)
+        except _Cancelled:
+            self._cancel.discard(job.id)
+            self.store.delete(job.id)
+            shutil.rmtree(folder, ignore_errors=True)
+        except Exception as exc:  # a failed job is a record, never a dead worker
+            message = str(exc) if isinstance(exc, DemixerError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, DemixerError):
+                log.exception("job %s failed", job.id)
+            message = message.replace(str(folder / "input"), job.filename)
+            self.store.set_state_if(job.id, ("running",), state="failed", stage="failed", finished=time.time(), error=message)
+            self.metrics.job_seconds.labels("failed").observe(time.time() - t0)
+            shutil.rmtree(folder / "stems", ignore_errors=True)
+
+    # -- results --------------------------------------------------------------------------------
+    def archive(self, job: Job, download_name: str) -> Path:
+        """The job's zip (stems + quality signals), built once on first request."""
+        path = self.job_dir(job.id) / "archive.zip"
+        with self._archive_lock:
+            if path.exists():
+                return path
+            tmp = path.with_name(".archive.zip.part")
+            compression = zipfile.ZIP_DEFLATED if job.extension == "wav" else zipfile.ZIP_STORED
+            with zipfile.ZipFile(tmp, "w", compression=compression) as zf:
+                for stem in job.stems or []:
+                    zf.write(self.stem_path(job, stem), f"{download_name}/{stem}.{job.extension}")
+                if job.quality is not None:
+                    import json
+
+                    zf.writestr(f"{download_name}/quality.json", json.dumps(job.quality, indent=1))
+            tmp.replace(path)
+        return path
+
+    def _janitor(self) -> None:
+        while not self._stop.wait(self.settings.cleanup_every_s):
+            try:
+                self.expire()
+            except Exception:  # keep cleaning on the next round
+                log.exception("clean-up failed")
+
+    def expire(self) -> list[str]:
+        """Remove the files of jobs that finished more than ``ttl_hours`` ago; their records stay as ``expired``."""
+        cutoff = time.time() - self.settings.ttl_hours * 3600
+        expired = []
+        for job_id in self.store.finished_before(cutoff):
+            if self.store.set_state_if(job_id, ("done", "failed", "cancelled"), state="expired", stage="expired"):
+                shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+                expired.append(job_id)
+        return expired

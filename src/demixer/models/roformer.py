@@ -130,17 +130,27 @@ class _AxialRoformer(SeparationModel):
     attention_budget = 64 * 2 ** 20  # bytes of attention and feed-forward activations held at once at inference
 
     def _sequences(self, transformer: nn.Module, x: Tensor) -> Tensor:
-        """Run a transformer over every sequence of ``x [..., n, d]``; at inference in groups small
-        enough that attention and feed-forward activations stay within :attr:`attention_budget`
-        (same result, bounded memory on long chunks)."""
-        flat = x.reshape(-1, *x.shape[-2:])
-        n = flat.shape[1]
+        """Run a transformer over every sequence of ``x [b, a, n, d]`` (any strides).
+
+        In training, one call on all sequences. Otherwise groups of sequences small enough that
+        attention and feed-forward activations stay within :attr:`attention_budget`; without autograd
+        (inference) each group's result is written back into ``x``'s own storage, so no second copy of
+        the activations is made (same result; memory: the chunk's activations plus the budget).
+        """
+        n = x.shape[-2]
         # attention weights plus the feed-forward activations (4 x dim wide, a few copies) per sequence
-        per_sequence = (self.config.heads * n * n + 12 * self.config.dim * n) * flat.element_size()
-        group = flat.shape[0] if self.training else max(1, self.attention_budget // per_sequence)
-        if group >= flat.shape[0]:
-            return transformer(flat).reshape(x.shape)
-        return torch.cat([transformer(part) for part in flat.split(group)]).reshape(x.shape)
+        per_sequence = (self.config.heads * n * n + 12 * self.config.dim * n) * x.element_size()
+        group = max(1, self.attention_budget // per_sequence)
+        if self.training or torch.is_grad_enabled():  # autograd needs the inputs: no writing in place
+            flat = x.reshape(-1, *x.shape[-2:])
+            if self.training or group >= flat.shape[0]:
+                return transformer(flat).reshape(x.shape)
+            return torch.cat([transformer(part) for part in flat.split(group)]).reshape(x.shape)
+        for b in range(x.shape[0]):
+            for start in range(0, x.shape[1], group):
+                part = x[b, start:start + group]
+                part.copy_(transformer(part.contiguous()))
+        return x
 
     def _gather(self, spec: Tensor) -> Tensor:
         """The bins the bands read, in band order: ``[b, (f s), t, c] -> [b, F', t, c]``."""

@@ -9,7 +9,7 @@ Sets (all 16 kHz, from ../shared/data, read here only):
              10 dB SNR (seeded; the noise cut is random).
 Metrics: PESQ-wb gain, STOI gain and SI-SDR improvement over the noisy input (means), and the RTF
 on one thread. Each method's fixed delay is found once by cross-correlation and removed.
-Needs `pip install pyrnnoise noisereduce` (not dependencies of demixer).
+pyrnnoise and noisereduce come with the dev extras (`make test` installs them); they are not runtime dependencies.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ def print_models(as_json: bool) -> None:
         return
     for r in rows:
         default = f" [default for {', '.join(r['default_for'])}]" if r["default_for"] else ""
-        print(f"{r['name']:<14} {r['kind']:<10} {'+'.join(r['sources']):<22} {r['sample_rate'] // 1000:>3} kHz  {r['description']}{default}")
+        print(f"{r['name']:<16} {r['kind']:<10} {'+'.join(r['sources']):<22} {r['sample_rate'] // 1000:>3} kHz  {r['description']}{default}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

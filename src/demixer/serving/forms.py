@@ -12,6 +12,7 @@ from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ..options import SeparationOptions
+from ..separation.naming import track_name
 from .store import Job
 
 #: SeparationOptions fields a client may set. Paths, devices, parallelism and overwriting belong to the server.
@@ -98,6 +99,5 @@ def safe_filename(name: str | None, fallback: str = "upload") -> str:
 
 
 def download_stem(name: str) -> str:
-    """The track part of download names: the upload's name without its extension, ASCII-safe."""
-    base = name.rsplit(".", 1)[0] if "." in name else name
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("_") or "track"
+    """The track part of download names: the upload's track name (as ``separate`` names it), ASCII-safe."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", track_name(name)).strip("_") or "track"

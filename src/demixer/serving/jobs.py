@@ -6,6 +6,7 @@ A job's files live in ``DATA/jobs/<id>/``: ``input`` (the upload, named by no us
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -246,8 +247,6 @@ class JobRunner:
                 for stem in job.stems or []:
                     zf.write(self.stem_path(job, stem), f"{download_name}/{stem}.{job.extension}")
                 if job.quality is not None:
-                    import json
-
                     zf.writestr(f"{download_name}/quality.json", json.dumps(job.quality, indent=1))
             tmp.replace(path)
         return path

@@ -118,18 +118,22 @@ class JobStore:
             rows = self._db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
         return [Job.from_row(r) for r in rows]
 
+    @staticmethod
+    def _assignments(values: dict[str, Any]) -> tuple[str, tuple]:
+        """``SET`` clause and its arguments (JSON columns serialised)."""
+        sets = ", ".join(f"{k} = ?" for k in values)
+        return sets, tuple(json.dumps(v) if k in _JSON and v is not None else v for k, v in values.items())
+
     def update(self, job_id: str, **values: Any) -> None:
         if not values:
             return
-        sets = ", ".join(f"{k} = ?" for k in values)
-        args = tuple(json.dumps(v) if k in _JSON and v is not None else v for k, v in values.items())
+        sets, args = self._assignments(values)
         with self._lock:
             self._db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*args, job_id))
 
     def set_state_if(self, job_id: str, expected: tuple[str, ...], **values: Any) -> bool:
         """Update only if the job is in one of ``expected`` states (atomic check-and-set)."""
-        sets = ", ".join(f"{k} = ?" for k in values)
-        args = tuple(json.dumps(v) if k in _JSON and v is not None else v for k, v in values.items())
+        sets, args = self._assignments(values)
         marks = ", ".join("?" for _ in expected)
         with self._lock:
             cur = self._db.execute(f"UPDATE jobs SET {sets} WHERE id = ? AND state IN ({marks})", (*args, job_id, *expected))

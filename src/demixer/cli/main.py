@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .. import __version__
@@ -19,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"demixer {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("--offline", action="store_true",
+                        help="never touch the network (as DEMIXER_OFFLINE=1): published models must already be in the cache")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (separate, batch, evaluate, inspect, train, serve, data, models, env):
         module.add_parser(sub)
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    if args.offline:  # the process's own setting; worker processes (batch, serve) inherit it
+        os.environ["DEMIXER_OFFLINE"] = "1"
     try:
         return int(args.run(args) or 0)
     except OptionsError as exc:

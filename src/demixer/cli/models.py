@@ -1,10 +1,12 @@
-"""``demixer models list [--json]``."""
+"""``demixer models list|download|verify|remove``: the models there are, and the published ones' files."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from ..errors import ModelNotFoundError
 from ..models.registry import describe_models
 
 
@@ -15,12 +17,76 @@ def print_models(as_json: bool) -> None:
         return
     for r in rows:
         default = f" [default for {', '.join(r['default_for'])}]" if r["default_for"] else ""
-        print(f"{r['name']:<16} {r['kind']:<10} {'+'.join(r['sources']):<22} {r['sample_rate'] // 1000:>3} kHz  {r['description']}{default}")
+        state = ""
+        if r["kind"] == "published":
+            state = " [cached]" if r["cached"] else " [download: demixer models download " + r["name"] + "]"
+        print(f"{r['name']:<24} {r['kind']:<10} {'+'.join(r['sources']):<30} {r['sample_rate'] // 1000:>3} kHz  "
+              f"{r['description']}{default}{state}")
+
+
+def _entries(names: list[str]):
+    from ..pretrained import load_manifest
+
+    manifest = load_manifest()
+    unknown = [n for n in names if n not in manifest]
+    if unknown:
+        raise ModelNotFoundError(f"not a published model: {', '.join(unknown)} (published: {', '.join(manifest)})")
+    return [manifest[n] for n in names] if names else list(manifest.values())
+
+
+def download(args: argparse.Namespace) -> int:
+    from ..pretrained import fetch
+
+    for entry in _entries(args.names):
+        paths = fetch(entry, progress=not args.no_progress and sys.stderr.isatty())
+        print(f"{entry.name}: {len(paths)} file(s) verified in {next(iter(paths.values())).parent} (licence: {entry.licence})")
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    """Re-hash every cached file of the named models (default: all that are present)."""
+    from ..pretrained import ChecksumError, status
+    from ..pretrained import verify as verify_file
+
+    bad = 0
+    for entry in _entries(args.names):
+        for row in status(entry):
+            if not row.present:
+                if args.names:
+                    print(f"{entry.name}/{row.spec.name}: missing ({row.path})")
+                    bad += 1
+                continue
+            try:
+                digest = verify_file(row.spec, row.path, force=True)
+                print(f"{entry.name}/{row.spec.name}: ok (sha256 {digest}; checked by {row.spec.check})")
+            except ChecksumError as exc:
+                print(f"{entry.name}/{row.spec.name}: BAD: {exc}")
+                bad += 1
+    return 1 if bad else 0
+
+
+def remove(args: argparse.Namespace) -> int:
+    from ..pretrained import remove as remove_files
+
+    for entry in _entries(args.names):
+        removed = remove_files(entry)
+        print(f"{entry.name}: {len(removed)} file(s) removed")
+    return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list models")
+    p = sub.add_parser("models", help="list models; download, verify or remove published ones")
     msub = p.add_subparsers(dest="models_command", required=True)
-    lp = msub.add_parser("list", help="list the available models")
+    lp = msub.add_parser("list", help="list the available models (published ones with their cache state)")
     lp.add_argument("--json", action="store_true", help="machine-readable output")
     lp.set_defaults(run=lambda args: print_models(args.json) or 0)
+    dp = msub.add_parser("download", help="download published models into the model cache and verify them")
+    dp.add_argument("names", nargs="+", metavar="NAME", help="published model names (see `demixer models list`)")
+    dp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dp.set_defaults(run=download)
+    vp = msub.add_parser("verify", help="re-hash cached files against the manifest")
+    vp.add_argument("names", nargs="*", metavar="NAME", help="published model names (default: every cached file)")
+    vp.set_defaults(run=verify)
+    rp = msub.add_parser("remove", help="delete the cached files of published models")
+    rp.add_argument("names", nargs="+", metavar="NAME")
+    rp.set_defaults(run=remove)

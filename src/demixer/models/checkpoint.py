@@ -29,6 +29,7 @@ def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
     from .convtasnet import ConvTasNet, ConvTasNetConfig
     from .denoiser import Denoiser, DenoiserConfig
     from .extraction import SpeakerExtractorConfig, TargetSpeakerExtractor
+    from .open_unmix import OpenUnmix, OpenUnmixConfig
     from .roformer import BSRoformer, MelRoformer, RoformerConfig
     from .tiny import TinyMaskConfig, TinyMaskModel
     from .unet import UNet, UNetConfig
@@ -41,6 +42,7 @@ def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
         "denoiser": (Denoiser, DenoiserConfig),
         "convtasnet": (ConvTasNet, ConvTasNetConfig),
         "speaker_extractor": (TargetSpeakerExtractor, SpeakerExtractorConfig),
+        "open_unmix": (OpenUnmix, OpenUnmixConfig),
     }
 
 

@@ -72,12 +72,36 @@ TASKS = tuple(TASK_DEFAULTS)
 
 
 def list_models() -> list[ModelEntry]:
-    """Every registered model name."""
+    """Every model that works offline with nothing to download."""
     return list(_entries())
 
 
-def describe_models() -> list[dict]:
-    """One row per registered model: name, kind, tasks, default_for, sources, sample_rate, channels, description."""
+def _published_rows() -> list[dict]:
+    """One row per published (downloadable) model of the manifest; no network, no loading."""
+    from ..pretrained import load_manifest, status
+
+    rows = []
+    for entry in load_manifest().values():
+        files = status(entry)
+        present = sum(f.present for f in files)
+        rows.append({
+            "name": entry.name, "kind": "published", "tasks": list(entry.tasks), "default_for": [],
+            "sources": list(entry.output_sources), "sample_rate": entry.sample_rate, "audio_channels": None,
+            "description": entry.description, "licence": entry.licence, "architecture": entry.architecture,
+            "cached": present == len(files), "files": [
+                {"name": f.spec.name, "url": f.spec.url, "path": str(f.path), "present": f.present, "check": f.spec.check}
+                for f in files],
+            "published_quality": entry.published_quality,
+        })
+    return rows
+
+
+def describe_models(published: bool = True) -> list[dict]:
+    """One row per model: name, kind, tasks, default_for, sources, sample_rate, channels, description.
+
+    With ``published``, the manifest's downloadable models follow (``kind: published``, with
+    ``cached``, their files and licence); they are described from the manifest, not loaded.
+    """
     rows = []
     for entry in list_models():
         try:
@@ -93,6 +117,8 @@ def describe_models() -> list[dict]:
             "sources": list(model.sources), "sample_rate": model.sample_rate,
             "audio_channels": model.audio_channels, "description": entry.description,
         })
+    if published:
+        rows += _published_rows()
     return rows
 
 
@@ -105,8 +131,16 @@ def default_model_for(task: str) -> str:
     return name
 
 
-def load_model(name_or_path: str | os.PathLike[str]) -> SeparationModel:
-    """Build a model by registered name, or load a checkpoint file (``.safetensors``).
+def load_model(name_or_path: str | os.PathLike[str], *, offline: bool | None = None, progress: bool = True) -> SeparationModel:
+    """Build a model by registered name, by published name (downloaded once into the model cache,
+    see :mod:`demixer.pretrained`), or from a checkpoint file: a demixer ``.safetensors`` or a
+    Demucs ``.th`` package.
+
+    Args:
+        name_or_path: what ``-n`` takes.
+        offline: never download (default: ``$DEMIXER_OFFLINE``); a missing file is an error that
+            says where to put it.
+        progress: show download progress.
 
     Raises:
         ModelNotFoundError: neither a known name nor a readable checkpoint.
@@ -115,20 +149,41 @@ def load_model(name_or_path: str | os.PathLike[str]) -> SeparationModel:
     for entry in _entries():
         if entry.name == key:
             return entry.factory().eval()
+    from ..pretrained import fetch, manifest_entry
+
+    published = manifest_entry(key)
+    if published is not None:
+        from .published import build_published
+
+        return build_published(published, fetch(published, offline_mode=offline, progress=progress))
     path = Path(key).expanduser()
     if path.is_file():
+        if path.suffix == ".th":
+            from .published import load_published_file
+
+            return load_published_file(path).eval()
+        if path.suffix in (".pth", ".ckpt", ".pt", ".bin"):
+            raise ModelNotFoundError(
+                f"{path}: a bare state dict does not say how to build its model; describe it in a manifest file "
+                f"named by DEMIXER_MANIFEST (architecture, format, config, sources and a file:// URL), then use its name")
         return load_checkpoint(path)
     if key.startswith("oracle-"):
         raise ModelNotFoundError(f"{key} computes its estimates from the true sources: it runs where references exist, "
                                  f"e.g. `demixer evaluate -n {key} DATASET`")
-    known = ", ".join(e.name for e in _entries())
-    raise ModelNotFoundError(f"unknown model {key!r}: not a registered name ({known}) nor an existing checkpoint file")
+    from ..pretrained import load_manifest
+
+    known = ", ".join([e.name for e in _entries()] + list(load_manifest()))
+    raise ModelNotFoundError(f"unknown model {key!r}: not a registered or published name ({known}) nor an existing checkpoint file")
 
 
 def model_display_name(name_or_path: str | os.PathLike[str]) -> str:
     """Short name used in output folders: the registered name, or the checkpoint's file stem."""
     key = str(name_or_path)
     if any(e.name == key for e in _entries()):
+        return key
+    from ..pretrained import manifest_entry
+
+    if manifest_entry(key) is not None:
         return key
     path = Path(key)
     if path.stem in ("best", "last") and path.parent.name:  # a training run's checkpoint: name it after the run

@@ -22,6 +22,7 @@ from .. import __version__
 from ..audio.io import iter_blocks, probe
 from ..errors import AudioError, DemixerError, ModelNotFoundError, OptionsError
 from ..models.registry import default_model_for, describe_models, list_models
+from ..pretrained import manifest_entry, status
 from ..options import SeparationOptions
 from ..separation.stems import StemPlan
 from .forms import Accepted, JobForm, JobView, download_stem, safe_filename
@@ -94,6 +95,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     runner = JobRunner(store, settings, metrics)
     registered = {e.name for e in list_models()}
 
+    def _cached_published(name: str) -> bool:
+        """A published model whose files are all in the model cache (the service never downloads)."""
+        entry = manifest_entry(name)
+        return entry is not None and all(f.present for f in status(entry))
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         runner.start()
@@ -160,7 +166,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @app.get("/models", tags=["service"], dependencies=auth)
     def models() -> list[dict[str, Any]]:
         """Models a job may name (``name``), with their stems and the tasks they are the default for."""
-        return [m for m in describe_models() if m["kind"] != "test"]
+        return [m for m in describe_models() if m["kind"] != "test" and (m["kind"] != "published" or m["cached"])]
 
     @app.get("/metrics", tags=["service"], include_in_schema=True)
     def prometheus() -> Response:
@@ -182,8 +188,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         values = form.model_dump(exclude={"file"})
         try:
             opts = SeparationOptions.from_mapping(values)
-            if opts.name is not None and opts.name not in registered:
-                raise ModelNotFoundError(f"unknown model {opts.name!r} (GET /models lists them)")
+            if opts.name is not None and opts.name not in registered and not _cached_published(opts.name):
+                raise ModelNotFoundError(f"unknown model {opts.name!r} (GET /models lists them)"
+                                         + ("; it is a published model not downloaded on this server (the operator can run "
+                                            f"`demixer models download {opts.name}`)" if manifest_entry(opts.name) else ""))
             model_name = opts.name or default_model_for(opts.task)
             model = runner.models.get(model_name)
             if getattr(model, "needs_enrollment", False):

@@ -22,6 +22,8 @@ sys.path.insert(0, str(ROOT / "src"))
 MODELS = {
     "hpss": None, "repet-sim": None, "center": None, "spectral-gate": None,
     "unet": ("unet", {}),
+    "open-unmix": ("open_unmix", {}),
+    "htdemucs": ("htdemucs", {}),
     "denoiser-16k": ("denoiser", {"sample_rate": 16000}),
     "denoiser-48k": ("denoiser", {"sample_rate": 48000}),
     "convtasnet-8k": ("convtasnet", {}),

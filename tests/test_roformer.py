@@ -118,3 +118,26 @@ def test_bounded_attention_groups_give_the_same_output(cls, kw):
     assert (with_grad.detach() - whole).abs().max() < 1e-5
     with_grad.sum().backward()
     assert model.band_split.parameters().__next__().grad is not None
+
+
+@pytest.mark.parametrize("cls", [BSRoformer, MelRoformer])
+def test_mapped_weights_give_the_same_output(cls, tmp_path):
+    """Checkpoints load as views of the memory-mapped file; the mask MLPs are paged out after each use."""
+    cfg = RoformerConfig(dim=32, depth=1, dim_head=16, heads=2, n_fft=512, hop_length=128, win_length=512,
+                         freqs_per_bands=(128, 129), num_bands=8, mask_estimator_depth=2)
+    torch.manual_seed(0)
+    model = cls(cfg).eval()
+    path = save_checkpoint(model, tmp_path / "m.safetensors")
+    mapped = load_checkpoint(path)
+    plain = load_checkpoint(path, mapped=False)
+    mm = mapped._mapped_weights.map
+    import ctypes
+
+    base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+    for name, p in mapped.named_parameters():
+        assert base <= p.data_ptr() < base + len(mm), f"{name} is a copy"
+    assert not hasattr(plain, "_mapped_weights")
+    x = 0.2 * torch.randn(1, 2, 8000)
+    with torch.inference_mode():
+        first, again, ref = mapped(x), mapped(x), plain(x)  # the second run pages the released MLPs back in
+    assert torch.equal(first, again) and torch.equal(first, ref)

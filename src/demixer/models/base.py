@@ -38,6 +38,11 @@ class SeparationModel(nn.Module):
     def forward(self, mix: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def streamed_modules(self) -> list[str]:
+        """Submodules run once per chunk whose weights may stay in a memory-mapped checkpoint
+        between uses (:func:`demixer.models.mapped.map_weights`); none by default."""
+        return []
+
     def _adopt(self, config, time_quantum: int) -> None:
         """Take the audio facts every config carries: ``sources``, ``sample_rate``, ``audio_channels``."""
         self.config = config

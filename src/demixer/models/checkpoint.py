@@ -29,6 +29,7 @@ def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
     from .convtasnet import ConvTasNet, ConvTasNetConfig
     from .denoiser import Denoiser, DenoiserConfig
     from .extraction import SpeakerExtractorConfig, TargetSpeakerExtractor
+    from .htdemucs import HTDemucs, HTDemucsConfig
     from .open_unmix import OpenUnmix, OpenUnmixConfig
     from .roformer import BSRoformer, MelRoformer, RoformerConfig
     from .tiny import TinyMaskConfig, TinyMaskModel
@@ -43,6 +44,7 @@ def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
         "convtasnet": (ConvTasNet, ConvTasNetConfig),
         "speaker_extractor": (TargetSpeakerExtractor, SpeakerExtractorConfig),
         "open_unmix": (OpenUnmix, OpenUnmixConfig),
+        "htdemucs": (HTDemucs, HTDemucsConfig),
     }
 
 
@@ -115,14 +117,26 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     }
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> SeparationModel:
-    """Rebuild a model from a checkpoint written by :func:`save_checkpoint`."""
+def load_checkpoint(path: str | os.PathLike[str], mapped: bool = True) -> SeparationModel:
+    """Rebuild a model from a checkpoint written by :func:`save_checkpoint`.
+
+    Args:
+        path: the ``.safetensors`` file.
+        mapped: for models with ``streamed_modules()`` (the RoFormers), keep the weights as read-only
+            views of the memory-mapped file, paging the streamed ones out between uses
+            (:mod:`demixer.models.mapped`: for inference). False: ordinary, trainable copies.
+    """
     meta = read_metadata(path)
     archs = _architectures()
     if meta["architecture"] not in archs:
         raise ModelNotFoundError(f"{path}: unknown architecture {meta['architecture']!r} (known: {', '.join(sorted(archs))})")
     fields = {f.name for f in dataclasses.fields(archs[meta["architecture"]][1])}
     model = build_model(meta["architecture"], {k: v for k, v in meta["config"].items() if k in fields})
+    if mapped and model.streamed_modules():
+        from .mapped import load_mapped
+
+        if load_mapped(model, path):
+            return model.eval()
     with safe_open(str(path), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
     model.load_state_dict(state, strict=True)

@@ -154,18 +154,18 @@ class DConv(nn.Module):
             ))
 
     rows_at_once = 32  # rows of a [N, C, T] input processed together at inference (they stay in cache)
+    # At inference the input is updated in place: every caller passes an intermediate of its own.
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training or torch.is_grad_enabled():
             for layer in self.layers:
                 x = x + layer(x)
             return x
+        x = x.contiguous()  # updated in place below: callers hand over their own intermediate
         for layer in self.layers:
-            out = torch.empty_like(x)
             for lo in range(0, x.shape[0], self.rows_at_once):
-                rows = slice(lo, lo + self.rows_at_once)
-                self._fused(layer, x[rows], out[rows])
-            x = out
+                rows = x[lo: lo + self.rows_at_once]
+                self._fused(layer, rows, rows)  # a block's rows are read before they are written
         return x
 
     @staticmethod
@@ -198,6 +198,17 @@ class DConv(nn.Module):
 
 def _norm(norm: bool, groups: int, channels: int) -> nn.Module:
     return nn.GroupNorm(groups, channels) if norm else nn.Identity()
+
+
+def _conv_glu(conv: nn.Module, norm: nn.Module, x: Tensor) -> Tensor:
+    """``glu(norm(conv(x)), dim=1)``; at inference without a norm, the two halves are computed apart
+    and combined in place, so the double-width activation never exists."""
+    if not isinstance(norm, nn.Identity) or torch.is_grad_enabled():
+        return F.glu(norm(conv(x)), dim=1)
+    c = conv.out_channels // 2
+    value = conv._conv_forward(x, conv.weight[:c], conv.bias[:c] if conv.bias is not None else None)
+    gate = conv._conv_forward(x, conv.weight[c:], conv.bias[c:] if conv.bias is not None else None)
+    return value.mul_(gate.sigmoid_())
 
 
 def _on_frames(module: nn.Module, y: Tensor) -> Tensor:
@@ -246,7 +257,7 @@ class HEncLayer(nn.Module):
         if self.dconv is not None:
             y = _on_frames(self.dconv, y) if self.freq else self.dconv(y)
         if self.rewrite is not None:
-            y = F.glu(self.norm2(self.rewrite(y)), dim=1)
+            y = _conv_glu(self.rewrite, self.norm2, y)
         return y
 
 
@@ -283,7 +294,7 @@ class HDecLayer(nn.Module):
             y = x
         else:
             x = x + skip
-            y = F.glu(self.norm1(self.rewrite(x)), dim=1) if self.rewrite is not None else x
+            y = _conv_glu(self.rewrite, self.norm1, x) if self.rewrite is not None else x
             if self.dconv is not None:
                 y = _on_frames(self.dconv, y) if self.freq else self.dconv(y)
         z = self.norm2(self.conv_tr(y))

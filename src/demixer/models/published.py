@@ -113,15 +113,40 @@ def build_demucs(files: list[Path], bag_weights: list[list[float]] | None = None
     return HTDemucsBag(models, bag_weights).eval()
 
 
-def build_roformer(architecture: str, sources: tuple[str, ...], sample_rate: int, config: dict, path: Path) -> SeparationModel:
-    """BS- or Mel-RoFormer from a community checkpoint and the settings of its published config."""
+def build_roformer(architecture: str, sources: tuple[str, ...], sample_rate: int, config: dict, path: Path,
+                   convert: bool = False) -> SeparationModel:
+    """BS- or Mel-RoFormer from a community checkpoint and the settings of its published config.
+
+    With ``convert`` (files in the model cache), the weights are also written once as
+    ``<file>.safetensors`` beside the checkpoint; later loads map that file instead of unpickling
+    (:mod:`demixer.models.mapped`: the per-band mask MLPs are paged in only while they run).
+    """
+    from safetensors.torch import save_file
+
+    from .mapped import load_mapped
     from .roformer import BSRoformer, MelRoformer, RoformerConfig
 
     cls = {"bs_roformer": BSRoformer, "mel_roformer": MelRoformer}[architecture]
     cfg = RoformerConfig(sources=tuple(sources), sample_rate=sample_rate,
                          **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
     model = cls(cfg)
-    _load_strict(model, _state_dict(safe_torch_load(path), path), path)
+    mapped = path.with_name(path.name + ".safetensors")
+    stamp = {"source_size": str(path.stat().st_size), "source_mtime_ns": str(path.stat().st_mtime_ns)}
+    if convert and mapped.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(mapped), framework="pt") as f:
+            fresh = {k: v for k, v in (f.metadata() or {}).items() if k in stamp} == stamp
+        if fresh and load_mapped(model, mapped):
+            return model.eval()
+    state = _state_dict(safe_torch_load(path), path)
+    _load_strict(model, state, path)
+    if convert:
+        tmp = mapped.with_name(f".{mapped.name}.part")
+        save_file({k: v.clone().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=stamp)
+        os.replace(tmp, mapped)
+        del state
+        load_mapped(model, mapped)  # the copies give way to views of the map (when it can be mapped)
     return model.eval()
 
 
@@ -156,7 +181,8 @@ def build_published(entry, files: dict[str, Path]) -> SeparationModel:
     elif entry.format == "demucs":
         model = build_demucs([files[s.name] for s in specs], entry.config.get("bag_weights"))
     elif entry.format == "roformer-ckpt":
-        model = build_roformer(entry.architecture, entry.sources, entry.sample_rate, entry.config, files[specs[0].name])
+        model = build_roformer(entry.architecture, entry.sources, entry.sample_rate, entry.config, files[specs[0].name],
+                               convert=True)
     elif entry.format == "demixer":
         from .checkpoint import load_checkpoint
 

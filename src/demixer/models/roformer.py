@@ -129,6 +129,10 @@ class _AxialRoformer(SeparationModel):
 
     attention_budget = 64 * 2 ** 20  # bytes of attention and feed-forward activations held at once at inference
 
+    def streamed_modules(self) -> list[str]:
+        """The per-band mask MLPs: most of the weights, each run once per chunk (see :mod:`demixer.models.mapped`)."""
+        return [f"mask_estimators.{i}.to_freqs.{k}" for i, est in enumerate(self.mask_estimators) for k in range(len(est.to_freqs))]
+
     def _sequences(self, transformer: nn.Module, x: Tensor) -> Tensor:
         """Run a transformer over every sequence of ``x [b, a, n, d]`` (any strides).
 

@@ -199,7 +199,8 @@ def remove(entry: ManifestEntry) -> list[Path]:
     removed = []
     folder = model_dir(entry)
     for spec in entry.files:
-        for p in (folder / spec.name, _sidecar(folder / spec.name), folder / f"{spec.name}.part", folder / f"{spec.name}.lock"):
+        for p in (folder / spec.name, _sidecar(folder / spec.name), folder / f"{spec.name}.part", folder / f"{spec.name}.lock",
+                  folder / f"{spec.name}.safetensors"):  # the last: a converted copy some formats keep (published.py)
             if p.exists():
                 p.unlink()
                 removed.append(p)

@@ -31,6 +31,7 @@ import torch
 
 from ..audio.channels import channel_groups, merge_channels, split_channels
 from ..models.base import SeparationModel
+from .memory import release_free_memory
 
 
 @dataclass(frozen=True)
@@ -140,19 +141,26 @@ class OverlapAdd:
     def _reserve(self, end: int) -> None:
         need = end - self.base - self.wsum.size
         if need > 0:
-            self.acc = np.concatenate([self.acc, np.zeros((self.sources, self.channels, need), np.float32)], axis=2)
+            grown = np.zeros((self.sources, self.channels, self.wsum.size + need), np.float32)
+            grown[..., : self.wsum.size] = self.acc
+            self.acc = grown
             self.wsum = np.concatenate([self.wsum, np.zeros(need, np.float32)])
 
     def add(self, start: int, y: np.ndarray, w: np.ndarray) -> None:
+        """Add ``y * w`` (``y`` is scaled in place: the caller hands it over)."""
         lo, hi = max(start, self.base), min(start + y.shape[-1], self.total)
         if hi <= lo:
             return
         self._reserve(hi)
         a, b = lo - start, hi - start
-        self.acc[..., lo - self.base: hi - self.base] += y[..., a:b] * w[a:b]
+        part = y[..., a:b]
+        if not (w[a:b] == 1.0).all():
+            part *= w[a:b]
+        self.acc[..., lo - self.base: hi - self.base] += part
         self.wsum[lo - self.base: hi - self.base] += w[a:b]
 
     def flush(self, upto: int) -> np.ndarray:
+        """The finished samples ``[base, upto)``: a view of the buffer, valid until the next ``add``."""
         upto = min(upto, self.total)
         n = upto - self.base
         if n <= 0:
@@ -161,9 +169,11 @@ class OverlapAdd:
         weights = self.wsum[:n]
         if not (weights > 0).all():
             raise RuntimeError(f"overlap-add left samples {self.base}..{upto} without weight (planning bug)")
-        out = self.acc[..., :n] / weights
-        self.acc = self.acc[..., n:].copy()
-        self.wsum = self.wsum[n:].copy()
+        out = self.acc[..., :n]
+        if not (weights == 1.0).all():
+            out /= weights
+        self.acc = self.acc[..., n:]
+        self.wsum = self.wsum[n:]
         self.base = upto
         return out
 
@@ -194,7 +204,7 @@ def run_chunked(
         read: returns the mixture's samples ``[start, start + length)``, zero-padded.
         total: track length in samples (model rate).
         channels: the track's channel count (any; see :mod:`demixer.audio.channels`).
-        emit: receives finished output blocks in order. Shape: ``[S, C, n]``.
+        emit: receives finished output blocks in order (views of the engine's buffer: copy what is kept). Shape: ``[S, C, n]``.
         segment: seconds per chunk (``None``: the model's ``default_segment``).
         overlap: fraction of a segment shared by neighbours.
         shifts: randomly shifted passes to average (0: none).
@@ -227,6 +237,8 @@ def run_chunked(
         for k, c in enumerate(batch):
             y = merge_channels(out[k * len(groups):(k + 1) * len(groups)], groups, channels)
             ola.add(c.start, y, chunk_weight(c, ovl))
+        del out, mix, y
+        release_free_memory()  # the chunk's activations: back to the OS, not held in the allocator's heap
         done += sum(c.length for c in batch)
         emit(ola.flush(chunks[i].start if i < len(chunks) else total))
         if on_progress is not None:

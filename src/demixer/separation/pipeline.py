@@ -127,10 +127,13 @@ def separate_array(
 
     def emit(block: np.ndarray) -> None:
         for stem, y in plan(block).items():
-            parts[stem].append(back[stem].process(y))
+            parts[stem].append(np.array(back[stem].process(y)))  # a copy: the block is a view of the engine's buffer
 
     _run(model, read, x.shape[1], channels, emit, settings, progress)
-    return {s: np.concatenate(parts[s] + [back[s].flush()], axis=1) for s in plan.outputs}
+    for s in plan.outputs:
+        parts[s].append(back[s].flush())
+    return {s: p[0] if len(p) == 1 or all(q.shape[1] == 0 for q in p[1:]) else np.concatenate(p, axis=1)
+            for s, p in ((s, parts.pop(s)) for s in plan.outputs)}
 
 
 class _WorkFileReader:

@@ -5,7 +5,7 @@ input; time (RTF) and peak RSS side by side, each side in a fresh process.
     python benchmarks/published_speed.py --arch htdemucs    # published htdemucs config vs demucs 4.1.0
     python benchmarks/published_speed.py --arch bs          # BS-RoFormer viperx-317 config vs bs-roformer 0.3.10
     python benchmarks/published_speed.py --arch mel         # Mel-RoFormer Kim config vs bs-roformer 0.3.10
-    options: --seconds 60 --threads 2 [--depth N: RoFormers only, a quicker model]
+    options: --seconds 60 --threads 2 --repeat N [--depth N: RoFormers only, a quicker model]
 
 How each reference runs, as its users run it:
 - umx: ``openunmix.model.Separator`` (niter=1, 300-frame Wiener windows) on the whole track, as
@@ -200,6 +200,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--depth", type=int, default=None, help="RoFormers: fewer layers than published (quicker)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="alternate the two sides this many times (median ratios)")
     ap.add_argument("--shifts-ref", type=int, default=0, help="htdemucs: the reference's shifts (its CLI default is 1)")
     ap.add_argument("--side", choices=("ours", "ref"), help=argparse.SUPPRESS)
     ap.add_argument("--weights", help=argparse.SUPPRESS)
@@ -228,21 +229,27 @@ def main() -> None:
     params = sum(p.numel() for p in ref.parameters())
     del ref, model
     print(f"{args.arch}: {params / 1e6:.1f} M parameters, {args.seconds:.0f} s stereo, {args.threads} threads")
-    results = {}
-    for side in ("ref", "ours"):
-        cmd = [sys.executable, __file__, "--arch", args.arch, "--seconds", str(args.seconds), "--threads", str(args.threads),
-               "--shifts-ref", str(args.shifts_ref), "--side", side, "--weights", str(weights), "--save", str(tmp / f"{side}.npy")]
-        if args.depth:
-            cmd += ["--depth", str(args.depth)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"{side} failed:\n{done.stderr[-3000:]}")
-        results[side] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"  {side:<4} RTF {results[side]['rtf']:.3f}  peak RSS {results[side]['peak_mb']:.0f} MB")
-    if args.arch == "umx":
-        diff = float(np.abs(np.load(tmp / "ref.npy") - np.load(tmp / "ours.npy")).max())
-    print(f"  speed-up {results['ref']['seconds'] / results['ours']['seconds']:.2f}x, "
-          f"memory ratio {results['ours']['peak_mb'] / results['ref']['peak_mb']:.2f}, max |ours - reference| = {diff:.2e} ({where})")
+    ratios = []
+    for trial in range(args.repeat):  # alternating sides: this machine's speed drifts, the pairs share the drift
+        results = {}
+        for side in ("ref", "ours"):
+            cmd = [sys.executable, __file__, "--arch", args.arch, "--seconds", str(args.seconds), "--threads", str(args.threads),
+                   "--shifts-ref", str(args.shifts_ref), "--side", side, "--weights", str(weights), "--save", str(tmp / f"{side}.npy")]
+            if args.depth:
+                cmd += ["--depth", str(args.depth)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{side} failed:\n{done.stderr[-3000:]}")
+            results[side] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"  {side:<4} RTF {results[side]['rtf']:.3f}  peak RSS {results[side]['peak_mb']:.0f} MB")
+        if args.arch == "umx":
+            diff = float(np.abs(np.load(tmp / "ref.npy") - np.load(tmp / "ours.npy")).max())
+        ratios.append((results["ref"]["seconds"] / results["ours"]["seconds"], results["ours"]["peak_mb"] / results["ref"]["peak_mb"]))
+        print(f"  speed-up {ratios[-1][0]:.2f}x, memory ratio {ratios[-1][1]:.2f}, "
+              f"max |ours - reference| = {diff:.2e} ({where})")
+    if args.repeat > 1:
+        print(f"  median of {args.repeat}: speed-up {np.median([r[0] for r in ratios]):.2f}x, "
+              f"memory ratio {np.median([r[1] for r in ratios]):.2f}")
 
 
 if __name__ == "__main__":

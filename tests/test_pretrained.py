@@ -247,3 +247,29 @@ def test_shipped_manifest_is_complete():
     # the publishers' file names carry their digest prefix
     for f in manifest["htdemucs_ft"].files:
         assert f.name.split("-")[1].split(".")[0] == f.sha256_prefix
+
+
+def test_service_offers_only_cached_published_models(store, monkeypatch):
+    import httpx
+
+    from .test_serving import Server, submit, wait_done
+
+    http, files, env, tmp = store
+    assert _cli("models", "download", "tiny-umx", env=env).returncode == 0
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    server = Server(tmp / "data").start()
+    try:
+        names = {m["name"] for m in httpx.get(f"{server.url}/models", timeout=10).json()}
+        assert "tiny-umx" in names and "umxhq" not in names  # shipped in the manifest, not in this cache
+        seen = len(http.requests)
+        sf.write(tmp / "mix.wav", (0.2 * np.random.default_rng(0).standard_normal((22050, 2))).astype(np.float32), 44100)
+        r = submit(server, tmp / "mix.wav", name="tiny-umx")
+        assert r.status_code == 202, r.text
+        job = wait_done(server, r.json()["id"])
+        assert job["state"] == "done" and job["stems"] == ["vocals", "accompaniment"], job
+        r = submit(server, tmp / "mix.wav", name="umxhq")
+        assert r.status_code == 422 and "demixer models download umxhq" in r.text
+        assert len(http.requests) == seen  # the service never downloads
+    finally:
+        server.stop()

@@ -47,7 +47,8 @@ class SeparationOptions:
     # -- engine ----------------------------------------------------------------------
     device: str = _opt("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps")
     segment: float | None = _opt(None, "--segment", help="chunk length in seconds (default: the model's)", type=float, metavar="SECONDS")
-    overlap: float = _opt(0.25, "--overlap", help="overlap between chunks, a fraction in [0, 0.9]", type=float)
+    overlap: float | None = _opt(None, "--overlap", help="overlap between chunks, a fraction in [0, 0.9] (default: the model's, "
+                                 "0.25 for most)", type=float)
     shifts: int = _opt(0, "--shifts", help="average N passes with random time shifts (slower, a bit better)", type=int, metavar="N")
     batch_size: int = _opt(1, "--batch-size", help="chunks per forward pass", type=int, metavar="N")
     jobs: int = _opt(1, "-j", "--jobs", help="files separated in parallel", type=int, metavar="N")
@@ -81,7 +82,7 @@ class SeparationOptions:
             bad("task", f"unknown task {self.task!r}")
         if self.segment is not None and not self.segment > 0:
             bad("segment", f"must be > 0 seconds, got {self.segment}")
-        if not 0.0 <= self.overlap <= 0.9:
+        if self.overlap is not None and not 0.0 <= self.overlap <= 0.9:
             bad("overlap", f"must be a fraction in [0, 0.9], got {self.overlap}")
         if self.shifts < 0:
             bad("shifts", f"must be >= 0, got {self.shifts}")

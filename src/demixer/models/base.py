@@ -19,6 +19,7 @@ class SeparationModel(nn.Module):
         time_quantum: chunk starts are placed on multiples of this many samples (an STFT
             model's hop), so chunked output equals unchunked output.
         default_segment: seconds per chunk when the user does not choose.
+        default_overlap: fraction of a chunk shared with its neighbours when the user does not choose.
         is_denoiser: the model has a ``noise`` stem that ``--atten-lim`` may mix back.
 
     Shape:
@@ -30,6 +31,7 @@ class SeparationModel(nn.Module):
     audio_channels: int | None = None
     time_quantum: int = 1
     default_segment: float = 10.0
+    default_overlap: float = 0.25
 
     @property
     def is_denoiser(self) -> bool:

@@ -89,8 +89,13 @@ class _TCNBlock(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         y = self.norm1(self.act1(self.inp(x)))
-        y = F.pad(y, (self.pad, 0) if self.causal else (self.pad // 2, self.pad - self.pad // 2))
-        y = self.norm2(self.act2(self.depthwise(y)))
+        if self.causal or self.pad % 2:
+            y = F.pad(y, (self.pad, 0) if self.causal else (self.pad // 2, self.pad - self.pad // 2))
+            y = self.depthwise(y)
+        else:  # symmetric: the convolution pads by itself, without a padded copy of y
+            y = F.conv1d(y, self.depthwise.weight, self.depthwise.bias, dilation=self.depthwise.dilation,
+                         padding=self.pad // 2, groups=self.depthwise.groups)
+        y = self.norm2(self.act2(y))
         if torch.is_grad_enabled():
             return x + self.res(y), self.skip(y)
         # inference: the residual and skip 1x1 convolutions as one
@@ -113,7 +118,12 @@ class ConvTasNet(SeparationModel):
         assert cfg.kernel % 2 == 0, "kernel must be even (stride = kernel // 2)"
         self.stride = cfg.kernel // 2
         self._adopt(cfg, self.stride)
-        self.default_segment = 30.0  # long chunks: less overlap to recompute (memory is small at 8 kHz)
+        # 10 s chunks: the TCN's activations (10k frames x 256 channels) stay near the caches; measured
+        # 15-20 % faster per second of audio than 30 s chunks. 1.5 s of overlap is enough: the outer
+        # quarter, never used, is 0.375 s, past the convolutions' reach (0.13 s each side at the default
+        # sizes), so the engine's 25 % would only recompute more
+        self.default_segment = 10.0
+        self.default_overlap = 0.15
         self.encoder = nn.Conv1d(1, cfg.filters, cfg.kernel, stride=self.stride, bias=False)
         self.norm = _ChannelNorm(cfg.filters) if cfg.causal else _GlobalLayerNorm(cfg.filters)
         self.bottleneck = nn.Conv1d(cfg.filters, cfg.bottleneck, 1)

@@ -159,7 +159,7 @@ def fetch(entry: ManifestEntry, *, offline_mode: bool | None = None, progress: b
         DownloadError: the download failed (partial data is kept for a resume).
         ChecksumError: a file is not what the manifest says (a fresh download is deleted).
     """
-    from .download import download
+    from .download import download, free_space_ok
 
     is_offline = offline() if offline_mode is None else offline_mode
     rows = status(entry)
@@ -170,12 +170,16 @@ def fetch(entry: ManifestEntry, *, offline_mode: bool | None = None, progress: b
     for row in rows:
         with _lock(row.path):
             if not row.path.is_file():  # another process may have finished it while we waited
+                part = row.path.with_name(row.path.name + ".part")
+                have = part.stat().st_size if part.exists() else 0
+                if row.spec.size and not free_space_ok(row.path.parent, row.spec.size - have):
+                    raise DownloadError(f"{entry.name}/{row.spec.name}: not enough free disk space in {row.path.parent} "
+                                        f"for {(row.spec.size - have) / 2**20:.0f} MiB (DEMIXER_CACHE_DIR moves the cache)")
                 try:
-                    download(row.spec.url, row.path.with_name(row.path.name + ".part"), row.spec.size, progress=progress,
+                    download(row.spec.url, part, row.spec.size, progress=progress,
                              label=f"{entry.name}/{row.spec.name}")
                 except DownloadError as exc:
                     raise DownloadError(f"{exc}\n" + _missing_message(entry, [row], "download failed")) from None
-                part = row.path.with_name(row.path.name + ".part")
                 digest = sha256_of(part)
                 size = part.stat().st_size
                 if not _matches(row.spec, digest) or (row.spec.size is not None and size != row.spec.size):

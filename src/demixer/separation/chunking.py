@@ -189,7 +189,7 @@ def run_chunked(
     emit: Callable[[np.ndarray], None],
     *,
     segment: float | None = None,
-    overlap: float = 0.25,
+    overlap: float | None = None,
     shifts: int = 0,
     batch_size: int = 1,
     device: torch.device | str = "cpu",
@@ -206,7 +206,7 @@ def run_chunked(
         channels: the track's channel count (any; see :mod:`demixer.audio.channels`).
         emit: receives finished output blocks in order (views of the engine's buffer: copy what is kept). Shape: ``[S, C, n]``.
         segment: seconds per chunk (``None``: the model's ``default_segment``).
-        overlap: fraction of a segment shared by neighbours.
+        overlap: fraction of a segment shared by neighbours (``None``: the model's ``default_overlap``).
         shifts: randomly shifted passes to average (0: none).
         batch_size: chunks per forward pass.
         device: where the model runs; the track stays on the CPU.
@@ -216,6 +216,7 @@ def run_chunked(
     """
     sr = model.sample_rate
     seg = int(round((segment or model.default_segment) * sr))
+    overlap = model.default_overlap if overlap is None else overlap
     chunks, ovl = plan_chunks(total, seg, overlap, model.time_quantum, shifts, int(max_shift * sr), seed)
     groups = channel_groups(channels, model.audio_channels)
     ola = OverlapAdd(total, len(model.sources), channels)

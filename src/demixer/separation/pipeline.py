@@ -44,7 +44,7 @@ class EngineSettings:
     """The engine's knobs, taken from :class:`~demixer.options.SeparationOptions`."""
 
     segment: float | None = None
-    overlap: float = 0.25
+    overlap: float | None = None  # None: the model's default_overlap
     shifts: int = 0
     batch_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))

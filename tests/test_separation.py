@@ -34,6 +34,12 @@ class ConvModel(SeparationModel):
         return y.reshape(mix.shape[0], 2, 2, -1)
 
 
+class ElasticConvModel(ConvModel):
+    """The same model, telling the engine it takes chunks of any length."""
+
+    elastic_segment = True
+
+
 def test_plan_covers_track_with_quantised_starts():
     chunks, ovl = plan_chunks(total=100_003, segment=10_000, overlap=0.25, quantum=256)
     assert all(c.start % 256 == 0 for c in chunks)
@@ -45,6 +51,29 @@ def test_plan_covers_track_with_quantised_starts():
     np.testing.assert_allclose(ola.flush(100_003), 1.0, rtol=1e-6)  # weights normalise to exactly one
 
 
+@pytest.mark.parametrize("total", [80_001, 136_000, 240_000, 960_000, 1_000_003])
+def test_elastic_plan_tiles_with_fewer_chunks(total):
+    fixed, ovl = plan_chunks(total=total, segment=80_000, overlap=0.15, quantum=8)
+    chunks, ovl2 = plan_chunks(total=total, segment=80_000, overlap=0.15, quantum=8, elastic=True)
+    assert ovl2 == ovl
+    assert all(c.start % 8 == 0 for c in chunks)
+    assert chunks[0].start == 0 and chunks[-1].end == total
+    assert all(a.end - b.start >= ovl for a, b in zip(chunks, chunks[1:]))  # at least the asked overlap
+    assert all(0.5 * 80_000 <= c.length <= 1.3 * 80_000 for c in chunks)  # never much longer than asked
+    assert len(chunks) <= len(fixed) and sum(c.length for c in chunks) <= sum(c.length for c in fixed)
+    ola = OverlapAdd(total, 1, 1)
+    for c in chunks:
+        ola.add(c.start, np.ones((1, 1, c.length), np.float32), chunk_weight(c, ovl))
+    np.testing.assert_allclose(ola.flush(total), 1.0, rtol=1e-6)
+
+
+def test_elastic_plan_saves_the_needless_chunk():
+    # 30 s at 8 kHz in 10 s chunks with 1.5 s shared: a fixed grid needs 4 chunks (40 s of work), elastic 3
+    fixed, _ = plan_chunks(total=240_000, segment=80_000, overlap=0.15, quantum=8)
+    elastic, _ = plan_chunks(total=240_000, segment=80_000, overlap=0.15, quantum=8, elastic=True)
+    assert (len(fixed), len(elastic)) == (4, 3)
+
+
 def test_short_track_is_one_chunk():
     chunks, _ = plan_chunks(total=5, segment=44100, overlap=0.25, quantum=512)
     assert [(c.start, c.length) for c in chunks] == [(0, 5)]
@@ -52,6 +81,7 @@ def test_short_track_is_one_chunk():
 
 @pytest.mark.parametrize("model_factory, segment, seconds", [
     (lambda: ConvModel(101), 0.5, 7.3),
+    (lambda: ElasticConvModel(101), 0.5, 7.3),
     (lambda: TinyMaskModel(TinyMaskConfig(sample_rate=8000, n_fft=256, hop_length=64)), 0.7, 9.1),
 ])
 @pytest.mark.parametrize("overlap, batch", [(0.25, 1), (0.5, 3)])

@@ -20,6 +20,8 @@ class SeparationModel(nn.Module):
             model's hop), so chunked output equals unchunked output.
         default_segment: seconds per chunk when the user does not choose.
         default_overlap: fraction of a chunk shared with its neighbours when the user does not choose.
+        elastic_segment: the model takes chunks of any length, so the engine may stretch or shrink
+            them to tile a track with fewer chunks (a model trained at one fixed length says no).
         is_denoiser: the model has a ``noise`` stem that ``--atten-lim`` may mix back.
 
     Shape:
@@ -32,6 +34,7 @@ class SeparationModel(nn.Module):
     time_quantum: int = 1
     default_segment: float = 10.0
     default_overlap: float = 0.25
+    elastic_segment: bool = False
 
     @property
     def is_denoiser(self) -> bool:

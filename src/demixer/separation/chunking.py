@@ -7,6 +7,8 @@ How a track of ``T`` samples is cut:
   the same frames the whole track would;
 - the last chunk is moved back so that it ends exactly at the track's end (it never
   reads padding the whole-track pass would not see);
+- a model that takes any length (``elastic_segment``) gets equal chunks stretched or shrunk
+  to tile the track with the overlap and no more chunks than it needs;
 - each chunk's output is weighted by a window that is **zero** in the outer quarter of the
   overlap on every side shared with a neighbour, rises as sin² across the middle half and
   is one elsewhere. The result is ``sum(w_k y_k) / sum(w_k)``. A sample is therefore only
@@ -48,7 +50,7 @@ class Chunk:
         return self.start + self.length
 
 
-def _grid(total: int, segment: int, stride: int, quantum: int) -> list[tuple[int, int]]:
+def _grid(total: int, segment: int, stride: int, quantum: int, elastic: bool = False) -> list[tuple[int, int]]:
     """(start, length) of one pass over ``[0, total)``."""
     if total <= segment:
         return [(0, total)]
@@ -62,7 +64,30 @@ def _grid(total: int, segment: int, stride: int, quantum: int) -> list[tuple[int
         starts.pop()
     spans = [(s, segment) for s in starts]
     spans.append((last, total - last))
+    if elastic:  # never more work than the fixed grid (which lets a last chunk run a few samples long)
+        stretched = _elastic_grid(total, segment, segment - stride, quantum)
+        if sum(n for _, n in stretched) < sum(n for _, n in spans):
+            return stretched
     return spans
+
+
+def _elastic_grid(total: int, segment: int, overlap: int, quantum: int) -> list[tuple[int, int]]:
+    """Equal chunks near ``segment`` long that tile ``[0, total)`` with at least ``overlap`` shared.
+
+    The count is the nearest whole number of strides, so a track is never cut into one chunk
+    more than it needs (a fixed grid runs 4 chunks of 10 s over 30 s; this runs 3 of 11 s).
+    """
+    stride = segment - overlap
+    n = max(2, round((total - overlap) / stride))
+    # n chunks of L cover the track with the overlap when n L - (n - 1) overlap >= total; one
+    # quantum more absorbs the starts' rounding down to the quantum
+    length = -(-(total + (n - 1) * overlap) // n)
+    length = -(-length // quantum) * quantum + quantum
+    if length >= total:
+        return [(0, total)]
+    span = total - length
+    starts = [k * span // (n - 1) // quantum * quantum for k in range(n)]
+    return [(s, length) for s in starts[:-1]] + [(starts[-1], total - starts[-1])]
 
 
 def plan_chunks(
@@ -73,6 +98,7 @@ def plan_chunks(
     shifts: int = 0,
     max_shift: int = 0,
     seed: int = 0,
+    elastic: bool = False,
 ) -> tuple[list[Chunk], int]:
     """Cut ``total`` samples into chunks.
 
@@ -84,6 +110,8 @@ def plan_chunks(
         shifts: number of randomly shifted passes (0: one unshifted pass).
         max_shift: largest shift in samples.
         seed: seeds the shifts, for reproducible output.
+        elastic: the model takes any length: equal chunks, stretched (by a quarter at most) or
+            shrunk, tile the track with no more chunks than it needs.
 
     Returns:
         The chunks sorted by start, and the overlap ``O`` in samples.
@@ -101,7 +129,7 @@ def plan_chunks(
         offsets = [rng.randrange(0, max(max_shift, 0) // quantum + 1) * quantum for _ in range(shifts)]
     chunks = []
     for offset in offsets:
-        for s, n in _grid(total + offset, segment, stride, quantum):
+        for s, n in _grid(total + offset, segment, stride, quantum, elastic):
             start = s - offset
             chunks.append(Chunk(start, n, left_edge=s == 0, right_edge=start + n >= total))
     chunks.sort(key=lambda c: (c.start, c.length))
@@ -217,7 +245,8 @@ def run_chunked(
     sr = model.sample_rate
     seg = int(round((segment or model.default_segment) * sr))
     overlap = model.default_overlap if overlap is None else overlap
-    chunks, ovl = plan_chunks(total, seg, overlap, model.time_quantum, shifts, int(max_shift * sr), seed)
+    chunks, ovl = plan_chunks(total, seg, overlap, model.time_quantum, shifts, int(max_shift * sr), seed,
+                              elastic=model.elastic_segment)
     groups = channel_groups(channels, model.audio_channels)
     ola = OverlapAdd(total, len(model.sources), channels)
     device = torch.device(device)

@@ -78,24 +78,23 @@ class _TCNBlock(nn.Module):
     def __init__(self, cfg: ConvTasNetConfig, dilation: int) -> None:
         super().__init__()
         norm = _ChannelNorm if cfg.causal else _GlobalLayerNorm
-        self.causal = cfg.causal
-        self.pad = (cfg.conv_kernel - 1) * dilation
+        pad = (cfg.conv_kernel - 1) * dilation
+        # a symmetric even padding is done by the convolution itself, without a padded copy of its input
+        inside = not cfg.causal and pad % 2 == 0
+        self.pad = None if inside else (pad, 0) if cfg.causal else (pad // 2, pad - pad // 2)
         self.inp = nn.Conv1d(cfg.bottleneck, cfg.hidden, 1)
         self.act1, self.norm1 = nn.PReLU(), norm(cfg.hidden)
-        self.depthwise = nn.Conv1d(cfg.hidden, cfg.hidden, cfg.conv_kernel, dilation=dilation, groups=cfg.hidden)
+        self.depthwise = nn.Conv1d(cfg.hidden, cfg.hidden, cfg.conv_kernel, dilation=dilation, groups=cfg.hidden,
+                                   padding=pad // 2 if inside else 0)
         self.act2, self.norm2 = nn.PReLU(), norm(cfg.hidden)
         self.res = nn.Conv1d(cfg.hidden, cfg.bottleneck, 1)
         self.skip = nn.Conv1d(cfg.hidden, cfg.bottleneck, 1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         y = self.norm1(self.act1(self.inp(x)))
-        if self.causal or self.pad % 2:
-            y = F.pad(y, (self.pad, 0) if self.causal else (self.pad // 2, self.pad - self.pad // 2))
-            y = self.depthwise(y)
-        else:  # symmetric: the convolution pads by itself, without a padded copy of y
-            y = F.conv1d(y, self.depthwise.weight, self.depthwise.bias, dilation=self.depthwise.dilation,
-                         padding=self.pad // 2, groups=self.depthwise.groups)
-        y = self.norm2(self.act2(y))
+        if self.pad is not None:
+            y = F.pad(y, self.pad)
+        y = self.norm2(self.act2(self.depthwise(y)))
         if torch.is_grad_enabled():
             return x + self.res(y), self.skip(y)
         # inference: the residual and skip 1x1 convolutions as one

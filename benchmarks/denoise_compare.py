@@ -3,10 +3,17 @@ RNNoise (the `pyrnnoise` wheel's library) and noisereduce, with the noisy input 
 
     python benchmarks/denoise_compare.py [--checkpoint checkpoints/demixer-denoise/best.safetensors]
 
+    python benchmarks/denoise_compare.py --sets valentini heldout unseen --json denoise.json
+
 Sets (all 16 kHz, from ../shared/data, read here only):
-  valentini  the noisy/clean pairs in denoising_pairs/ (real recordings);
+  valentini  the noisy/clean pairs in denoising_pairs/ (real recordings; demixer-denoise's test set);
   mixed      every real utterance in speech/ over a real noise recording from noise/, at 0, 5 or
-             10 dB SNR (seeded; the noise cut is random).
+             10 dB SNR (seeded; the noise cut is random). Its speakers include demixer-denoise's
+             training speakers: a sanity check, not a test;
+  heldout    the VCTK speakers demixer-denoise never trained on, each at 0, 5 and 10 dB over the
+             real noise recordings (noise types seen in training, random cuts);
+  unseen     the same speakers over a noise type never seen in training: the songs of
+             mixtures_only (background music with singing), at 0, 5 and 10 dB.
 Metrics: PESQ-wb gain, STOI gain and SI-SDR improvement over the noisy input (means), and the RTF
 on one thread. Each method's fixed delay is found once by cross-correlation and removed.
 pyrnnoise and noisereduce come with the dev extras (`make test` installs them); they are not runtime dependencies.
@@ -15,6 +22,7 @@ pyrnnoise and noisereduce come with the dev extras (`make test` installs them); 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -45,25 +53,51 @@ def valentini() -> list[tuple[str, np.ndarray, np.ndarray]]:
     return items
 
 
-def mixed(seed: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _mono16(path: Path, seconds: float | None = None) -> np.ndarray:
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    y = soxr.resample(x.mean(1), sr, SR)
+    return y if seconds is None else y[: int(seconds * SR)]
+
+
+def _mix(speech: list[Path], noise: list[Path], seed: int, snrs: tuple[int, ...] | None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Each utterance over a seeded random cut of a noise recording; ``snrs=None`` gives each utterance
+    one SNR of 0/5/10 dB in turn, else every utterance is mixed at each SNR (with a different noise)."""
     rng = np.random.default_rng(seed)
-    noises = []
-    for path in sorted(DATA.glob("noise/*/*")):
-        x, sr = sf.read(path, dtype="float32", always_2d=True)
-        noises.append((path.stem, soxr.resample(x.mean(1), sr, SR)))
-    items = []
-    for i, path in enumerate(sorted(DATA.glob("speech/*/*"))):
-        x, sr = sf.read(path, dtype="float32", always_2d=True)
-        clean = soxr.resample(x.mean(1), sr, SR)[: 8 * SR]
-        name, noise = noises[i % len(noises)]
-        start = int(rng.integers(0, max(1, noise.size - clean.size)))
-        cut = np.resize(noise[start:start + clean.size], clean.size)
-        snr = (0, 5, 10)[i % 3]
-        cut = cut * np.sqrt(np.mean(clean ** 2) / (np.mean(cut ** 2) + 1e-12)) * 10 ** (-snr / 20)
-        noisy = clean + cut
-        peak = max(1.0, float(np.abs(noisy).max()) / 0.99)
-        items.append((f"{path.stem}+{name}@{snr}dB", (noisy / peak).astype(np.float32), (clean / peak).astype(np.float32)))
+    noises = [(p.stem, _mono16(p)) for p in noise]
+    items, k = [], 0
+    for i, path in enumerate(speech):
+        clean = _mono16(path, 8)
+        for snr in ((0, 5, 10)[i % 3],) if snrs is None else snrs:
+            name, n = noises[k % len(noises)]
+            k += 1
+            start = int(rng.integers(0, max(1, n.size - clean.size)))
+            cut = np.resize(n[start:start + clean.size], clean.size)
+            cut = cut * np.sqrt(np.mean(clean ** 2) / (np.mean(cut ** 2) + 1e-12)) * 10 ** (-snr / 20)
+            noisy = clean + cut
+            peak = max(1.0, float(np.abs(noisy).max()) / 0.99)
+            items.append((f"{path.stem}+{name}@{snr}dB", (noisy / peak).astype(np.float32), (clean / peak).astype(np.float32)))
     return items
+
+
+def mixed(seed: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    return _mix(sorted(DATA.glob("speech/*/*")), sorted(DATA.glob("noise/*/*")), seed, None)
+
+
+HELDOUT_SPEECH = ("speech/vctk/*", "speech/vctk_rtvc/*")  # demixer-denoise's validation speakers, never trained on
+
+
+def heldout(seed: int = 1) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    speech = sorted(p for g in HELDOUT_SPEECH for p in DATA.glob(g))
+    return _mix(speech, sorted(DATA.glob("noise/*/*")), seed, (0, 5, 10))
+
+
+def unseen(seed: int = 2) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    speech = sorted(p for g in HELDOUT_SPEECH for p in DATA.glob(g))
+    noise = sorted(DATA.glob("mixtures_only/*"))
+    return _mix(speech, noise, seed, (0, 5, 10))
+
+
+SETS = {"valentini": valentini, "mixed": mixed, "heldout": heldout, "unseen": unseen}
 
 
 # -- methods: (noisy [T] at 16 kHz) -> estimate [T], delay not yet removed -------------------------
@@ -114,15 +148,19 @@ def find_delay(method, items, max_lag: int = 2000) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "demixer-denoise" / "best.safetensors"))
+    ap.add_argument("--checkpoint", default="demixer-denoise",
+                    help="demixer model name or checkpoint (default: the shipped demixer-denoise)")
+    ap.add_argument("--sets", nargs="+", choices=list(SETS), default=["valentini", "mixed"])
+    ap.add_argument("--json", type=Path, help="also write the means to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    sets = {"valentini": valentini(), "mixed": mixed()}
+    sets = {name: SETS[name]() for name in args.sets}
     methods = {"noisy input": lambda: (lambda x: x), "spectral-gate": lambda: demixer_model("spectral-gate")}
-    if Path(args.checkpoint).exists():
-        methods[f"demixer ({Path(args.checkpoint).parent.name})"] = lambda: demixer_model(args.checkpoint)
+    methods[args.checkpoint] = lambda: demixer_model(args.checkpoint)
     methods.update({"deepfilternet3": deepfilternet3, "rnnoise": rnnoise, "noisereduce": noisereduce_})
+    results: dict[str, dict] = {}
     for set_name, items in sets.items():
+        results[set_name] = {"files": len(items)}
         seconds = sum(c.size for _, _, c in items) / SR
         print(f"\n{set_name}: {len(items)} files, {seconds:.0f} s; means over files (gains are over the noisy input)")
         print(f"{'method':<28} {'PESQ-wb':>8} {'gain':>6} {'STOI':>6} {'gain':>6} {'SI-SDRi':>8} {'delay':>6} {'RTF':>7}")
@@ -145,8 +183,13 @@ def main() -> None:
                 g.append(si_sdr_i(reference=clean, estimate=y, mixture=noisy))
             if label == "noisy input":
                 base = {"pesq": np.mean(p), "stoi": np.mean(s)}
+            results[set_name][label] = {"pesq_wb": round(float(np.mean(p)), 3), "pesq_gain": round(float(np.mean(p) - base["pesq"]), 3),
+                                        "stoi": round(float(np.mean(s)), 4), "stoi_gain": round(float(np.mean(s) - base["stoi"]), 4),
+                                        "si_sdri": round(float(np.mean(g)), 3), "rtf_1_thread": round(t / seconds, 4)}
             print(f"{label:<28} {np.mean(p):>8.2f} {np.mean(p) - base['pesq']:>+6.2f} {np.mean(s):>6.3f} "
                   f"{np.mean(s) - base['stoi']:>+6.3f} {np.mean(g):>+8.2f} {delay:>6} {t / seconds:>7.4f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -52,3 +52,28 @@ def test_shapes_gradients_bands_and_checkpoint(tmp_path):
     with torch.no_grad():
         assert torch.equal(load_checkpoint(path)(x.detach()), model(x.detach()))
     assert model.eval()(torch.randn(1, 1, 5)).shape == (1, 2, 1, 5)
+
+
+def test_a_16k_model_runs_natively_at_48k_and_keeps_the_high_band():
+    """`at_input_rate`: same weights (shared), same features on the bins the model knows, the top band's
+    gain above 8 kHz; streaming still equals offline; a 16 kHz input is left alone."""
+    from demixer.separation import Separator
+
+    torch.manual_seed(0)
+    model = Denoiser(DenoiserConfig(sample_rate=16000)).eval()
+    assert model.at_input_rate(16000) is model and model.at_input_rate(8000) is model
+    fast = model.at_input_rate(48000)
+    assert fast.sample_rate == 48000 and fast.hop == 480 and fast.gru is model.gru
+    assert model.at_input_rate(48000) is fast
+    assert torch.equal(fast.bands[:, :161], model.bands) and not fast.bands[:, 161:].any()
+    assert torch.equal(fast.expand[-1, 161:], torch.ones(fast.expand.shape[1] - 161))
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal(48000)).astype(np.float32)
+    with torch.no_grad():
+        offline = fast(torch.from_numpy(x)[None, None])[0, 0, 0].numpy()
+    streamed = _stream(fast, x)
+    assert np.abs(streamed[fast.latency:fast.latency + len(x)] - offline).max() < 1e-5
+    out = Separator(model=model).separate_tensor(x[None], 48000)["speech"][0].numpy()
+    assert np.abs(out - offline).max() < 1e-5, "the engine runs the 48 kHz version, no resampling"
+    spectrum = np.abs(np.fft.rfft(out))
+    assert spectrum[12000:].mean() > 0.05 * spectrum[:8000].mean(), "content above 8 kHz survives"

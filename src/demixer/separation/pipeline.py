@@ -118,6 +118,7 @@ def separate_array(
     if not np.isfinite(audio).all():
         raise AudioError(None, "input contains NaN or infinite samples")
     channels, frames = audio.shape
+    model = model.at_input_rate(sample_rate)
     x = resample(audio.astype(np.float32), sample_rate, model.sample_rate)
     back = {s: StreamResampler(model.sample_rate, sample_rate, channels, total_out=frames) for s in plan.outputs}
     parts: dict[str, list[np.ndarray]] = {s: [] for s in plan.outputs}
@@ -170,6 +171,7 @@ def separate_file(
     """Separate one file into one file per stem (see the module docstring for the passes)."""
     t0 = time.perf_counter()
     info = probe(path)
+    model = model.at_input_rate(info.sample_rate)
     if fmt.container == "mp3" and info.channels > 2:
         raise AudioError(path, f"has {info.channels} channels; mp3 holds at most 2 (use wav or flac output)")
     out_root = Path(min((p.parent for p in outputs.values()), key=lambda p: len(p.parts)))

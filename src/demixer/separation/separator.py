@@ -48,7 +48,7 @@ class Separator:
         base = options or SeparationOptions()
         self.options = base.replace(**({"name": name} if name is not None else {}), **kwargs)
         if model is None:
-            key = self.options.name or default_model_for(self.options.task)
+            key = self.options.name or default_model_for(self.options.task, self.options.two_stems)
             model = load_model(key)
             self.model_name = model_display_name(key)
         else:

@@ -192,7 +192,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 raise ModelNotFoundError(f"unknown model {opts.name!r} (GET /models lists them)"
                                          + ("; it is a published model not downloaded on this server (the operator can run "
                                             f"`demixer models download {opts.name}`)" if manifest_entry(opts.name) else ""))
-            model_name = opts.name or default_model_for(opts.task)
+            model_name = opts.name or default_model_for(opts.task, opts.two_stems)
             model = runner.models.get(model_name)
             if getattr(model, "needs_enrollment", False):
                 raise OptionsError(f"{model_name} extracts a target speaker from an enrolment clip, "

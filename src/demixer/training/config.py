@@ -31,6 +31,9 @@ class ModelSection(_Section):
 
     architecture: str
     config: dict[str, Any] = Field(default_factory=dict)
+    #: a demixer checkpoint to start from (fine-tuning a finished run on new data); its architecture
+    #: and weight shapes must match. Ignored on --resume, where the run's own state is loaded.
+    init: str | None = None
 
 
 class AugmentSection(_Section):

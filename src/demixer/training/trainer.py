@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from ..devices import resolve_device
 from ..models.base import SeparationModel
 from ..models.checkpoint import build_model, save_checkpoint
-from ..errors import DemixerError
+from ..errors import DemixerError, ModelNotFoundError
 from . import distributed
 from .config import ConfigError, TrainConfig, dump_config
 from .datasets import build_datasets
@@ -143,6 +143,8 @@ class Trainer:
             self.model: SeparationModel = build_model(config.model.architecture, config.model.config).to(self.device)
         except (TypeError, ValueError, AssertionError) as exc:
             raise ConfigError(f"model.config: {exc}") from None
+        if config.model.init and not resume:
+            self._init_from(Path(config.model.init))
         self.train_set, self.valid_set = build_datasets(config.data, self.model, config.train.seed)
         self.loss = TrainingLoss(config.loss.terms, pit=config.loss.pit)
         self.steps_per_epoch = (len(self.train_set) // self.dist.world) // config.data.batch_size
@@ -168,6 +170,25 @@ class Trainer:
         self.best_score: float | None = None
         self.elapsed = 0.0
         self.logs: Logs | None = None
+
+    def _init_from(self, path: Path) -> None:
+        """Start from the weights of a finished run (``model.init``)."""
+        from safetensors import safe_open
+
+        from ..models.checkpoint import read_metadata
+
+        try:
+            meta = read_metadata(path)
+        except (OSError, ModelNotFoundError) as exc:
+            raise ConfigError(f"model.init: {exc}") from None
+        if meta["architecture"] != self.cfg.model.architecture:
+            raise ConfigError(f"model.init: {path} is a {meta['architecture']} checkpoint, not {self.cfg.model.architecture}")
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        try:
+            self.model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ConfigError(f"model.init: {path} does not fit model.config: {str(exc).splitlines()[0]}") from None
 
     # ----------------------------------------------------------------------------- state
     def _weights_model(self) -> SeparationModel:

@@ -1,0 +1,152 @@
+"""Ship a trained model: copy a run's weights into the package and write its model card.
+
+    python scripts/ship_model.py checkpoints/demixer-denoise --name demixer-denoise --tasks denoise \\
+        --description "..." --hardware "2-core x86_64 CPU" \\
+        --eval "denoising_pairs (real, test)=evaluation/denoise-pairs" --benchmark "peers=denoise.json" --weakness "..."
+
+The card (``src/demixer/models/weights/<name>.json``) records what a user needs to judge the model:
+the config and command that trained it, the data, the steps, epochs and wall time, the hardware, the
+validation scores at the shipped step, the medians of each ``demixer evaluate`` folder given with
+``--eval`` (every model evaluated there, baselines included, so the comparison is in the card), and
+the known weaknesses. The weights are a demixer checkpoint; the card holds their sha256, which the
+package checks on load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from demixer.models.checkpoint import read_metadata  # noqa: E402
+from demixer.models.shipped import CARD_FORMAT, weights_dir  # noqa: E402
+
+MAX_BYTES = 25 * 1024 * 1024
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _number(v: str) -> float | int | None:
+    if v in ("", "nan"):
+        return None
+    x = float(v)
+    return int(x) if x.is_integer() and "." not in v else round(x, 3)
+
+
+def validation_at(run: Path, step: int | None) -> dict:
+    """The validation row of the shipped step (the best one when ``step`` is None) and the history length."""
+    rows = _rows(run / "valid.csv")
+    if not rows:
+        raise SystemExit(f"{run}/valid.csv has no rows")
+    row = rows[-1] if step is None else next((r for r in rows if int(r["step"]) == step), None)
+    if row is None:
+        raise SystemExit(f"{run}/valid.csv has no row for step {step}")
+    return {k: _number(v) for k, v in row.items()}
+
+
+def eval_medians(folder: Path) -> dict:
+    """Median over tracks per model, target and metric, from a ``demixer evaluate`` results.csv."""
+    values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    tracks = set()
+    for r in _rows(folder / "results.csv"):
+        tracks.add(r["track"])
+        if r["value"] != "":
+            values[r["model"]][r["target"]][r["metric"]].append(float(r["value"]))
+    return {"tracks": len(tracks), "median": {m: {t: {k: round(statistics.median(v), 3) for k, v in ms.items()}
+                                                  for t, ms in ts.items()} for m, ts in values.items()}}
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="training output folder (train.out): best.safetensors, config.yaml, valid.csv")
+    p.add_argument("--name", required=True)
+    p.add_argument("--tasks", nargs="+", required=True)
+    p.add_argument("--description", required=True)
+    p.add_argument("--weights", default="best.safetensors", help="file of the run to ship (default: best.safetensors)")
+    p.add_argument("--step", type=int, help="training step of those weights (default: read from the checkpoint)")
+    p.add_argument("--config", type=Path, help="the config in configs/ that trained it (default: configs/NAME.yaml)")
+    p.add_argument("--hardware", required=True)
+    p.add_argument("--eval", action="append", default=[], metavar="LABEL=FOLDER", help="a demixer evaluate output folder")
+    p.add_argument("--benchmark", action="append", default=[], metavar="LABEL=JSON",
+                   help="a benchmark's JSON output (e.g. benchmarks/denoise_compare.py --json), copied into the card")
+    p.add_argument("--weakness", action="append", default=[], help="a known weakness (repeatable)")
+    p.add_argument("--note", action="append", default=[], help="anything else a user should know (repeatable)")
+    args = p.parse_args(argv)
+
+    src = args.run / args.weights
+    meta = read_metadata(src)
+    size = src.stat().st_size
+    if size > MAX_BYTES:
+        raise SystemExit(f"{src} is {size / 2**20:.1f} MiB: shipped weights must stay under 25 MB")
+    config_file = args.config or ROOT / "configs" / f"{args.name}.yaml"
+    run_config = yaml.safe_load((args.run / "config.yaml").read_text())
+    step = args.step if args.step is not None else meta["extra"].get("training", {}).get("step")
+    valid = validation_at(args.run, step)
+    steps_run = int(_rows(args.run / "train.csv")[-1]["step"])
+    out = weights_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    dst = out / f"{args.name}.safetensors"
+    shutil.copyfile(src, dst)
+    card = {
+        "format": CARD_FORMAT,
+        "name": args.name,
+        "file": dst.name,
+        "sha256": hashlib.sha256(dst.read_bytes()).hexdigest(),
+        "bytes": size,
+        "tasks": args.tasks,
+        "description": args.description,
+        "architecture": meta["architecture"],
+        "config": meta["config"],
+        "sources": meta["sources"],
+        "sample_rate": meta["sample_rate"],
+        "training": {
+            "config_file": str(config_file.relative_to(ROOT)) if config_file.is_relative_to(ROOT) else str(config_file),
+            "command": f"demixer train -c {config_file.relative_to(ROOT) if config_file.is_relative_to(ROOT) else config_file}"
+                       " (continue with --resume)",
+            "shipped_step": valid.get("step"),
+            "shipped_epoch": valid.get("epoch"),
+            "steps_run_so_far": steps_run,
+            "wall_seconds_to_shipped_step": valid.get("seconds"),
+            "hardware": args.hardware,
+            "loss": run_config.get("loss"), "optim": run_config.get("optim"), "schedule": run_config.get("schedule"),
+            "ema": run_config.get("train", {}).get("ema"),
+            "demixer_commit": git_commit(),
+        },
+        "data": run_config.get("data"),
+        "metrics": {
+            "validation": {"split": "the config's data.valid / holdout (never trained on)", "at_shipped_step": valid},
+            "evaluations": {label: eval_medians(Path(folder)) for label, folder in (e.split("=", 1) for e in args.eval)},
+            "benchmarks": {label: json.loads(Path(f).read_text()) for label, f in (b.split("=", 1) for b in args.benchmark)},
+        },
+        "known_weaknesses": args.weakness,
+        "notes": args.note,
+    }
+    (out / f"{args.name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(f"shipped {dst} ({size / 2**20:.1f} MiB) and {out / (args.name + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Models trained by the project and shipped inside the package, each with a model card.
+
+A shipped model is two files in ``demixer/models/weights/``: ``<name>.safetensors`` (a demixer
+checkpoint, see :mod:`demixer.models.checkpoint`) and ``<name>.json``, its card: the tasks it
+serves, the exact config and command that trained it, the data, steps, wall time and hardware,
+the validation and test metrics and the known weaknesses. The card's ``sha256`` is checked on
+load, so a truncated or swapped weights file is an error, not a silently wrong model.
+
+``scripts/ship_model.py`` writes both files from a training run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelNotFoundError
+from .base import SeparationModel
+
+CARD_FORMAT = "demixer.model-card/1"
+REQUIRED = ("format", "name", "file", "sha256", "tasks", "description", "architecture", "sources", "sample_rate",
+            "training", "data", "metrics", "known_weaknesses")
+
+
+def weights_dir() -> Path:
+    return Path(str(resources.files("demixer") / "models" / "weights"))
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A shipped model's card (``<name>.json``)."""
+
+    path: Path
+    data: dict[str, Any] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.data["tasks"])
+
+    @property
+    def description(self) -> str:
+        return self.data["description"]
+
+    @property
+    def weights(self) -> Path:
+        return self.path.with_name(self.data["file"])
+
+    def load(self) -> SeparationModel:
+        from .checkpoint import load_checkpoint
+
+        if not self.weights.is_file():
+            raise ModelNotFoundError(f"{self.name}: its weights {self.weights} are missing from the package (reinstall demixer)")
+        if _sha256(self.weights) != self.data["sha256"]:
+            raise ModelNotFoundError(f"{self.name}: {self.weights} does not match the sha256 of its card {self.path} "
+                                     "(a damaged install: reinstall demixer)")
+        return load_checkpoint(self.weights)
+
+
+@lru_cache(maxsize=None)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    st = path.stat()
+    return _sha256_cached(str(path), st.st_size, st.st_mtime_ns)
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Read and check one card; a malformed card names its file and the missing field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"model card {path}: {exc}") from None
+    missing = [k for k in REQUIRED if k not in data]
+    if missing or data.get("format") != CARD_FORMAT:
+        raise ModelNotFoundError(f"model card {path}: not a {CARD_FORMAT} card"
+                                 + (f" (missing {', '.join(missing)})" if missing else ""))
+    return ModelCard(path, data)
+
+
+def shipped_cards(folder: Path | None = None) -> list[ModelCard]:
+    """The cards of every model shipped in the package, sorted by name."""
+    folder = folder or weights_dir()
+    if not folder.is_dir():
+        return []
+    return sorted((read_card(p) for p in folder.glob("*.json")), key=lambda c: c.name)
+
+
+__all__ = ["CARD_FORMAT", "ModelCard", "read_card", "shipped_cards", "weights_dir"]

@@ -1,0 +1,126 @@
+"""The models the project trains and ships: cards, checksums, task defaults, and their quality on real audio."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from demixer.audio import load_audio, probe, resample, save_audio
+from demixer.errors import ModelNotFoundError
+from demixer.evaluation import si_sdr
+from demixer.models import default_model_for, load_model, task_defaults
+from demixer.models.shipped import CARD_FORMAT, read_card, shipped_cards
+
+from .conftest import shared
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CARDS = shipped_cards()
+SHIPPED = {c.name: c for c in CARDS}
+
+
+def needs(name: str):
+    return pytest.mark.skipif(name not in SHIPPED, reason=f"{name} is not shipped in this version")
+
+
+def test_something_ships():
+    assert CARDS, "no trained model ships in the package"
+
+
+@pytest.mark.parametrize("card", CARDS, ids=lambda c: c.name)
+def test_card_is_complete_and_weights_match(card):
+    d = card.data
+    assert d["format"] == CARD_FORMAT and card.weights.is_file()
+    assert card.weights.stat().st_size == d["bytes"] < 25 * 1024 * 1024
+    model = card.load()  # checks the sha256
+    assert list(model.sources) == d["sources"] and model.sample_rate == d["sample_rate"]
+    assert d["training"]["shipped_step"] > 0 and d["training"]["hardware"] and d["training"]["config_file"].startswith("configs/")
+    assert (ROOT / d["training"]["config_file"]).is_file()
+    assert d["metrics"]["validation"]["at_shipped_step"] and d["metrics"]["evaluations"]
+    assert d["known_weaknesses"], "a card must say what the model does badly"
+    for task in card.tasks:
+        assert task_defaults()[task] == card.name
+
+
+def test_models_card_and_list_through_the_cli(cli):
+    card = CARDS[0]
+    r = cli("models", "card", card.name)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == card.data
+    rows = {row["name"]: row for row in json.loads(cli("models", "list", "--json").stdout)}
+    for c in CARDS:
+        assert rows[c.name]["kind"] == "trained" and set(rows[c.name]["default_for"]) == set(c.tasks)
+    r = cli("models", "card", "hpss")
+    assert r.returncode == 1 and "not a trained model" in r.stderr
+
+
+def test_damaged_weights_are_refused(tmp_path):
+    card = CARDS[0]
+    shutil.copy(card.path, tmp_path / card.path.name)
+    data = bytearray(card.weights.read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / card.weights.name).write_bytes(bytes(data))
+    with pytest.raises(ModelNotFoundError, match="sha256"):
+        read_card(tmp_path / card.path.name).load()
+    (tmp_path / card.path.name).write_text(json.dumps({"format": CARD_FORMAT, "name": "x"}))
+    with pytest.raises(ModelNotFoundError, match="missing"):
+        read_card(tmp_path / card.path.name)
+
+
+def test_two_stems_vocals_takes_the_karaoke_model():
+    assert default_model_for("music", "vocals") == task_defaults()["karaoke"]
+    assert default_model_for("music", "drums") == task_defaults()["music"]
+
+
+@needs("demixer-denoise")
+def test_denoiser_on_real_noisy_speech_beats_the_training_free_one():
+    """The Valentini pairs are real noisy recordings of a speaker never trained on: the shipped
+    denoiser must improve SI-SDR clearly and beat spectral gating on every file."""
+    from demixer.separation import Separator
+
+    ours, gate = Separator("demixer-denoise"), Separator("spectral-gate")
+    pairs = sorted(shared("denoising_pairs").glob("*/noisy*/*"))
+    assert pairs
+    for noisy_path in pairs:
+        clean_path = noisy_path.parent.parent / noisy_path.parent.name.replace("noisy", "clean") / noisy_path.name
+        noisy, sr = load_audio(noisy_path)
+        clean, _ = load_audio(clean_path)
+        base = si_sdr(reference=clean[0], estimate=noisy[0])
+        ours_db = si_sdr(reference=clean[0], estimate=ours.separate_tensor(noisy, sr)["speech"][0].numpy())
+        gate_db = si_sdr(reference=clean[0], estimate=gate.separate_tensor(noisy, sr)["speech"][0].numpy())
+        assert ours_db > base + 3.0, (noisy_path.name, base, ours_db)
+        assert ours_db > gate_db + 1.0, (noisy_path.name, gate_db, ours_db)
+
+
+@needs("demixer-denoise")
+def test_denoise_task_through_the_cli_at_48k(cli, tmp_path):
+    noisy, sr = load_audio(sorted(shared("denoising_pairs").glob("*/noisy*/*"))[0])
+    src = save_audio(tmp_path / "call.wav", resample(noisy, sr, 48000), 48000)
+    r = cli("separate", "--task", "denoise", "-o", tmp_path / "o", src)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "o" / "demixer-denoise" / "call" / "speech.wav"
+    info = probe(out)
+    assert info.sample_rate == 48000 and info.frames == probe(src).frames
+
+
+@needs("demixer-karaoke")
+def test_karaoke_model_on_real_music_beats_centre_extraction(cli, tmp_path):
+    """music/valid is a real MUSDB18 excerpt nobody trained on (tests only, never shipped)."""
+    track = shared("music/valid/musdb18_easton_ellises_falcon69_excerpt")
+    r = cli("separate", "--two-stems", "vocals", "-o", tmp_path / "o", track / "mixture.flac")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "o" / "demixer-karaoke" / "mixture"
+    vocals_ref, sr = load_audio(track / "vocals.flac")
+    ours, _ = load_audio(out / "vocals.wav")
+    r = cli("separate", "-n", "center", "--two-stems", "vocals", "-o", tmp_path / "c", track / "mixture.flac")
+    centre, _ = load_audio(tmp_path / "c" / "center" / "mixture" / "vocals.wav")
+    assert (out / "no_vocals.wav").exists()
+
+    def sdr(est):
+        return float(np.mean([si_sdr(reference=vocals_ref[c], estimate=est[c]) for c in range(2)]))
+
+    assert sdr(ours) > sdr(centre) + 1.0, (sdr(ours), sdr(centre))

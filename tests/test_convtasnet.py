@@ -44,3 +44,31 @@ def test_active_speaker_rule():
              "speaker3": rng.standard_normal(8000) * 1e-4}
     assert active_speakers(stems) == ["speaker1", "speaker2"]
     assert active_speakers(stems, threshold_db=80) == ["speaker1", "speaker2", "speaker3"]
+
+
+def test_mixture_gain_sets_the_level_without_touching_si_sdr():
+    """SI-SDR training leaves the output level free: at inference the outputs get the least-squares gains
+    that make their sum closest to the mixture; each output's SI-SDR is unchanged."""
+    from demixer.evaluation import si_sdr
+    from demixer.models.convtasnet import mixture_gains
+
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 8000)
+    est = torch.stack([3.0 * a + 0.1 * b, 0.2 * b])[None]  # too loud, too quiet
+    g = mixture_gains(est, (a + b)[None])
+    assert torch.allclose(g, torch.tensor([[1 / 3, (1 - 0.1 / 3) / 0.2]]), atol=1e-3)  # exact: a + b = g1 est1 + g2 est2
+    same = mixture_gains(torch.stack([a + 0.5 * b, a])[None], (a + b)[None])  # least squares: 2 and -1
+    assert torch.allclose(same, torch.full((1, 2), 2.5 / 4.25), atol=0.02), "one common gain: no output cancelled"
+    flipped = mixture_gains(torch.stack([-2 * a, -0.5 * b])[None], (a + b)[None])  # SI-SDR ignores polarity too
+    assert torch.allclose(flipped, torch.tensor([[-0.5, -2.0]]), atol=0.02)
+    model = ConvTasNet(ConvTasNetConfig(**TINY))
+    x = torch.randn(1, 1, 4000)
+    model.eval()
+    with torch.no_grad():
+        scaled = model(x)
+        model.config.mixture_gain = False
+        raw = model(x)
+    for s in range(2):
+        assert abs(si_sdr(reference=raw[0, s, 0].numpy(), estimate=scaled[0, s, 0].numpy())) > 60
+    err = lambda y: float((x[0, 0] - y[0, :, 0].sum(0)).pow(2).sum())  # noqa: E731
+    assert err(scaled) <= err(raw) + 1e-6

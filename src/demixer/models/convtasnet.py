@@ -32,6 +32,10 @@ class ConvTasNetConfig:
         speaker_dim: size of a conditioning vector (0: none). When set, ``forward`` takes a
             ``speaker`` embedding that scales and shifts the TCN input at the start of every repeat
             (FiLM, as SpEx+ conditions its TCN stacks); see :mod:`demixer.models.extraction`.
+        mixture_gain: at inference, scale each output by the least-squares gains (>= 0) that bring
+            the outputs' sum closest to the mixture. A scale-invariant loss (SI-SDR) leaves the level
+            of the outputs free; this gives them the mixture's level without changing their SI-SDR.
+            Not in causal mode (the gains see the whole chunk).
     """
 
     sources: tuple[str, ...] = ("speaker1", "speaker2")
@@ -46,6 +50,7 @@ class ConvTasNetConfig:
     repeats: int = 2
     causal: bool = False
     speaker_dim: int = 0
+    mixture_gain: bool = True
 
 
 class _GlobalLayerNorm(nn.Module):
@@ -149,8 +154,30 @@ class ConvTasNet(SeparationModel):
             skips = skips + s if torch.is_grad_enabled() or i == 0 else skips.add_(s)
         masks = torch.sigmoid(self.mask(skips)).reshape(b, len(self.sources), -1, w.shape[-1])
         est = self.decoder((masks * w[:, None]).reshape(b * len(self.sources), -1, w.shape[-1]))
-        est = est[..., self.stride: self.stride + length]
-        return est.reshape(b, len(self.sources), 1, length)
+        est = est[..., self.stride: self.stride + length].reshape(b, len(self.sources), 1, length)
+        if self.config.mixture_gain and not self.training and not self.config.causal:
+            est = est * mixture_gains(est[:, :, 0], mix[:, 0])[..., None, None]
+        return est
+
+
+def mixture_gains(est: Tensor, mix: Tensor, eps: float = 1e-8) -> Tensor:
+    """Gains minimising ``||mix - sum_s g_s est_s||``, one per output.
+
+    SI-SDR is blind to polarity as well as level, so a gain may be negative: it then undoes an inverted
+    output. Where an output's gain would take the opposite sign of its own correlation with the mixture
+    (outputs that mostly repeat each other, where least squares cancels one against the other), all
+    outputs get one common gain instead, so no output is cancelled. Shape: ``[B, S, T], [B, T] -> [B, S]``.
+    """
+    e, m = est.double(), mix.double()[..., None]
+    gram = e @ e.transpose(1, 2)
+    gram = gram + eps * (gram.diagonal(dim1=1, dim2=2).sum(-1, keepdim=True)[..., None] + 1e-12) * torch.eye(e.shape[1], dtype=e.dtype)
+    corr = (e @ m)[..., 0]
+    g = torch.linalg.solve(gram, corr[..., None])[..., 0]
+    total = e.sum(1, keepdim=True)
+    common = ((total @ m)[..., 0] / ((total @ total.transpose(1, 2))[..., 0] + 1e-12)).expand_as(g)
+    common = torch.where(common != 0, common, torch.ones_like(common))
+    g = torch.where((torch.sign(g) == torch.sign(corr)).all(-1, keepdim=True), g, common)
+    return g.to(est.dtype)
 
 
 def active_speakers(stems: dict[str, np.ndarray] | dict[str, Tensor], threshold_db: float = 30.0) -> list[str]:

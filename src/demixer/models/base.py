@@ -23,6 +23,9 @@ class SeparationModel(nn.Module):
         elastic_segment: the model takes chunks of any length, so the engine may stretch or shrink
             them to tile a track with fewer chunks (a model trained at one fixed length says no).
         is_denoiser: the model has a ``noise`` stem that ``--atten-lim`` may mix back.
+        band_extension: on input above the model's rate, give the stems the input's band above the
+            model's Nyquist frequency, shared by their energy just below it
+            (:mod:`demixer.separation.band_extension`); for low-rate models (8 kHz speech).
 
     Shape:
         ``forward``: ``[B, C, T]`` -> ``[B, S, C, T]``.
@@ -35,6 +38,7 @@ class SeparationModel(nn.Module):
     default_segment: float = 10.0
     default_overlap: float = 0.25
     elastic_segment: bool = False
+    band_extension: bool = False
 
     @property
     def is_denoiser(self) -> bool:

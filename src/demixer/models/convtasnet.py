@@ -129,6 +129,7 @@ class ConvTasNet(SeparationModel):
         self.default_segment = 10.0
         self.default_overlap = 0.15
         self.elastic_segment = True  # fully convolutional, gLN over the chunk: any length works
+        self.band_extension = True  # 8 kHz speech on 16-48 kHz input: keep the band above 4 kHz
         self.encoder = nn.Conv1d(1, cfg.filters, cfg.kernel, stride=self.stride, bias=False)
         self.norm = _ChannelNorm(cfg.filters) if cfg.causal else _GlobalLayerNorm(cfg.filters)
         self.bottleneck = nn.Conv1d(cfg.filters, cfg.bottleneck, 1)

@@ -31,6 +31,7 @@ from ..audio.resample import StreamResampler, resample
 from ..audio.writer import AudioWriter, OutputFormat
 from ..errors import AudioError
 from ..models.base import SeparationModel
+from .band_extension import BandExtension, HighBand, high_band
 from .chunking import run_chunked
 from .stems import StemPlan
 
@@ -120,21 +121,47 @@ def separate_array(
     channels, frames = audio.shape
     model = model.at_input_rate(sample_rate)
     x = resample(audio.astype(np.float32), sample_rate, model.sample_rate)
-    back = {s: StreamResampler(model.sample_rate, sample_rate, channels, total_out=frames) for s in plan.outputs}
-    parts: dict[str, list[np.ndarray]] = {s: [] for s in plan.outputs}
+    extend = _extends(model, sample_rate)
+    names = model.sources if extend else plan.outputs
+    back = {s: StreamResampler(model.sample_rate, sample_rate, channels, total_out=frames) for s in names}
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in names}
 
     def read(start: int, length: int) -> np.ndarray:
         return _padded(start, length, x.shape[1], channels, lambda lo, hi: x[:, lo:hi])
 
     def emit(block: np.ndarray) -> None:
-        for stem, y in plan(block).items():
+        stems = dict(zip(model.sources, block)) if extend else plan(block)
+        for stem, y in stems.items():
             parts[stem].append(np.array(back[stem].process(y)))  # a copy: the block is a view of the engine's buffer
 
     _run(model, read, x.shape[1], channels, emit, settings, progress)
-    for s in plan.outputs:
+    for s in names:
         parts[s].append(back[s].flush())
-    return {s: p[0] if len(p) == 1 or all(q.shape[1] == 0 for q in p[1:]) else np.concatenate(p, axis=1)
-            for s, p in ((s, parts.pop(s)) for s in plan.outputs)}
+    out = {s: p[0] if len(p) == 1 or all(q.shape[1] == 0 for q in p[1:]) else np.concatenate(p, axis=1)
+           for s, p in ((s, parts.pop(s)) for s in names)}
+    if extend:
+        full = BandExtension(model.sample_rate, sample_rate, model.sources, channels).process(
+            high_band(audio.astype(np.float32), x, sample_rate, model.sample_rate), out)
+        out = plan(np.stack([full[s] for s in model.sources]))
+    return out
+
+
+def _extends(model: SeparationModel, rate: int) -> bool:
+    return model.band_extension and rate > model.sample_rate and len(model.sources) > 1
+
+
+class _Sequential:
+    """Reads a float32 work file front to back in pieces of any size."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = sf.SoundFile(str(path))
+
+    def read(self, n: int) -> np.ndarray:
+        y = self.file.read(n, dtype="float32", always_2d=True).T
+        return np.pad(y, ((0, 0), (0, n - y.shape[1]))) if y.shape[1] < n else y
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class _WorkFileReader:
@@ -153,6 +180,15 @@ class _WorkFileReader:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _maybe_file(path: Path, wanted: bool, info):
+    """A float32 work file at the input's rate, or a stand-in that writes nothing."""
+    import contextlib
+
+    if not wanted:
+        return contextlib.nullcontext(None)
+    return sf.SoundFile(str(path), "w", samplerate=info.sample_rate, channels=info.channels, subtype="FLOAT")
 
 
 def separate_file(
@@ -181,43 +217,62 @@ def separate_file(
     writers: list[AudioWriter] = []
     ok = False
     try:
-        # 1. prepare
+        # 1. prepare (with the band a low-rate model cannot see, kept aside when the model gives it back)
         to_model = StreamResampler(info.sample_rate, model.sample_rate, info.channels)
+        extend = _extends(model, info.sample_rate)
+        high = HighBand(info.sample_rate, model.sample_rate, info.channels) if extend else None
         frames_in = 0
-        with sf.SoundFile(str(work / "input.wav"), "w", samplerate=model.sample_rate, channels=info.channels, subtype="FLOAT") as f:
+        with sf.SoundFile(str(work / "input.wav"), "w", samplerate=model.sample_rate, channels=info.channels, subtype="FLOAT") as f, \
+                _maybe_file(work / "high.wav", extend, info) as hf:
             for block in iter_blocks(info, start=start, duration=duration, block_frames=block_frames):
                 frames_in += block.shape[1]
-                f.write(to_model.process(block).T)
+                down = to_model.process(block)
+                f.write(down.T)
+                if high is not None:
+                    hf.write(high.process(block, down).T)
                 if progress and info.frames:
                     progress("prepare", min(1.0, frames_in / max(info.frames, 1)))
-            f.write(to_model.flush().T)
+            tail = to_model.flush()
+            f.write(tail.T)
+            if high is not None:
+                hf.write(high.flush(tail).T)
         if frames_in == 0:
             raise AudioError(path, "contains no audio samples")
 
         # 2. separate
         reader = _WorkFileReader(work / "input.wav")
         peak = 0.0
-        back = {s: StreamResampler(model.sample_rate, info.sample_rate, info.channels, total_out=frames_in) for s in plan.outputs}
+        names = model.sources if extend else plan.outputs
+        back = {s: StreamResampler(model.sample_rate, info.sample_rate, info.channels, total_out=frames_in) for s in names}
         stem_files = {s: sf.SoundFile(str(work / f"{i}.wav"), "w", samplerate=info.sample_rate, channels=info.channels,
                                       subtype="FLOAT") for i, s in enumerate(plan.outputs)}
+        extension = BandExtension(model.sample_rate, info.sample_rate, model.sources, info.channels) if extend else None
+        residual = _Sequential(work / "high.wav") if extend else None
 
-        def emit(block: np.ndarray) -> None:
+        def write(stems: dict[str, np.ndarray]) -> None:
             nonlocal peak
-            for stem, y in plan(block).items():
-                y = back[stem].process(y)
+            if extension is not None:  # model sources at the input's rate: add the high band, then the plan
+                n = next(iter(stems.values())).shape[1]
+                if not n:
+                    return
+                full = extension.process(residual.read(n), stems)
+                stems = plan(np.stack([full[s] for s in model.sources]))
+            for stem, y in stems.items():
                 if y.size:
                     peak = max(peak, float(np.abs(y).max()))
                     stem_files[stem].write(y.T)
 
+        def emit(block: np.ndarray) -> None:
+            stems = dict(zip(model.sources, block)) if extend else plan(block)
+            write({stem: back[stem].process(y) for stem, y in stems.items()})
+
         try:
             _run(model, reader, reader.total, info.channels, emit, settings, progress)
-            for stem, r in back.items():
-                tail = r.flush()
-                if tail.size:
-                    peak = max(peak, float(np.abs(tail).max()))
-                    stem_files[stem].write(tail.T)
+            write({stem: r.flush() for stem, r in back.items()})
         finally:
             reader.close()
+            if residual is not None:
+                residual.close()
             for f in stem_files.values():
                 f.close()
 

@@ -193,7 +193,7 @@ def test_bad_uploads_are_refused_with_clear_messages(server_factory, tmp_path):
     assert r.status_code == 422
     r = submit(server, EXAMPLE, out="/tmp/elsewhere")  # server-side options cannot be set
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "out"
-    r = submit(server, EXAMPLE, two_stems="vocals")
+    r = submit(server, EXAMPLE, name="hpss", two_stems="vocals")
     assert r.status_code == 422 and "has no stem 'vocals'" in r.json()["detail"]
     r = submit(server, EXAMPLE, task="speakers")
     assert r.status_code == 422

@@ -102,6 +102,7 @@ class Denoiser(SeparationModel):
         self.register_buffer("window", torch.sqrt(torch.hann_window(self.win, periodic=True)), persistent=False)
         self.register_buffer("bands", torch.from_numpy(features).float(), persistent=False)
         self.register_buffer("expand", torch.from_numpy(expand).float(), persistent=False)
+        self._rates: dict[int, Denoiser] = {}  # at_input_rate's versions, sharing these weights
         features = cfg.bands + self.fine
         self.input_norm = nn.LayerNorm(features)
         self.gru = nn.GRU(features, cfg.hidden, num_layers=cfg.layers, batch_first=True)
@@ -114,8 +115,6 @@ class Denoiser(SeparationModel):
         cfg = self.config
         if sample_rate <= cfg.sample_rate or (sample_rate * cfg.hop_ms) % 1000 or sample_rate == self.sample_rate:
             return self
-        if not hasattr(self, "_rates"):
-            self._rates: dict[int, Denoiser] = {}
         if sample_rate not in self._rates:
             other = Denoiser(cfg, run_rate=sample_rate)
             for name in ("input_norm", "gru", "to_band_gains", "to_fine_gains"):  # shared, not copied

@@ -93,12 +93,13 @@ def read_card(path: str | Path) -> ModelCard:
     return ModelCard(path, data)
 
 
-def shipped_cards(folder: Path | None = None) -> list[ModelCard]:
-    """The cards of every model shipped in the package, sorted by name."""
-    folder = folder or weights_dir()
+@lru_cache(maxsize=None)
+def shipped_cards() -> tuple[ModelCard, ...]:
+    """The cards of every model shipped in the package, sorted by name (read once per process)."""
+    folder = weights_dir()
     if not folder.is_dir():
-        return []
-    return sorted((read_card(p) for p in folder.glob("*.json")), key=lambda c: c.name)
+        return ()
+    return tuple(sorted((read_card(p) for p in folder.glob("*.json")), key=lambda c: c.name))
 
 
 __all__ = ["CARD_FORMAT", "ModelCard", "read_card", "shipped_cards", "weights_dir"]

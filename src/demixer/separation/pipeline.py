@@ -14,6 +14,7 @@ Files go through three streamed passes, so memory stays flat in the track's leng
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -150,20 +151,6 @@ def _extends(model: SeparationModel, rate: int) -> bool:
     return model.band_extension and rate > model.sample_rate and len(model.sources) > 1
 
 
-class _Sequential:
-    """Reads a float32 work file front to back in pieces of any size."""
-
-    def __init__(self, path: Path) -> None:
-        self.file = sf.SoundFile(str(path))
-
-    def read(self, n: int) -> np.ndarray:
-        y = self.file.read(n, dtype="float32", always_2d=True).T
-        return np.pad(y, ((0, 0), (0, n - y.shape[1]))) if y.shape[1] < n else y
-
-    def close(self) -> None:
-        self.file.close()
-
-
 class _WorkFileReader:
     """Random-access reads of the float32 work file, zero-padded outside the track."""
 
@@ -184,8 +171,6 @@ class _WorkFileReader:
 
 def _maybe_file(path: Path, wanted: bool, info):
     """A float32 work file at the input's rate, or a stand-in that writes nothing."""
-    import contextlib
-
     if not wanted:
         return contextlib.nullcontext(None)
     return sf.SoundFile(str(path), "w", samplerate=info.sample_rate, channels=info.channels, subtype="FLOAT")
@@ -247,15 +232,17 @@ def separate_file(
         stem_files = {s: sf.SoundFile(str(work / f"{i}.wav"), "w", samplerate=info.sample_rate, channels=info.channels,
                                       subtype="FLOAT") for i, s in enumerate(plan.outputs)}
         extension = BandExtension(model.sample_rate, info.sample_rate, model.sources, info.channels) if extend else None
-        residual = _Sequential(work / "high.wav") if extend else None
+        residual = _WorkFileReader(work / "high.wav") if extend else None
+        given = 0  # residual frames handed out so far
 
         def write(stems: dict[str, np.ndarray]) -> None:
-            nonlocal peak
+            nonlocal peak, given
             if extension is not None:  # model sources at the input's rate: add the high band, then the plan
                 n = next(iter(stems.values())).shape[1]
                 if not n:
                     return
-                full = extension.process(residual.read(n), stems)
+                full = extension.process(residual(given, n), stems)
+                given += n
                 stems = plan(np.stack([full[s] for s in model.sources]))
             for stem, y in stems.items():
                 if y.size:

@@ -173,7 +173,7 @@ class Trainer:
 
     def _init_from(self, path: Path) -> None:
         """Start from the weights of a finished run (``model.init``)."""
-        from safetensors import safe_open
+        from safetensors.torch import load_file
 
         from ..models.checkpoint import read_metadata
 
@@ -183,10 +183,8 @@ class Trainer:
             raise ConfigError(f"model.init: {exc}") from None
         if meta["architecture"] != self.cfg.model.architecture:
             raise ConfigError(f"model.init: {path} is a {meta['architecture']} checkpoint, not {self.cfg.model.architecture}")
-        with safe_open(str(path), framework="pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}
         try:
-            self.model.load_state_dict(state, strict=True)
+            self.model.load_state_dict(load_file(str(path)), strict=True)
         except RuntimeError as exc:
             raise ConfigError(f"model.init: {path} does not fit model.config: {str(exc).splitlines()[0]}") from None
 

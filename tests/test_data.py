@@ -203,3 +203,29 @@ def test_data_mix_writes_fixed_sets_that_evaluate_reads(tmp_path):
     assert [i.kind for i in load_dataset(tmp_path / "d")] == ["denoise", "denoise"]
     r = run_cli("data", "mix", "denoise", "--out", tmp_path / "e", *args)
     assert r.returncode != 0 and "--noise" in r.stderr
+
+
+def test_speaker_speed_perturbation_and_folder_balance():
+    """speed plays each utterance faster (shorter) in training sets only; balance='folder' draws every folder alike."""
+    one = [shared("speech/librispeech")]
+
+    def span(ds):
+        src = ds[0][1][0, 0].numpy()
+        nz = np.flatnonzero(np.abs(src) > 0)
+        return nz[-1] - nz[0] + 1
+
+    plain = span(SpeakerMixDataset(one, speakers=1, sample_rate=8000, segment=30.0, items=1, seed=3))
+    fast = span(SpeakerMixDataset(one, speakers=1, sample_rate=8000, segment=30.0, items=1, seed=3, speed=(2.0, 2.0)))
+    assert abs(fast / plain - 0.5) < 0.01
+    held = SpeakerMixDataset(one, speakers=1, sample_rate=8000, segment=30.0, items=1, seed=3, speed=(2.0, 2.0), validation=True)
+    assert span(held) == plain, "validation examples are never perturbed"
+    with pytest.raises(ValueError, match="speed"):
+        SpeakerMixDataset(one, speakers=1, speed=(1.2, 0.8))
+
+    roots = [shared("speech/cmu_arctic"), shared("speech/librispeech"), shared("speech/librispeech_rtvc")]  # 2, 2, 4 talkers
+    rng = np.random.default_rng(0)
+    for balance, expect in (("folder", [1 / 3] * 3), ("speaker", [0.25, 0.25, 0.5])):
+        ds = SpeakerMixDataset(roots, speakers=1, sample_rate=8000, items=1, balance=balance)
+        picks = [ds._compose(rng)[1][0].split("/")[0] for _ in range(3000)]
+        share = [picks.count(r.name) / len(picks) for r in roots]
+        assert np.allclose(share, expect, atol=0.04), (balance, share)

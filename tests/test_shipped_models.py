@@ -150,3 +150,46 @@ def test_karaoke_model_on_real_music_beats_centre_extraction(cli, tmp_path):
         return float(np.mean([si_sdr(reference=vocals_ref[c], estimate=est[c]) for c in range(2)]))
 
     assert sdr(ours) > sdr(centre) + 1.0, (sdr(ours), sdr(centre))
+
+
+HELD_OUT_TALKERS = ("speech/librispeech_rtvc", "speech/vctk", "speech/vctk_rtvc", "denoising_pairs/valentini_p287/clean")
+
+
+@needs("demixer-2spk")
+def test_two_speaker_model_on_held_out_real_talkers():
+    """Two real talkers nobody trained on, overlapping 30-100 % at -5..5 dB: the mixture itself is the only
+    training-free estimate there is, so the model's permutation-invariant SI-SDR gain over it is the measure
+    (measured at shipping on these 16 mixtures: mean 4.36 dB, median 6.02, worst -0.72)."""
+    from itertools import permutations
+
+    from demixer.data import SpeakerMixDataset
+    from demixer.separation import Separator
+
+    ds = SpeakerMixDataset([shared(p) for p in HELD_OUT_TALKERS], speakers=2, sample_rate=8000, segment=4.0,
+                           overlap=(0.3, 1.0), items=16, seed=11, validation=True)
+    sep = Separator("demixer-2spk")
+    gains = []
+    for i in range(len(ds)):
+        src = ds.make(i, ds.rng(i))[:, 0]
+        mix = src.sum(0)
+        out = sep.separate_tensor(mix[None], 8000)
+        est = [out[s].numpy()[0] for s in ("speaker1", "speaker2")]
+        best = max(np.mean([si_sdr(reference=src[k], estimate=est[p]) for k, p in enumerate(perm)]) for perm in permutations(range(2)))
+        gains.append(best - np.mean([si_sdr(reference=src[k], estimate=mix) for k in range(2)]))
+    assert np.mean(gains) > 2.5 and np.median(gains) > 2.0, gains
+
+
+@needs("demixer-2spk")
+def test_speakers_task_through_the_cli(cli, tmp_path):
+    a, sr = load_audio(sorted(shared("speech/vctk").glob("*"))[0])
+    b, sr_b = load_audio(sorted(shared("speech/librispeech_rtvc").glob("*"))[0])
+    a = resample(a, sr, 16000)
+    b = resample(b, sr_b, 16000)
+    n = min(a.shape[1], b.shape[1])
+    src = save_audio(tmp_path / "two.wav", a[:, :n] + b[:, :n], 16000)
+    r = cli("separate", "--task", "speakers", "-o", tmp_path / "o", src)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "o" / "demixer-2spk" / "two"
+    for name in ("speaker1", "speaker2"):
+        info = probe(out / f"{name}.wav")
+        assert info.sample_rate == 16000 and info.frames == n

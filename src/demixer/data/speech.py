@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 from ..errors import DemixerError
 from .augment import limit_peak, rms_db
@@ -19,6 +20,11 @@ class SpeakerMixDataset(MixtureDataset):
     Each utterance is levelled to -25 dBFS, then given a gain in ``gain_db``; speaker k+1
     starts so that it overlaps the previous one by a ratio drawn from ``overlap``. With
     ``noise`` folders a ``noise`` source is added at an SNR (to the speech sum) in ``snr_db``.
+    With ``speed`` (training sets only) each utterance is first played faster or slower by a factor
+    drawn from that range (resampled with soxr: pitch and formants move together), so a few real
+    talkers give many distinct voices, as in the speed perturbation of Kaldi and SpeechBrain recipes.
+    ``balance="folder"`` draws talkers so that each folder of ``utterances`` is picked equally often
+    (a folder of a few real talkers beside one of many synthetic voices); ``"speaker"``: each talker.
 
     Args:
         utterances: folders (or files) of utterances; the speaker of each comes from
@@ -46,11 +52,17 @@ class SpeakerMixDataset(MixtureDataset):
         noise: list[str | os.PathLike[str]] | None = None,
         snr_db: tuple[float, float] = (0.0, 20.0),
         speaker_pattern: str | None = None,
+        speed: tuple[float, float] = (1.0, 1.0),
+        balance: str = "speaker",
         seed: int = 0,
         validation: bool = False,
     ) -> None:
         if speakers < 1:
             raise ValueError(f"speakers must be >= 1, got {speakers}")
+        if balance not in ("speaker", "folder"):
+            raise ValueError(f"balance must be 'speaker' or 'folder', got {balance!r}")
+        if not 0 < speed[0] <= speed[1]:
+            raise ValueError(f"speed must be a range (low, high) of positive factors, got {speed}")
         roots = [utterances] if isinstance(utterances, (str, os.PathLike)) else list(utterances)
         by_speaker: dict[str, list[int]] = {}
         files: list[Path] = []
@@ -68,21 +80,32 @@ class SpeakerMixDataset(MixtureDataset):
         self.sample_rate = sample_rate
         self.frames = int(round(segment * sample_rate))
         self.n, self.overlap, self.gain_db, self.snr_db = speakers, overlap, gain_db, snr_db
+        self.speed = (1.0, 1.0) if validation else tuple(speed)
+        folders = [label.rsplit("/", 1)[0] for label in self.speakers]
+        weights = np.array([1.0 / (folders.count(f) * len(set(folders))) for f in folders]) if balance == "folder" else None
+        self.speaker_p = None if weights is None else weights / weights.sum()
         super().__init__(items=items, seed=seed, validation=validation)
 
     def make(self, index: int, rng: np.random.Generator) -> np.ndarray:
         return self._compose(rng)[0]
 
+    def _perturb(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``clip`` played ``f`` times faster, ``f`` drawn from ``speed`` (no draw when the range is 1..1)."""
+        if self.speed == (1.0, 1.0):
+            return clip
+        factor = rng.uniform(*self.speed)
+        return soxr.resample(clip, self.sample_rate * factor, self.sample_rate, quality="HQ").astype(np.float32)
+
     def _compose(self, rng: np.random.Generator) -> tuple[np.ndarray, list[str], list[int]]:
         """``(sources [n (+1 noise), 1, T], speaker labels, file indices)``, speaker k in row k."""
-        chosen = rng.choice(len(self.speakers), self.n, replace=False)
+        chosen = rng.choice(len(self.speakers), self.n, replace=False, p=self.speaker_p)
         out = np.zeros((self.n + (self.noise is not None), 1, self.frames), np.float32)
         at = 0
         used = []
         for k, spk in enumerate(chosen):
             files = self.by_speaker[self.speakers[spk]]
             used.append(files[int(rng.integers(len(files)))])
-            clip = self.bank.get(used[-1])
+            clip = self._perturb(self.bank.get(used[-1]), rng)
             length = min(len(clip), self.frames)
             begin = int(rng.integers(0, len(clip) - length + 1))
             piece = clip[begin:begin + length]

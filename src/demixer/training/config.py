@@ -72,6 +72,8 @@ class DataSection(_Section):
     gain_db: tuple[float, float] = (-5.0, 5.0)
     snr_db: tuple[float, float] = (-5.0, 20.0)
     speaker_pattern: str | None = None
+    speed: tuple[float, float] = (1.0, 1.0)
+    balance: Literal["speaker", "folder"] = "speaker"
     enrollment: float = Field(3.0, gt=0)
 
     @field_validator("train", "valid", "noise")

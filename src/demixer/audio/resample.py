@@ -6,8 +6,8 @@ import numpy as np
 import soxr
 
 
-def resample(audio: np.ndarray, orig_sr: int, target_sr: int, quality: str = "HQ") -> np.ndarray:
-    """Resample a whole signal. Shape: ``[channels, frames]`` -> ``[channels, frames']``."""
+def resample(audio: np.ndarray, orig_sr: float, target_sr: float, quality: str = "HQ") -> np.ndarray:
+    """Resample a whole signal (rates need not be whole numbers). Shape: ``[channels, frames]`` -> ``[channels, frames']``."""
     if orig_sr == target_sr:
         return audio
     out = soxr.resample(np.ascontiguousarray(audio.T), orig_sr, target_sr, quality=quality)

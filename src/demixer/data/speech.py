@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import soxr
 
+from ..audio import resample
 from ..errors import DemixerError
 from .augment import limit_peak, rms_db
 from .base import MixtureDataset
@@ -81,9 +82,9 @@ class SpeakerMixDataset(MixtureDataset):
         self.frames = int(round(segment * sample_rate))
         self.n, self.overlap, self.gain_db, self.snr_db = speakers, overlap, gain_db, snr_db
         self.speed = (1.0, 1.0) if validation else tuple(speed)
-        folders = [label.rsplit("/", 1)[0] for label in self.speakers]
-        weights = np.array([1.0 / (folders.count(f) * len(set(folders))) for f in folders]) if balance == "folder" else None
-        self.speaker_p = None if weights is None else weights / weights.sum()
+        folders = [label.split("/", 1)[0] for label in self.speakers]  # labels are "<folder>/<speaker>"
+        per_folder = Counter(folders)
+        self.speaker_p = np.array([1.0 / (per_folder[f] * len(per_folder)) for f in folders]) if balance == "folder" else None
         super().__init__(items=items, seed=seed, validation=validation)
 
     def make(self, index: int, rng: np.random.Generator) -> np.ndarray:
@@ -94,7 +95,7 @@ class SpeakerMixDataset(MixtureDataset):
         if self.speed == (1.0, 1.0):
             return clip
         factor = rng.uniform(*self.speed)
-        return soxr.resample(clip, self.sample_rate * factor, self.sample_rate, quality="HQ").astype(np.float32)
+        return resample(clip[None], self.sample_rate * factor, self.sample_rate)[0]
 
     def _compose(self, rng: np.random.Generator) -> tuple[np.ndarray, list[str], list[int]]:
         """``(sources [n (+1 noise), 1, T], speaker labels, file indices)``, speaker k in row k."""

@@ -74,6 +74,63 @@ def test_missing_stem_reads_as_silence_and_groups_sum(tmp_path):
     np.testing.assert_allclose(g[1][1][1].numpy(), parts, atol=1e-6)
 
 
+def _sine_tracks(root: Path, freq: float = 440.0, seconds: float = 3.0, sr: int = 44100) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for s, f in (("vocals", freq), ("drums", 3 * freq)):
+            sf.write(root / name / f"{s}.flac", np.stack([0.3 * np.sin(2 * np.pi * f * t)] * 2, 1), sr)
+    return root
+
+
+def _peak_hz(x: np.ndarray, sr: int = 44100) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spec) * sr / len(x))
+
+
+def test_speed_perturbation_moves_pitch_and_keeps_examples_additive(tmp_path):
+    root = _sine_tracks(tmp_path)
+    ds = StemDataset(root, ["vocals", "drums"], segment=1.0, items=8, seed=0, speed=(0.8, 1.25),
+                     augment=Augment(gain_db=(0, 0), channel_swap=0, polarity=0, remix=0))
+    peaks = []
+    for i in range(len(ds)):
+        mix, src = ds[i]
+        assert src.shape == (2, 2, 44100) and torch.equal(mix, src.sum(0))
+        v, d = _peak_hz(src[0, 0].numpy()), _peak_hz(src[1, 0].numpy())
+        assert 0.8 * 440 - 2 <= v <= 1.25 * 440 + 2
+        assert abs(d / v - 3.0) < 0.02, "without remix one factor plays the whole example"
+        peaks.append(v)
+    assert max(peaks) - min(peaks) > 20, "factors are drawn per example"
+    v = StemDataset(root, ["vocals", "drums"], segment=1.0, seed=0, speed=(0.8, 1.25), validation=True)
+    assert all(abs(_peak_hz(v[i][1][0, 0].numpy()) - 440) < 2 for i in range(len(v))), "validation is never perturbed"
+    with pytest.raises(ValueError, match="speed"):
+        StemDataset(root, ["vocals"], speed=(1.2, 0.9))
+
+
+def test_extra_solo_clips_stand_in_for_a_source(tmp_path):
+    root = _sine_tracks(tmp_path / "songs")
+    solo = tmp_path / "singing"
+    solo.mkdir()
+    sr = 44100
+    t = np.arange(2 * sr) / sr
+    sf.write(solo / "voice.flac", 0.2 * np.sin(2 * np.pi * 1000 * t), sr)  # mono, shorter than no crop
+    ds = StemDataset(root, ["vocals", "drums"], segment=1.0, items=6, seed=0, extra={"vocals": [solo]}, extra_p=1.0,
+                     augment=Augment(gain_db=(0, 0), channel_swap=0, polarity=0, remix=0))
+    for i in range(len(ds)):
+        mix, src = ds[i]
+        assert torch.equal(mix, src.sum(0))
+        assert abs(_peak_hz(src[0, 0].numpy()) - 1000) < 2, "the vocals are the solo clip"
+        assert abs(_peak_hz(src[1, 0].numpy()) - 1320) < 2, "the other stems stay"
+        level = 10 * np.log10(src[0].pow(2).mean().item() / src[1].pow(2).mean().item())
+        assert -8.5 <= level <= 2.5
+    never = StemDataset(root, ["vocals", "drums"], segment=1.0, items=4, seed=0, extra={"vocals": [solo]}, extra_p=0.0)
+    assert all(abs(_peak_hz(never[i][1][0, 0].numpy()) - 440) < 2 for i in range(len(never)))
+    with pytest.raises(ValueError, match="does not have"):
+        StemDataset(root, ["vocals", "drums"], extra={"bass": [solo]}, extra_p=0.5)
+    with pytest.raises(DemixerError, match="does not exist"):
+        StemDataset(root, ["vocals", "drums"], extra={"vocals": [tmp_path / "nope"]}, extra_p=0.5)
+
+
 def test_no_tracks_is_a_clear_error(tmp_path):
     with pytest.raises(DemixerError, match="no tracks found"):
         find_tracks(tmp_path)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from demixer.evaluation.metrics import si_sdr
 from demixer.models.checkpoint import build_model, read_metadata
 from demixer.training import ConfigError, TrainingLoss, load_config, pit
-from demixer.training.losses import MultiResolutionSTFT, neg_si_sdr
+from demixer.training.losses import MultiResolutionSTFT, WindowedSDR, neg_sdr, neg_si_sdr
 from demixer.training.trainer import Trainer, train
 
 from .conftest import ROOT, run_cli, shared, speaker_training_config
@@ -40,6 +40,10 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(tmp_path / "bad.yaml")
     with pytest.raises(ConfigError, match="not key=value"):
         load_config(TINY, ["optim.lr"])
+    with pytest.raises(ConfigError, match="extra_p is 0"):
+        load_config(TINY, ["data.extra={vocals: [somewhere]}"])
+    with pytest.raises(ConfigError, match="for stems data"):
+        load_config(TINY, ["data.kind=speakers", "data.extra={vocals: [somewhere]}", "data.extra_p=0.5"])
 
 
 def test_bad_data_and_model_are_config_errors(tmp_path):
@@ -80,10 +84,27 @@ def test_losses_agree_with_metrics_and_survive_silence():
     ours = -float(neg_si_sdr(torch.from_numpy(est), torch.from_numpy(ref)))
     assert abs(ours - si_sdr(reference=ref[0, 0], estimate=est[0, 0])) < 1e-3
     silent = torch.zeros(1, 2, 2, 4000)
-    for terms in ({"l1_wave": 1}, {"l1_spec": 1}, {"mrstft": 1}, {"si_sdr": 1}, {"sdr": 1}):
+    for terms in ({"l1_wave": 1}, {"l1_spec": 1}, {"mrstft": 1}, {"si_sdr": 1}, {"sdr": 1}, {"sdr_win": 1}):
         value = TrainingLoss(terms)(torch.randn(1, 2, 2, 4000, requires_grad=True), silent)
         assert torch.isfinite(value), terms
     assert torch.isfinite(MultiResolutionSTFT()(silent + 0.1, silent)).all()
+
+
+def test_windowed_sdr_pays_for_what_leaks_into_a_silent_window():
+    rng = np.random.default_rng(1)
+    ref = torch.from_numpy(rng.standard_normal((1, 2, 2, 3000)).astype(np.float32))
+    ref[:, 0, :, 1000:2000] = 0  # source 0 silent in the middle window
+    loss = WindowedSDR(window=1000, floor_db=-30)
+    exact = loss(ref.clone(), ref)
+    leaky = ref.clone()
+    leaky[:, 0, :, 1000:2000] += 0.1 * ref[:, 1, :, 1000:2000]  # -20 dB of the mixture leaks in
+    # the silent window goes from 0 dB to about -10 log10((0.01 + 0.001) / 0.001) = -10.4 dB: +3.5 dB on the mean of 3
+    assert abs(float(loss(leaky, ref)[0, 0] - exact[0, 0]) - 10.41 / 3) < 0.05
+    assert float(loss(leaky, ref)[0, 1] - exact[0, 1]) == 0.0  # the other source's windows are untouched
+    # one window and a negligible floor: plain SDR
+    est = ref + 0.3 * torch.from_numpy(rng.standard_normal(ref.shape).astype(np.float32))
+    one = WindowedSDR(window=3000, floor_db=-90)(est, ref)
+    assert torch.allclose(one, neg_sdr(est, ref), atol=1e-3)
 
 
 def test_train_cli_checkpoint_separates(tmp_path):

@@ -6,8 +6,10 @@ import os
 
 import numpy as np
 
-from .augment import NO_AUGMENT, Augment, limit_peak
+from ..audio import resample
+from .augment import NO_AUGMENT, Augment, limit_peak, rms_db
 from .base import MixtureDataset
+from .clips import ClipBank, list_audio
 from .tracks import Track, find_tracks
 
 SILENCE_DB = -60.0
@@ -20,6 +22,13 @@ class StemDataset(MixtureDataset):
     probability ``augment.remix``) and apply ``augment``; validation items are ``items_per_track``
     evenly spaced segments of every track, un-augmented.
 
+    Two training-only augmentations add material the tracks lack. ``speed`` plays stems faster or
+    slower by a factor drawn from the range (pitch and tempo move together, as resampling does): one
+    factor for the whole example, or one per source in remixed examples, so a few songs give many
+    keys, tempi and voices. ``extra`` names folders of solo recordings per source (e.g. singing for
+    ``vocals``): with probability ``extra_p`` that source is a random crop of one of them instead,
+    set to ``-8..+2`` dB against the rest of the example.
+
     Args:
         tracks: a dataset folder or the tracks :func:`find_tracks` returned.
         sources: stems to produce, in order (missing ones are silence).
@@ -29,6 +38,9 @@ class StemDataset(MixtureDataset):
         items_per_track: segments per track for validation.
         preload: decode every stem into memory first (fast random access).
         groups: sources made of several stems, e.g. ``{"accompaniment": ["drums", "bass", "other"]}``.
+        speed: range of playback-speed factors (training only; ``(1, 1)``: off).
+        extra: source -> folders of solo clips that may stand in for it (training only).
+        extra_p: probability that a source with ``extra`` clips uses one.
 
     Shape:
         ``__getitem__``: ``(mixture [C, T], sources [S, C, T])``.
@@ -49,7 +61,14 @@ class StemDataset(MixtureDataset):
         validation: bool = False,
         preload: bool = False,
         groups: dict[str, list[str]] | None = None,
+        speed: tuple[float, float] = (1.0, 1.0),
+        extra: dict[str, list[str | os.PathLike[str]]] | None = None,
+        extra_p: float = 0.0,
     ) -> None:
+        if not 0 < speed[0] <= speed[1]:
+            raise ValueError(f"speed must be a range (low, high) of positive factors, got {speed}")
+        if not 0.0 <= extra_p <= 1.0:
+            raise ValueError(f"extra_p must be a probability in [0, 1], got {extra_p}")
         self.groups = {name: list(parts) for name, parts in (groups or {}).items()}
         self.tracks = find_tracks(tracks, None) if isinstance(tracks, (str, os.PathLike)) else list(tracks)
         self.sources = tuple(sources)
@@ -62,6 +81,13 @@ class StemDataset(MixtureDataset):
         if not any(s in t.stems for t in self.tracks for s in wanted):
             raise ValueError(f"none of the tracks has any of the stems {', '.join(sorted(wanted))}")
         self.windows: list[tuple[int, int]] = []
+        unknown = sorted(set(extra or {}) - set(self.sources))
+        if unknown:
+            raise ValueError(f"extra clips for sources the model does not have: {', '.join(unknown)}")
+        self.speed = (1.0, 1.0) if validation else tuple(speed)
+        self.extra_p = 0.0 if validation else extra_p
+        self.extra = {s: ClipBank(list_audio(roots, f"extra {s}"), sample_rate)
+                      for s, roots in (extra or {}).items()} if self.extra_p else {}
         if validation:
             for ti, t in enumerate(self.tracks):
                 last = max(t.frames(sample_rate) - self.frames, 0)  # windows centred in k equal parts of the song
@@ -77,9 +103,30 @@ class StemDataset(MixtureDataset):
     def _start(self, track: Track, rng: np.random.Generator) -> int:
         return int(rng.integers(0, max(track.frames(self.sample_rate) - self.frames, 0) + 1))
 
-    def _read(self, track: Track, source: str, start: int) -> np.ndarray:
+    def _read(self, track: Track, source: str, start: int, factor: float = 1.0) -> np.ndarray:
+        """``[C, frames]`` from ``start``, played ``factor`` times as fast."""
         parts = self.groups.get(source, [source])
-        return sum(track.read(p, start, self.frames, self.sample_rate, self.channels) for p in parts)
+        frames = self.frames if factor == 1.0 else int(np.ceil(self.frames * factor)) + 16
+        audio = sum(track.read(p, start, frames, self.sample_rate, self.channels) for p in parts)
+        if factor == 1.0:
+            return audio
+        audio = resample(audio, self.sample_rate * factor, self.sample_rate)
+        out = np.zeros((audio.shape[0], self.frames), np.float32)
+        out[:, : min(self.frames, audio.shape[1])] = audio[:, : self.frames]
+        return out
+
+    def _extra(self, source: str, rest: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A crop of a random solo clip for ``source``, ``-8..+2`` dB against ``rest`` ``[C, T]``."""
+        bank = self.extra[source]
+        clip = bank.crop(int(rng.integers(len(bank))), self.frames, rng, loop=True)
+        if self.channels == 2:  # a mono solo panned somewhere near the centre
+            pan = rng.uniform(0.3, 0.7)
+            clip = np.stack([clip * np.sqrt(1 - pan), clip * np.sqrt(pan)])
+        else:
+            clip = clip[None].repeat(self.channels, 0)
+        level = rms_db(rest) if rms_db(rest) > -60 else -20.0
+        gain_db = level + rng.uniform(-8.0, 2.0) - rms_db(clip)
+        return (clip * 10 ** (gain_db / 20)).astype(np.float32)
 
     def make(self, index: int, rng: np.random.Generator) -> np.ndarray:
         if self.validation:
@@ -88,10 +135,19 @@ class StemDataset(MixtureDataset):
         remix = rng.random() < self.augment.remix
         track = self.tracks[int(rng.integers(len(self.tracks)))]
         start = self._start(track, rng)
+        factor = self._factor(rng)
         stems = []
         for s in self.sources:
             if remix:
                 track = self.tracks[int(rng.integers(len(self.tracks)))]
                 start = self._start(track, rng)
-            stems.append(self._read(track, s, start))
-        return limit_peak(self.augment(np.stack(stems), rng))
+                factor = self._factor(rng)
+            stems.append(self._read(track, s, start, factor))
+        stems = np.stack(stems)
+        for i, s in enumerate(self.sources):
+            if s in self.extra and rng.random() < self.extra_p:
+                stems[i] = self._extra(s, np.delete(stems, i, axis=0).sum(0), rng)
+        return limit_peak(self.augment(stems, rng))
+
+    def _factor(self, rng: np.random.Generator) -> float:
+        return 1.0 if self.speed == (1.0, 1.0) else float(rng.uniform(*self.speed))

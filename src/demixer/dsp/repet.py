@@ -37,7 +37,8 @@ class RepetSim(MaskingMethod):
         self.max_repeats, self.min_distance, self.threshold, self.cutoff_hz = max_repeats, min_distance, threshold, cutoff_hz
 
     def similar_frames(self, mag: np.ndarray) -> np.ndarray:
-        """Indices ``[N, k]`` of the frames most similar to each frame (the frame itself included)."""
+        """Indices ``[N, k]`` of the frames most similar to each frame (the frame itself included); -1 where a
+        frame has fewer than k similar frames (a short excerpt has few peaks ``min_distance`` apart)."""
         n = mag.shape[1]
         norms = np.linalg.norm(mag, axis=0)
         unit = mag / np.maximum(norms, 1e-12)
@@ -49,12 +50,16 @@ class RepetSim(MaskingMethod):
         k = min(self.max_repeats, n)
         idx = np.argpartition(-scored, k - 1, axis=1)[:, :k]
         valid = np.take_along_axis(scored, idx, axis=1) > -np.inf
-        return np.where(valid, idx, np.arange(n)[:, None])  # pad with the frame itself
+        return np.where(valid, idx, -1)
 
     def masks(self, spec: np.ndarray) -> np.ndarray:
         mag = np.abs(spec)  # [C, F, N]
         idx = self.similar_frames(mag.mean(axis=0))  # [N, k]
-        repeating = np.median(mag[:, :, idx], axis=-1)  # [C, F, N]
+        # The median over the similar frames found: padding with the frame itself would pull the model towards the
+        # frame, and a short excerpt's voice would all go to the background.
+        candidates = mag[:, :, np.maximum(idx, 0)]  # [C, F, N, k]
+        candidates[..., idx < 0] = np.nan
+        repeating = np.nanmedian(candidates, axis=-1)  # [C, F, N]
         background = np.where(mag > 1e-12, np.minimum(repeating, mag) / np.maximum(mag, 1e-12), 1.0)
         background[:, self.bin_frequencies() < self.cutoff_hz] = 1.0
         return np.stack([1.0 - background, background])

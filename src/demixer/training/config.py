@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import OptionsError
 from .losses import LOSS_NAMES
@@ -41,6 +41,7 @@ class AugmentSection(_Section):
     channel_swap: float = Field(0.5, ge=0, le=1)
     polarity: float = Field(0.5, ge=0, le=1)
     remix: float = Field(0.5, ge=0, le=1)
+    speed: tuple[float, float] = (1.0, 1.0)
 
 
 class DataSection(_Section):
@@ -50,7 +51,9 @@ class DataSection(_Section):
     on the fly), ``noisy_clean`` (VoiceBank-DEMAND-style pairs), ``noise_mix`` (speech + noise
     folders), ``extract`` (utterance folders mixed on the fly, with an enrolment clip of the first
     talker for target-speaker extraction). ``holdout`` names tracks of ``train`` kept out for validation and ``groups`` defines
-    sources made of several stems, e.g. ``accompaniment: [drums, bass, other]`` (stems only).
+    sources made of several stems, e.g. ``accompaniment: [drums, bass, other]`` (stems only). ``extra`` (stems only)
+    maps a source to folders of solo clips (e.g. singing for ``vocals``) that stand in for it in a fraction ``extra_p``
+    of training examples; ``augment.speed`` plays stems faster or slower, and ``speed`` does so for utterances.
     """
 
     kind: Literal["stems", "speakers", "noisy_clean", "noise_mix", "extract"]
@@ -75,15 +78,30 @@ class DataSection(_Section):
     speed: tuple[float, float] = (1.0, 1.0)
     balance: Literal["speaker", "folder"] = "speaker"
     enrollment: float = Field(3.0, gt=0)
+    extra: dict[str, list[str]] = Field(default_factory=dict)
+    extra_p: float = Field(0.0, ge=0, le=1)
 
     @field_validator("train", "valid", "noise")
     @classmethod
     def _expand(cls, paths: list[str]) -> list[str]:
         return [os.path.expandvars(os.path.expanduser(p)) for p in paths]
 
+    @field_validator("extra")
+    @classmethod
+    def _expand_extra(cls, extra: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {source: [os.path.expandvars(os.path.expanduser(p)) for p in paths] for source, paths in extra.items()}
+
+    @model_validator(mode="after")
+    def _extra_for_stems(self) -> "DataSection":
+        if self.extra and self.kind != "stems":
+            raise ValueError(f"data.extra is for stems data; data.kind is {self.kind!r}")
+        if self.extra and not self.extra_p:
+            raise ValueError("data.extra is set but data.extra_p is 0: no example would use the clips")
+        return self
+
 
 class LossSection(_Section):
-    """Weighted loss terms (names: l1_wave, l1_spec, mrstft, si_sdr, sdr); ``pit`` for speakers."""
+    """Weighted loss terms (names: l1_wave, l1_spec, mrstft, si_sdr, sdr, sdr_win); ``pit`` for speakers."""
 
     terms: dict[str, float] = Field(default_factory=lambda: {"l1_wave": 1.0})
     pit: bool = False

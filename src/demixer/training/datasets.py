@@ -25,7 +25,7 @@ def _stems(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mixture
                   segment=cfg.segment, preload=cfg.preload, groups=cfg.groups)
     a = cfg.augment
     return (
-        StemDataset(train, items=cfg.items_per_epoch, seed=seed,
+        StemDataset(train, items=cfg.items_per_epoch, seed=seed, speed=a.speed, extra=cfg.extra, extra_p=cfg.extra_p,
                     augment=Augment(gain_db=a.gain_db, channel_swap=a.channel_swap, polarity=a.polarity, remix=a.remix), **common),
         StemDataset(valid, validation=True, items_per_track=cfg.valid_items_per_track, seed=seed, **common),
     )

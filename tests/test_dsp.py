@@ -86,3 +86,21 @@ def test_dsp_models_are_registered_and_shape_correct(name):
     y = model(x)
     assert y.shape == (2, len(model.sources), 2, 12345)
     torch.testing.assert_close(y.sum(1), x, atol=1e-4, rtol=1e-4)
+
+
+def test_repet_sim_repeating_model_is_the_median_of_the_similar_frames_found():
+    """The sort-based median must equal NumPy's nanmedian over each frame's similar frames, also where a short
+    excerpt leaves frames with fewer than k of them (the -1 entries)."""
+    from demixer.dsp.repet import RepetSim
+
+    rng = np.random.default_rng(0)
+    method = RepetSim(min_distance=0.5)
+    mag = np.abs(rng.standard_normal((2, 1025, 300))).astype(np.float32)  # 3.5 s: at most 7 peaks 0.5 s apart
+    idx = method.similar_frames(mag.mean(axis=0))
+    assert (idx < 0).any() and (idx >= 0).sum(axis=1).min() >= 1
+    candidates = mag[:, :, np.maximum(idx, 0)]
+    candidates[..., idx < 0] = np.nan
+    repeating = np.nanmedian(candidates, axis=-1)
+    expected = np.where(mag > 1e-12, np.minimum(repeating, mag) / np.maximum(mag, 1e-12), 1.0)
+    expected[:, method.bin_frequencies() < method.cutoff_hz] = 1.0
+    np.testing.assert_allclose(method.masks(mag.astype(np.complex64))[1], expected, rtol=1e-6, atol=1e-7)

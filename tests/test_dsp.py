@@ -100,7 +100,4 @@ def test_repet_sim_repeating_model_is_the_median_of_the_similar_frames_found():
     assert (idx < 0).any() and (idx >= 0).sum(axis=1).min() >= 1
     candidates = mag[:, :, np.maximum(idx, 0)]
     candidates[..., idx < 0] = np.nan
-    repeating = np.nanmedian(candidates, axis=-1)
-    expected = np.where(mag > 1e-12, np.minimum(repeating, mag) / np.maximum(mag, 1e-12), 1.0)
-    expected[:, method.bin_frequencies() < method.cutoff_hz] = 1.0
-    np.testing.assert_allclose(method.masks(mag.astype(np.complex64))[1], expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(method.repeating_model(mag, idx), np.nanmedian(candidates, axis=-1), rtol=1e-6)

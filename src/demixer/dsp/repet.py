@@ -52,18 +52,21 @@ class RepetSim(MaskingMethod):
         valid = np.take_along_axis(scored, idx, axis=1) > -np.inf
         return np.where(valid, idx, -1)
 
-    def masks(self, spec: np.ndarray) -> np.ndarray:
-        mag = np.abs(spec)  # [C, F, N]
-        idx = self.similar_frames(mag.mean(axis=0))  # [N, k]
-        # The median over the similar frames found: padding with the frame itself would pull the model towards the
-        # frame, and a short excerpt's voice would all go to the background.
-        # np.sort puts the NaNs of the missing frames last, so frame n's median sits at the middle of its first
-        # count[n] entries (ten times faster than np.nanmedian).
+    @staticmethod
+    def repeating_model(mag: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """The median ``[C, F, N]`` of each frame's similar frames ``idx`` (``[N, k]``, -1: none), over those found:
+        padding with the frame itself would pull the model towards the frame, and a short excerpt's voice would all
+        go to the background. np.sort puts the NaNs of the missing frames last, so frame n's median sits in the
+        middle of its first count[n] entries (several times faster than np.nanmedian)."""
         candidates = mag[:, :, np.maximum(idx, 0)]  # [C, F, N, k]
         candidates[..., idx < 0] = np.nan
         ordered = np.sort(candidates, axis=-1)
         count, frames = (idx >= 0).sum(axis=1), np.arange(idx.shape[0])
-        repeating = 0.5 * (ordered[:, :, frames, (count - 1) // 2] + ordered[:, :, frames, count // 2])  # [C, F, N]
+        return 0.5 * (ordered[:, :, frames, (count - 1) // 2] + ordered[:, :, frames, count // 2])
+
+    def masks(self, spec: np.ndarray) -> np.ndarray:
+        mag = np.abs(spec)  # [C, F, N]
+        repeating = self.repeating_model(mag, self.similar_frames(mag.mean(axis=0)))
         background = np.where(mag > 1e-12, np.minimum(repeating, mag) / np.maximum(mag, 1e-12), 1.0)
         background[:, self.bin_frequencies() < self.cutoff_hz] = 1.0
         return np.stack([1.0 - background, background])

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from demixer.evaluation.metrics import si_sdr
 from demixer.models.checkpoint import build_model, read_metadata
 from demixer.training import ConfigError, TrainingLoss, load_config, pit
-from demixer.training.losses import MultiResolutionSTFT, WindowedSDR, neg_sdr, neg_si_sdr
+from demixer.training.losses import MultiResolutionSTFT, WindowedSDR, neg_sdr, neg_si_sdr, window_sdr
 from demixer.training.trainer import Trainer, train
 
 from .conftest import ROOT, run_cli, shared, speaker_training_config
@@ -105,6 +105,43 @@ def test_windowed_sdr_pays_for_what_leaks_into_a_silent_window():
     est = ref + 0.3 * torch.from_numpy(rng.standard_normal(ref.shape).astype(np.float32))
     one = WindowedSDR(window=3000, floor_db=-90)(est, ref)
     assert torch.allclose(one, neg_sdr(est, ref), atol=1e-3)
+
+
+def test_window_sdr_leaves_silent_windows_out():
+    rng = np.random.default_rng(2)
+    ref = torch.from_numpy(rng.standard_normal((1, 2, 2, 3000)).astype(np.float32))
+    ref[:, 0, :, 1000:2000] = 0
+    est = ref + 0.1 * torch.from_numpy(rng.standard_normal(ref.shape).astype(np.float32))
+    sdr = window_sdr(est, ref, 1000, silent=1e-8)
+    assert sdr.shape == (1, 2, 3)
+    assert torch.isnan(sdr[0, 0, 1]) and int(torch.isnan(sdr).sum()) == 1  # museval leaves such windows out
+    for w in (0, 2):  # every other window: plain SDR of that window
+        part = (slice(None), slice(None), slice(None), slice(1000 * w, 1000 * (w + 1)))
+        assert torch.allclose(sdr[..., w], -neg_sdr(est[part], ref[part]), atol=1e-3)
+
+
+def test_select_by_window_median_and_a_changed_select_starts_a_new_best(tmp_path):
+    """Validation logs the median SDR over 1 s windows; ``train.select`` picks the metric for best.safetensors,
+    and a resume that changes it does not compare the new metric with the old best."""
+    import shutil
+
+    common = ["data.items_per_epoch=8", "data.segment=2.0"]
+    first = train(_stems_config(tmp_path, *common, "schedule.epochs=1"))
+    row = list(csv.DictReader((tmp_path / "run" / "valid.csv").open()))[-1]
+    medians = [float(row[f"sdr_median_{s}"]) for s in ("vocals", "drums", "bass", "other") if row.get(f"sdr_median_{s}")]
+    assert medians and math.isclose(float(row["sdr_median"]), float(np.mean(medians)), abs_tol=1e-4)
+    assert math.isclose(first.best_score, float(row["sdr"]), abs_tol=1e-4)  # auto: whole-segment SDR for stems
+    state_path = tmp_path / "run" / "state.pt"
+    state = torch.load(state_path, weights_only=True)
+    state["best_score"] = torch.tensor(1e9)  # a best nothing can beat
+    torch.save(state, state_path)
+    shutil.copytree(tmp_path / "run", tmp_path / "changed" / "run")
+    kept = train(_stems_config(tmp_path, *common, "schedule.epochs=2"), resume=True)
+    assert kept.best_score == 1e9 and read_metadata(tmp_path / "run" / "best.safetensors")["extra"]["training"]["epoch"] == 1
+    changed = train(_stems_config(tmp_path / "changed", *common, "schedule.epochs=2", "train.select=sdr_median"), resume=True)
+    row = list(csv.DictReader((tmp_path / "changed" / "run" / "valid.csv").open()))[-1]
+    assert int(row["epoch"]) == 2 and math.isclose(changed.best_score, float(row["sdr_median"]), abs_tol=1e-4)
+    assert read_metadata(tmp_path / "changed" / "run" / "best.safetensors")["extra"]["training"]["epoch"] == 2
 
 
 def test_train_cli_checkpoint_separates(tmp_path):

@@ -143,6 +143,9 @@ class TrainSection(_Section):
     threads: int | None = Field(None, gt=0)
     checkpoint_every_steps: int = Field(0, ge=0)
     max_minutes: float | None = Field(None, gt=0)
+    #: the validation metric that picks best.safetensors: ``auto`` is si_sdr for speakers and denoising, sdr
+    #: (over whole segments) for stems; ``sdr_median`` is the median SDR over 1 s windows, what museval reports.
+    select: Literal["auto", "sdr", "si_sdr", "sdr_median"] = "auto"
     log_every: int = Field(10, gt=0)
     tensorboard: bool = True
     progress: bool = True

@@ -57,6 +57,15 @@ def all_sum(t: torch.Tensor, d: Dist) -> torch.Tensor:
     return t
 
 
+def all_cat(t: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Concatenate every process's 1-D tensor (lengths may differ; identity for a single process)."""
+    if not d.active:
+        return t
+    parts: list[torch.Tensor | None] = [None] * d.world
+    dist.all_gather_object(parts, t.cpu())
+    return torch.cat([p for p in parts if p is not None]).to(t.device)
+
+
 def barrier(d: Dist) -> None:
     if d.active:
         dist.barrier()

@@ -85,16 +85,28 @@ class WindowedSDR:
         self.window, self.floor = window, 10 ** (floor_db / 10)
 
     def __call__(self, estimate: Tensor, reference: Tensor) -> Tensor:
-        t = reference.shape[-1]
-        w = min(self.window, t)
-        n = t // w
-        framed = [x[..., : n * w].unflatten(-1, (n, w)) for x in (estimate, reference)]  # [B, S, C, n, w]
-        est, ref = framed
-        mix_energy = ref.sum(1, keepdim=True).pow(2).sum(dim=(2, 4))  # [B, 1, n]
-        floor = self.floor * mix_energy + _EPS
-        num = ref.pow(2).sum(dim=(2, 4)) + floor
-        den = (ref - est).pow(2).sum(dim=(2, 4)) + floor
-        return -(10 * torch.log10(num / den)).mean(-1)
+        signal, error, mix = window_energies(estimate, reference, self.window)
+        floor = self.floor * mix + _EPS
+        return -(10 * torch.log10((signal + floor) / (error + floor))).mean(-1)
+
+
+def window_energies(estimate: Tensor, reference: Tensor, window: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Energy per window of ``window`` samples: reference ``[B, S, n]``, error ``[B, S, n]``, mixture (the sum
+    of the references) ``[B, 1, n]``. A tail shorter than a window is left out unless the clip is shorter than one."""
+    t = reference.shape[-1]
+    w = min(window, t)
+    n = t // w
+    est, ref = (x[..., : n * w].unflatten(-1, (n, w)) for x in (estimate, reference))  # [B, S, C, n, w]
+    return ref.pow(2).sum(dim=(2, 4)), (ref - est).pow(2).sum(dim=(2, 4)), ref.sum(1, keepdim=True).pow(2).sum(dim=(2, 4))
+
+
+def window_sdr(estimate: Tensor, reference: Tensor, window: int, silent: float) -> Tensor:
+    """SDR in dB per window, NaN where the reference's mean-square power is under ``silent`` (museval leaves
+    such windows out of its medians). Shape: ``[B, S, C, T]`` -> ``[B, S, n]``."""
+    signal, error, _ = window_energies(estimate, reference, window)
+    samples = reference.shape[-2] * min(window, reference.shape[-1])
+    sdr = 10 * torch.log10((signal + _EPS) / (error + _EPS))
+    return sdr.masked_fill(signal / samples <= silent, float("nan"))
 
 
 def _make(name: str) -> Callable[[Tensor, Tensor], Tensor]:

@@ -36,11 +36,12 @@ from . import distributed
 from .config import ConfigError, TrainConfig, dump_config
 from .datasets import build_datasets
 from .logs import Logs
-from .losses import TrainingLoss, neg_sdr, neg_si_sdr, pit
+from .losses import TrainingLoss, neg_sdr, neg_si_sdr, pit, window_sdr
 
 STATE = "state.pt"
 OPTIMIZER = "optimizer.pt"
 SILENT = 1e-8  # mean-square power under which a reference is silent and left out of metrics
+SELECT_METRICS = ("sdr", "si_sdr", "sdr_median")  # train.select, as stored in state.pt (an index)
 
 
 @dataclass
@@ -168,6 +169,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.best_score: float | None = None
+        self.select = self._auto_select() if config.train.select == "auto" else config.train.select
         self.elapsed = 0.0
         self.logs: Logs | None = None
 
@@ -188,6 +190,9 @@ class Trainer:
         except RuntimeError as exc:
             raise ConfigError(f"model.init: {path} does not fit model.config: {str(exc).splitlines()[0]}") from None
 
+    def _auto_select(self) -> str:
+        return "si_sdr" if self.cfg.loss.pit or self.cfg.data.kind != "stems" else "sdr"
+
     # ----------------------------------------------------------------------------- state
     def _weights_model(self) -> SeparationModel:
         return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
@@ -199,6 +204,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "progress": torch.tensor([self.epoch, self.batch_in_epoch, self.step]),
             "best_score": torch.tensor(float("nan") if self.best_score is None else self.best_score),
+            "best_metric": torch.tensor(SELECT_METRICS.index(self.select)),
             "elapsed": torch.tensor(self.elapsed),
             "rng_cpu": torch.get_rng_state(),
         }
@@ -222,6 +228,13 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.step = (int(v) for v in state["progress"])
         best = float(state["best_score"])
         self.best_score = None if math.isnan(best) else best
+        # a state without best_metric was saved before train.select existed: it selected by the automatic metric
+        stored = SELECT_METRICS[int(state["best_metric"])] if "best_metric" in state else self._auto_select()
+        if stored != self.select and self.best_score is not None:
+            if self.dist.main and self.cfg.train.progress:
+                print(f"train.select is now {self.select} (the best so far was by {stored}): "
+                      f"the next validation sets a new best.safetensors", flush=True)
+            self.best_score = None
         self.elapsed = float(state["elapsed"])
         torch.set_rng_state(state["rng_cpu"].cpu())
         if "rng_cuda" in state and self.device.type == "cuda":
@@ -267,13 +280,15 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Loss, SDR and SI-SDR per source on the validation set (silent references left out)."""
+        """Loss, SDR and SI-SDR per source on the validation set (silent references left out), and the median
+        SDR over 1 s windows (``sdr_median``: silent windows left out, as museval does)."""
         model = self._weights_model()
         model.eval()
         n = len(self.model.sources)
         sums = torch.zeros(3 * n + 2, dtype=torch.float64)  # sdr, si_sdr, count per source; loss sum, batches
         indices = list(range(self.dist.rank, len(self.valid_set), self.dist.world))
         loader = DataLoader(torch.utils.data.Subset(self.valid_set, indices), batch_size=1, num_workers=self.cfg.data.workers)
+        windows: list[list[torch.Tensor]] = [[] for _ in range(n)]  # per source: SDR of every 1 s window
         for mix, ref, *conditions in loader:
             mix, ref = mix.to(self.device), ref.to(self.device)
             est = self._forward(model, mix, *conditions)
@@ -288,7 +303,16 @@ class Trainer:
             sums[:n] += (sdr * active).sum(0)
             sums[n:2 * n] += (si * active).sum(0)
             sums[2 * n:3 * n] += active.sum(0)
+            per_window = window_sdr(est, ref, self.model.sample_rate, SILENT).double().cpu()  # [B, S, n]
+            for i in range(n):
+                windows[i].append(per_window[:, i].flatten())
         sums = distributed.all_sum(sums.to(self.device), self.dist).cpu()
+        medians = {}
+        for i, name in enumerate(self.model.sources):
+            values = distributed.all_cat(torch.cat(windows[i]) if windows[i] else torch.zeros(0, dtype=torch.float64), self.dist)
+            values = values[~values.isnan()]
+            if len(values):
+                medians[f"sdr_median_{name}"] = float(values.median())
         model.train()
         out: dict[str, float] = {"loss": float(sums[-2] / max(sums[-1], 1))}
         for i, name in enumerate(self.model.sources):
@@ -296,8 +320,9 @@ class Trainer:
             if count:
                 out[f"sdr_{name}"] = float(sums[i]) / count
                 out[f"si_sdr_{name}"] = float(sums[n + i]) / count
-        for metric in ("sdr", "si_sdr"):
-            vals = [v for k, v in out.items() if k.startswith(f"{metric}_")]
+        out.update(medians)
+        for metric in ("sdr", "si_sdr", "sdr_median"):
+            vals = [out[f"{metric}_{name}"] for name in self.model.sources if f"{metric}_{name}" in out]
             if vals:
                 out[metric] = float(np.mean(vals))
         return out
@@ -324,7 +349,6 @@ class Trainer:
         deadline = None if cfg.train.max_minutes is None else session_start + cfg.train.max_minutes * 60
         valid: dict[str, float] = {}
         self.net.train()
-        select = "si_sdr" if cfg.loss.pit or cfg.data.kind != "stems" else "sdr"
         try:
             while self.epoch < cfg.schedule.epochs:
                 self.train_set.set_epoch(self.epoch)
@@ -373,7 +397,7 @@ class Trainer:
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 valid = self.validate()
-                score = valid.get(select)
+                score = valid.get(self.select)
                 improved = score is not None and (self.best_score is None or score > self.best_score)
                 if improved:
                     self.best_score = score

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from demixer.evaluation.metrics import si_sdr
 from demixer.models.checkpoint import build_model, read_metadata
 from demixer.training import ConfigError, TrainingLoss, load_config, pit
-from demixer.training.losses import MultiResolutionSTFT, WindowedSDR, neg_sdr, neg_si_sdr, window_sdr
+from demixer.training.losses import ActiveWindowSDR, MultiResolutionSTFT, WindowedSDR, neg_sdr, neg_si_sdr, window_sdr
 from demixer.training.trainer import Trainer, train
 
 from .conftest import ROOT, run_cli, shared, speaker_training_config
@@ -84,7 +84,8 @@ def test_losses_agree_with_metrics_and_survive_silence():
     ours = -float(neg_si_sdr(torch.from_numpy(est), torch.from_numpy(ref)))
     assert abs(ours - si_sdr(reference=ref[0, 0], estimate=est[0, 0])) < 1e-3
     silent = torch.zeros(1, 2, 2, 4000)
-    for terms in ({"l1_wave": 1}, {"l1_spec": 1}, {"mrstft": 1}, {"si_sdr": 1}, {"sdr": 1}, {"sdr_win": 1}):
+    for terms in ({"l1_wave": 1}, {"l1_spec": 1}, {"mrstft": 1}, {"si_sdr": 1}, {"sdr": 1}, {"sdr_win": 1},
+                  {"l1_wave": 1, "sdr_active": 0.02}):
         value = TrainingLoss(terms)(torch.randn(1, 2, 2, 4000, requires_grad=True), silent)
         assert torch.isfinite(value), terms
     assert torch.isfinite(MultiResolutionSTFT()(silent + 0.1, silent)).all()
@@ -105,6 +106,26 @@ def test_windowed_sdr_pays_for_what_leaks_into_a_silent_window():
     est = ref + 0.3 * torch.from_numpy(rng.standard_normal(ref.shape).astype(np.float32))
     one = WindowedSDR(window=3000, floor_db=-90)(est, ref)
     assert torch.allclose(one, neg_sdr(est, ref), atol=1e-3)
+
+
+def test_active_window_sdr_scores_only_the_windows_where_the_source_plays():
+    rng = np.random.default_rng(3)
+    ref = torch.from_numpy(rng.standard_normal((1, 2, 2, 3000)).astype(np.float32))
+    ref[:, 0, :, 1000:2000] = 0  # source 0 silent in the middle window
+    est = ref + 0.3 * torch.from_numpy(rng.standard_normal(ref.shape).astype(np.float32))
+    loss = ActiveWindowSDR(window=1000, floor_db=-90, active_db=-30)
+    base = loss(est, ref)
+    leaky = est.clone()
+    leaky[:, 0, :, 1000:2000] += 0.1 * ref[:, 1, :, 1000:2000]
+    assert float(loss(leaky, ref)[0, 0]) == float(base[0, 0]), "leakage into a silent window is not this term's business"
+    # the silent window is left out of the mean, not counted as 0 dB: the mean of the two active windows' SDR
+    parts = [(slice(None), slice(0, 1), slice(None), slice(1000 * w, 1000 * (w + 1))) for w in (0, 2)]
+    expected = torch.stack([neg_sdr(est[p], ref[p])[0, 0] for p in parts]).mean()
+    assert torch.allclose(base[0, 0], expected, atol=1e-3)
+    # a source 40 dB under the mixture in a window is not active there either; one never active adds nothing
+    quiet = ref.clone()
+    quiet[:, 0] *= 0.01
+    assert float(loss(est, quiet)[0, 0]) == 0.0
 
 
 def test_window_sdr_leaves_silent_windows_out():
@@ -253,6 +274,22 @@ def test_unet_shapes_and_gradients():
     with torch.no_grad():
         mix = torch.randn(1, 2, 8000)
         assert torch.allclose(m(mix).sum(1), mix, atol=1e-4), "the Wiener post-filter's estimates sum to the mixture"
+
+
+def test_unet_frequency_coordinates():
+    cfg = {"sources": ["a", "b"], "channels": 4, "depth": 2, "max_bin": 64, "n_fft": 256, "hop_length": 64}
+    plain, coords = build_model("unet", cfg), build_model("unet", {**cfg, "freq_coords": True})
+    assert coords.down[0].conv.in_channels == plain.down[0].conv.in_channels + 1
+    torch.manual_seed(0)
+    coords.eval()
+    x = torch.randn(1, 2, 4000)
+    assert coords(x).shape == (1, 2, 2, 4000)
+    # the same spectral pattern an octave apart gets different masks once the network knows where it is
+    with torch.no_grad():
+        coords.down[0].conv.weight.zero_()
+        coords.down[0].conv.weight[:, -1] = 1.0  # only the coordinate channel reaches the encoder
+        m = coords.masks(coords.stft(x))
+    assert not torch.allclose(m[..., 4, :], m[..., 40, :])
 
 
 def test_model_init_starts_from_a_finished_run(tmp_path):

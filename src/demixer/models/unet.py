@@ -33,6 +33,9 @@ class UNetConfig:
         kernel: convolution kernel size (odd).
         dropout: dropout in the three deepest decoder levels (Spleeter uses 0.5).
         wiener_iterations: EM iterations of the multichannel Wiener post-filter at inference (0: off).
+        freq_coords: add the bin's position (-1 at DC .. 1 at ``max_bin``) as an input channel, so that
+            the convolutions, which look the same at every frequency, can tell a bass line from a lead an
+            octave or two higher (CoordConv, Liu et al. 2018).
     """
 
     sources: tuple[str, ...] = ("vocals", "drums", "bass", "other")
@@ -46,6 +49,7 @@ class UNetConfig:
     kernel: int = 5
     dropout: float = 0.2
     wiener_iterations: int = 0
+    freq_coords: bool = False
 
 
 class _Down(nn.Module):
@@ -92,8 +96,9 @@ class UNet(SeparationModel):
         self.stft = STFT(cfg.n_fft, cfg.hop_length)
         widths = [cfg.channels << i for i in range(cfg.depth)]
         self.input_norm = nn.BatchNorm2d(cfg.audio_channels)
+        first = cfg.audio_channels + int(cfg.freq_coords)
         self.down = nn.ModuleList(
-            _Down(c_in, c_out, cfg.kernel) for c_in, c_out in zip([cfg.audio_channels] + widths[:-1], widths)
+            _Down(c_in, c_out, cfg.kernel) for c_in, c_out in zip([first] + widths[:-1], widths)
         )
         ups = []
         for level in reversed(range(cfg.depth)):
@@ -114,6 +119,9 @@ class UNet(SeparationModel):
         x = torch.log1p(spec[:, :, : cfg.max_bin].abs())
         x = F.pad(x, (0, (-frames) % quantum))
         x = self.input_norm(x)
+        if cfg.freq_coords:
+            coords = torch.linspace(-1.0, 1.0, cfg.max_bin, device=x.device, dtype=x.dtype)
+            x = torch.cat([x, coords[:, None].expand(x.shape[0], 1, cfg.max_bin, x.shape[-1])], dim=1)
         skips = []
         for down in self.down:
             x = down(x)

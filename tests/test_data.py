@@ -286,3 +286,33 @@ def test_speaker_speed_perturbation_and_folder_balance():
         picks = [ds._compose(rng)[1][0].split("/")[0] for _ in range(3000)]
         share = [picks.count(r.name) / len(picks) for r in roots]
         assert np.allclose(share, expect, atol=0.04), (balance, share)
+
+
+def test_train_weights_share_examples_between_folders(tmp_path):
+    """``data.train_weights``: one folder of many tracks does not drown a folder of few."""
+    from demixer.models.checkpoint import build_model
+    from demixer.training.config import ConfigError, load_config
+    from demixer.training.datasets import build_datasets
+
+    sr = 8000
+    for folder, n, level in (("real", 1, 0.3), ("synth", 4, 0.01)):
+        for t in range(n):
+            (tmp_path / folder / f"{folder}{t}").mkdir(parents=True)
+            for s in ("vocals", "drums"):
+                sf.write(tmp_path / folder / f"{folder}{t}" / f"{s}.flac", np.full((sr, 2), level, np.float32), sr)
+    model = build_model("tiny_mask", {"sources": ["vocals", "drums"], "sample_rate": sr})
+
+    def share_of_real(weights):
+        data = {"kind": "stems", "train": [str(tmp_path / "real"), str(tmp_path / "synth")], "holdout": ["synth0"],
+                "segment": 0.5, "items_per_epoch": 400, "train_weights": weights,
+                "augment": {"gain_db": [0, 0], "remix": 0, "channel_swap": 0, "polarity": 0}}
+        cfg = load_config(data={"model": {"architecture": "tiny_mask"}, "data": data})
+        train, valid = build_datasets(cfg.data, model)
+        assert [t.name for t in valid.tracks] == ["synth0"]
+        return np.mean([float(train[i][1].abs().max()) > 0.1 for i in range(len(train))])
+
+    assert 0.15 < share_of_real(None) < 0.35, "unweighted: 1 track in 4"
+    assert 0.65 < share_of_real([0.75, 0.25]) < 0.85
+    with pytest.raises(ConfigError, match="train_weights"):
+        load_config(data={"model": {"architecture": "tiny_mask"},
+                          "data": {"kind": "stems", "train": ["a", "b"], "train_weights": [1.0]}})

@@ -41,6 +41,7 @@ class StemDataset(MixtureDataset):
         speed: range of playback-speed factors (training only; ``(1, 1)``: off).
         extra: source -> folders of solo clips that may stand in for it (training only).
         extra_p: probability that a source with ``extra`` clips uses one.
+        track_weights: relative chance of each track being drawn for training (``None``: all equal).
 
     Shape:
         ``__getitem__``: ``(mixture [C, T], sources [S, C, T])``.
@@ -64,6 +65,7 @@ class StemDataset(MixtureDataset):
         speed: tuple[float, float] = (1.0, 1.0),
         extra: dict[str, list[str | os.PathLike[str]]] | None = None,
         extra_p: float = 0.0,
+        track_weights: list[float] | None = None,
     ) -> None:
         if not 0 < speed[0] <= speed[1]:
             raise ValueError(f"speed must be a range (low, high) of positive factors, got {speed}")
@@ -81,6 +83,12 @@ class StemDataset(MixtureDataset):
         if not any(s in t.stems for t in self.tracks for s in wanted):
             raise ValueError(f"none of the tracks has any of the stems {', '.join(sorted(wanted))}")
         self.windows: list[tuple[int, int]] = []
+        self.track_p = None
+        if track_weights is not None:
+            w = np.asarray(track_weights, np.float64)
+            if w.shape != (len(self.tracks),) or (w < 0).any() or w.sum() <= 0:
+                raise ValueError(f"track_weights needs one weight >= 0 per track ({len(self.tracks)}), with a positive sum")
+            self.track_p = w / w.sum()
         unknown = sorted(set(extra or {}) - set(self.sources))
         if unknown:
             raise ValueError(f"extra clips for sources the model does not have: {', '.join(unknown)}")
@@ -133,13 +141,13 @@ class StemDataset(MixtureDataset):
             ti, start = self.windows[index]
             return np.stack([self._read(self.tracks[ti], s, start) for s in self.sources])
         remix = rng.random() < self.augment.remix
-        track = self.tracks[int(rng.integers(len(self.tracks)))]
+        track = self._track(rng)
         start = self._start(track, rng)
         factor = self._factor(rng)
         stems = []
         for s in self.sources:
             if remix:
-                track = self.tracks[int(rng.integers(len(self.tracks)))]
+                track = self._track(rng)
                 start = self._start(track, rng)
                 factor = self._factor(rng)
             stems.append(self._read(track, s, start, factor))
@@ -148,6 +156,11 @@ class StemDataset(MixtureDataset):
             if s in self.extra and rng.random() < self.extra_p:
                 stems[i] = self._extra(s, np.delete(stems, i, axis=0).sum(0), rng)
         return limit_peak(self.augment(stems, rng))
+
+    def _track(self, rng: np.random.Generator) -> Track:
+        if self.track_p is None:
+            return self.tracks[int(rng.integers(len(self.tracks)))]
+        return self.tracks[int(rng.choice(len(self.tracks), p=self.track_p))]
 
     def _factor(self, rng: np.random.Generator) -> float:
         return 1.0 if self.speed == (1.0, 1.0) else float(rng.uniform(*self.speed))

@@ -54,6 +54,8 @@ class DataSection(_Section):
     sources made of several stems, e.g. ``accompaniment: [drums, bass, other]`` (stems only). ``extra`` (stems only)
     maps a source to folders of solo clips (e.g. singing for ``vocals``) that stand in for it in a fraction ``extra_p``
     of training examples; ``augment.speed`` plays stems faster or slower, and ``speed`` does so for utterances.
+    ``train_weights`` (stems only), one per ``train`` folder: the share of training examples drawn from that folder's
+    tracks (default: every track equally likely, so a folder of many short synthetic songs would drown a few real ones).
     """
 
     kind: Literal["stems", "speakers", "noisy_clean", "noise_mix", "extract"]
@@ -80,6 +82,7 @@ class DataSection(_Section):
     enrollment: float = Field(3.0, gt=0)
     extra: dict[str, list[str]] = Field(default_factory=dict)
     extra_p: float = Field(0.0, ge=0, le=1)
+    train_weights: list[float] | None = None
 
     @field_validator("train", "valid", "noise")
     @classmethod
@@ -97,6 +100,13 @@ class DataSection(_Section):
             raise ValueError(f"data.extra is for stems data; data.kind is {self.kind!r}")
         if self.extra and not self.extra_p:
             raise ValueError("data.extra is set but data.extra_p is 0: no example would use the clips")
+        if self.train_weights is not None:
+            if self.kind != "stems":
+                raise ValueError(f"data.train_weights is for stems data; data.kind is {self.kind!r}")
+            if len(self.train_weights) != len(self.train):
+                raise ValueError(f"data.train_weights has {len(self.train_weights)} weights for {len(self.train)} data.train folders")
+            if min(self.train_weights) < 0 or sum(self.train_weights) <= 0:
+                raise ValueError(f"data.train_weights must be >= 0 with a positive sum, got {self.train_weights}")
         return self
 
 

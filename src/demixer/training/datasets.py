@@ -11,11 +11,16 @@ from .config import ConfigError, DataSection
 
 def _stems(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
     stems = sorted({part for s in model.sources for part in cfg.groups.get(s, [s])})
-    tracks = [t for root in cfg.train for t in find_tracks(root, stems)]
+    per_root = [find_tracks(root, stems) for root in cfg.train]
+    tracks = [t for found in per_root for t in found]
     unknown = sorted(set(cfg.holdout) - {t.name for t in tracks})
     if unknown:
         raise ConfigError(f"data.holdout names tracks that are not in data.train: {', '.join(unknown)}")
     train = [t for t in tracks if t.name not in cfg.holdout]
+    weights = None
+    if cfg.train_weights is not None:  # a folder's weight shared by its tracks
+        kept = [[t for t in found if t.name not in cfg.holdout] for found in per_root]
+        weights = [w / len(found) for w, found in zip(cfg.train_weights, kept) for _ in found]
     valid = [t for t in tracks if t.name in cfg.holdout] + [t for root in cfg.valid for t in find_tracks(root, stems)]
     if not train:
         raise ConfigError("no training tracks left after data.holdout")
@@ -26,6 +31,7 @@ def _stems(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mixture
     a = cfg.augment
     return (
         StemDataset(train, items=cfg.items_per_epoch, seed=seed, speed=a.speed, extra=cfg.extra, extra_p=cfg.extra_p,
+                    track_weights=weights,
                     augment=Augment(gain_db=a.gain_db, channel_swap=a.channel_swap, polarity=a.polarity, remix=a.remix), **common),
         StemDataset(valid, validation=True, items_per_track=cfg.valid_items_per_track, seed=seed, **common),
     )

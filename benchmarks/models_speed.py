@@ -7,7 +7,8 @@ RTF is the first call's (a fresh process: what one CLI run sees); with ``--calls
 the later calls is printed too (a warm model: what a batch run or the service sees).
 
 Architectures run at their default configs with random weights (speed does not depend on the
-weights); the RoFormers at the published viperx-317 / Kim configs but `--roformer-depth` layers.
+weights); the RoFormers at the published viperx-317 / Kim configs but `--roformer-depth` layers. The models the
+package ships (`demixer-4stem`, ...) run by name, with their trained weights.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ MODELS = {
     "bs_roformer": ("bs_roformer", {"dim": 512, "heads": 8, "dim_head": 64, "hop_length": 441, "mask_estimator_depth": 2}),
     "mel_roformer": ("mel_roformer", {"dim": 384, "heads": 8, "dim_head": 64, "hop_length": 441, "mask_estimator_depth": 2}),
 }
+
+
+def _shipped() -> dict:
+    from demixer.models.shipped import shipped_cards
+
+    return {card.name: None for card in shipped_cards()}
+
+
+MODELS.update(_shipped())
 
 
 def peak_mb() -> float:
@@ -86,18 +96,28 @@ def main() -> None:
     ap.add_argument("--roformer-depth", type=int, default=1)
     ap.add_argument("--calls", type=int, default=1, help="separations per model; RTF of the first and median of the rest")
     ap.add_argument("--only")
+    ap.add_argument("--models", help="comma-separated subset of the models (default: all)")
+    ap.add_argument("--reference", default="demixer-4stem", help="the model the ratio column divides by")
     args = ap.parse_args()
     if args.only:
         print(json.dumps(one(args.only, args.seconds, args.threads, args.roformer_depth, args.calls)))
         return
     print(f"{args.seconds:.0f} s of audio per model, {args.threads} threads, RoFormers at depth {args.roformer_depth}")
-    print(f"{'model':<16} {'rate':>6} {'params':>8} {'RTF':>8} {'warm RTF':>9} {'peak RSS':>9}")
-    for name in MODELS:
+    names = args.models.split(",") if args.models else list(MODELS)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown models: {', '.join(unknown)} (choose from {', '.join(MODELS)})")
+    results = []
+    for name in names:
         cmd = [sys.executable, __file__, "--only", name, "--seconds", str(args.seconds), "--threads", str(args.threads),
                "--roformer-depth", str(args.roformer_depth), "--calls", str(args.calls)]
-        r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        results.append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]))
+    ref = next((r["rtf"] for r in results if r["model"] == args.reference), None)
+    print(f"{'model':<16} {'rate':>6} {'params':>8} {'RTF':>8} {'warm RTF':>9} {'peak RSS':>9} {'RTF / ' + args.reference if ref else ''}")
+    for r in results:
         warm = f"{r['rtf_warm']:>9.4f}" if "rtf_warm" in r else f"{'-':>9}"
-        print(f"{r['model']:<16} {r['rate']:>6} {r['params_m']:>7}M {r['rtf']:>8.4f} {warm} {r['peak_mb']:>7} MB")
+        ratio = f" {r['rtf'] / ref:>8.2f}x" if ref else ""
+        print(f"{r['model']:<16} {r['rate']:>6} {r['params_m']:>7}M {r['rtf']:>8.4f} {warm} {r['peak_mb']:>7} MB{ratio}")
 
 
 if __name__ == "__main__":

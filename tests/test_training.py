@@ -306,6 +306,15 @@ def test_model_init_starts_from_a_finished_run(tmp_path):
                                f"model.init={best}", "model.config.channels=8"])
     with pytest.raises(ConfigError, match="does not fit"):
         Trainer(wider)
+    # a new head on the trained body: what fits is taken, the head starts afresh
+    two = load_config(TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'k'}", *QUIET,
+                             f"model.init={best}", "model.init_strict=false", "model.config.sources=[vocals,accompaniment]",
+                             "data.groups={accompaniment: [drums, bass, other]}"])
+    t = Trainer(two)
+    own = t.model.state_dict()
+    taken = [k for k in own if k in start and start[k].shape == own[k].shape]
+    assert taken and len(taken) < len(own)
+    assert all(torch.equal(own[k], start[k]) for k in taken)
     with pytest.raises(ConfigError, match="model.init"):
         Trainer(load_config(TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'm'}", *QUIET,
                                    f"model.init={tmp_path / 'none.safetensors'}"]))

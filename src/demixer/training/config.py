@@ -34,6 +34,9 @@ class ModelSection(_Section):
     #: a demixer checkpoint to start from (fine-tuning a finished run on new data); its architecture
     #: and weight shapes must match. Ignored on --resume, where the run's own state is loaded.
     init: str | None = None
+    #: ``false``: take from ``init`` only the tensors whose names and shapes fit, leaving the rest freshly
+    #: initialised, e.g. a 4-stem network's body under a new 2-stem head. Each tensor left out is printed.
+    init_strict: bool = True
 
 
 class AugmentSection(_Section):

@@ -185,10 +185,21 @@ class Trainer:
             raise ConfigError(f"model.init: {exc}") from None
         if meta["architecture"] != self.cfg.model.architecture:
             raise ConfigError(f"model.init: {path} is a {meta['architecture']} checkpoint, not {self.cfg.model.architecture}")
+        weights = load_file(str(path))
+        if not self.cfg.model.init_strict:
+            own = self.model.state_dict()
+            fits = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+            if not fits:
+                raise ConfigError(f"model.init: no tensor of {path} fits model.config")
+            left = sorted(set(own) - set(fits))
+            if left and self.cfg.train.progress:
+                print(f"model.init: {len(fits)} tensors from {path}; freshly initialised: {', '.join(left)}", flush=True)
+            weights = {**own, **fits}
         try:
-            self.model.load_state_dict(load_file(str(path)), strict=True)
+            self.model.load_state_dict(weights, strict=True)
         except RuntimeError as exc:
-            raise ConfigError(f"model.init: {path} does not fit model.config: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(f"model.init: {path} does not fit model.config: {str(exc).splitlines()[0]} "
+                              "(model.init_strict: false takes the tensors that fit)") from None
 
     def _auto_select(self) -> str:
         return "si_sdr" if self.cfg.loss.pit or self.cfg.data.kind != "stems" else "sdr"

@@ -152,6 +152,41 @@ def test_karaoke_model_on_real_music_beats_centre_extraction(cli, tmp_path):
     assert sdr(ours) > sdr(centre) + 1.0, (sdr(ours), sdr(centre))
 
 
+MUSDB_EXCERPT = "music/valid/musdb18_easton_ellises_falcon69_excerpt"
+DRUMS_MARGIN = 3.0  # dB over HPSS: what issue 6 asks of a trained model over the training-free ones
+
+
+def _music_sdr(ref, est) -> float:
+    from demixer.evaluation import sdr
+
+    return float(sdr(reference=ref, estimate=est))
+
+
+@needs("demixer-4stem")
+def test_music_model_on_real_music_beats_the_training_free_separators(cli, tmp_path):
+    """The default `demixer separate` on a real MUSDB18 song nobody trained on (music/valid, tests only): four stems
+    at the input's rate, channels and length; drums far above HPSS's, vocals above REPET-SIM's (SDR over the
+    whole excerpt; measured at shipping: see the card)."""
+    from demixer.separation import Separator
+
+    track = shared(MUSDB_EXCERPT)
+    r = cli("separate", "-o", tmp_path / "o", track / "mixture.flac")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "o" / "demixer-4stem" / "mixture"
+    mix, sr = load_audio(track / "mixture.flac")
+    ours = {}
+    for stem in ("vocals", "drums", "bass", "other"):
+        info = probe(out / f"{stem}.wav")
+        assert info.sample_rate == sr and info.channels == 2 and info.frames == mix.shape[1]
+        ours[stem] = _music_sdr(load_audio(track / f"{stem}.flac")[0], load_audio(out / f"{stem}.wav")[0])
+    refs = {s: load_audio(track / f"{s}.flac")[0] for s in ("vocals", "drums")}
+    hpss = _music_sdr(refs["drums"], Separator("hpss").separate_tensor(mix, sr)["drums"].numpy())
+    repet = _music_sdr(refs["vocals"], Separator("repet-sim").separate_tensor(mix, sr)["vocals"].numpy())
+    assert ours["drums"] > hpss + DRUMS_MARGIN, (ours, hpss)
+    assert ours["vocals"] > repet, (ours, repet)
+    assert min(ours.values()) > 0.0, ours
+
+
 HELD_OUT_TALKERS = ("speech/librispeech_rtvc", "speech/vctk", "speech/vctk_rtvc", "denoising_pairs/valentini_p287/clean")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import subprocess
 import sys
 import time
@@ -98,6 +99,7 @@ def main() -> None:
     ap.add_argument("--only")
     ap.add_argument("--models", help="comma-separated subset of the models (default: all)")
     ap.add_argument("--reference", default="demixer-4stem", help="the model the ratio column divides by")
+    ap.add_argument("--json", type=Path, help="also write the results here (scripts/ship_model.py --benchmark takes it)")
     args = ap.parse_args()
     if args.only:
         print(json.dumps(one(args.only, args.seconds, args.threads, args.roformer_depth, args.calls)))
@@ -118,6 +120,9 @@ def main() -> None:
         warm = f"{r['rtf_warm']:>9.4f}" if "rtf_warm" in r else f"{'-':>9}"
         ratio = f" {r['rtf'] / ref:>8.2f}x" if ref else ""
         print(f"{r['model']:<16} {r['rate']:>6} {r['params_m']:>7}M {r['rtf']:>8.4f} {warm} {r['peak_mb']:>7} MB{ratio}")
+    if args.json:
+        args.json.write_text(json.dumps({"seconds": args.seconds, "threads": args.threads, "calls": args.calls,
+                                         "cpu": platform.processor() or platform.machine(), "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

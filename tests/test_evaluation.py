@@ -244,3 +244,27 @@ def test_evaluate_musdb_stem_mp4(tmp_path, valid_track):
         assert rows[("oracle-irm", stem)] > rows[("mixture", stem)] + 8, (stem, rows)
     r = run_cli("separate", "-n", "oracle-irm", tmp_path / "db" / "excerpt.stem.mp4", "-o", tmp_path / "s")
     assert r.returncode == 1 and "demixer evaluate -n oracle-irm" in r.stderr
+
+
+def test_evaluate_two_stems_scores_the_rest_against_the_sum_of_the_other_stems(tmp_path):
+    """`demixer evaluate --two-stems drums`: X as the model gives it, no_X (the sum of its other stems) against the
+    sum of the other references, in a folder of its own."""
+    from demixer.audio import load_audio
+    from demixer.separation import Separator
+
+    r = run_cli("evaluate", "-n", "hpss", "--two-stems", "drums", shared(VALID), "-o", tmp_path / "e",
+                "--no-progress", "--no-html", "--no-quality", "--no-baseline")
+    assert r.returncode == 0, r.stderr
+    track = "musdb18_easton_ellises_falcon69_excerpt"
+    metrics = json.loads((tmp_path / "e" / "hpss+drums" / f"{track}.json").read_text())["demixer"]["metrics"]
+    assert set(metrics) == {"drums", "no_drums"}
+    folder = shared(VALID) / track
+    mix, sr = load_audio(folder / "mixture.flac")
+    refs = {s: load_audio(folder / f"{s}.flac")[0] for s in ("vocals", "drums", "bass", "other")}
+    est = Separator("hpss").separate_tensor(torch.from_numpy(mix), sr)
+    rest = refs["vocals"] + refs["bass"] + refs["other"]
+    assert metrics["no_drums"]["uSDR"] == pytest.approx(sdr(reference=rest, estimate=est["other"].numpy()), abs=0.01)
+    assert metrics["drums"]["uSDR"] == pytest.approx(sdr(reference=refs["drums"], estimate=est["drums"].numpy()), abs=0.01)
+    r = run_cli("evaluate", "-n", "hpss", "--two-stems", "vocals", shared(VALID), "-o", tmp_path / "f", "--no-progress")
+    assert r.returncode != 0 and "vocals" in r.stderr  # hpss has no vocals stem: a clear error, no traceback
+    assert "Traceback" not in r.stderr

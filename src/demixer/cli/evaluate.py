@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
         options["segment"] = args.segment
     if args.device:
         options["device"] = args.device
+    if args.two_stems:
+        options["two_stems"] = args.two_stems
     try:
         summary = evaluate(args.name, args.dataset, args.out, kind=args.kind, oracles=args.oracle, baseline=not args.no_baseline,
                            limit=args.limit, quality=not args.no_quality, report=not args.no_html,
@@ -52,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="evaluate the first N tracks only")
     p.add_argument("--segment", type=float, help="seconds per chunk for the models")
     p.add_argument("-d", "--device", help="device for the models")
+    p.add_argument("--two-stems", metavar="STEM", help="score each model as STEM / no_STEM (the sum of its other stems), "
+                                                     "as `demixer separate --two-stems` outputs it")
     p.add_argument("--no-quality", action="store_true", help="skip the reference-free quality signals")
     p.add_argument("--no-html", action="store_true", help="skip report.html")
     p.add_argument("--report-seconds", type=float, default=20.0, help="seconds of audio and spectrogram per track in the report")

@@ -72,16 +72,17 @@ def _q(x: float) -> float:
 
 
 def _targets_for(sources: tuple[str, ...] | list[str], refs: dict[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
-    """The references a model's stems are scored against (a karaoke model's accompaniment is
-    the sum of the non-vocal stems)."""
+    """The references a model's stems are scored against (a karaoke model's accompaniment and a
+    ``--two-stems X`` run's ``no_X`` are the sum of the other stems)."""
     if kind == "speakers":
         return {k: v for k, v in refs.items() if k.startswith("speaker")}
     out: dict[str, np.ndarray] = {}
     for s in sources:
+        rest = "vocals" if s in ACCOMPANIMENT else s[len("no_"):] if s.startswith("no_") else None
         if s in refs:
             out[s] = refs[s]
-        elif s in ACCOMPANIMENT and "vocals" in refs:
-            out[s] = sum(v for k, v in refs.items() if k != "vocals")
+        elif rest in refs:
+            out[s] = sum(v for k, v in refs.items() if k != rest)
     return out
 
 
@@ -130,12 +131,15 @@ class _Runner:
 
     def __init__(self, name: str, separator_options: dict[str, Any]) -> None:
         self.name = name
-        self.display = name if name == BASELINE or name.startswith("oracle-") else model_display_name(name)
+        self.display = name
         self.separator = None
         if name != BASELINE and not name.startswith("oracle-"):
             from ..separation import Separator
 
             self.separator = Separator(name, **separator_options)
+            self.display = model_display_name(name)
+            if separator_options.get("two_stems"):
+                self.display += f"+{separator_options['two_stems']}"  # its own results folder
         elif name.startswith("oracle-") and name[len("oracle-"):] not in ORACLES:
             raise DemixerError(f"unknown oracle {name!r} (choose from {', '.join('oracle-' + o for o in ORACLES)})")
 

@@ -1,0 +1,52 @@
+"""Karaoke by blending two separators' vocals: w * demixer-4stem + (1 - w) * REPET-SIM.
+
+Scored as `demixer evaluate --two-stems vocals` scores (museval median over 1 s windows of vocals and of
+mixture - vocals against the sum of the other stems; uSDR over the whole track) on caesium (the held-out song of
+the training album: validation, where a weight may be chosen) and the MUSDB excerpt (music/valid: test, report
+only). A lead for the karaoke default, not a shipped feature.
+
+    .venv/bin/python benchmarks/karaoke_blend.py [--weights 0,0.25,0.5,0.75,1]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from demixer import Separator
+from demixer.audio import load_audio
+from demixer.evaluation import bss_eval_v4, sdr
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SETS = {"caesium (validation)": DATA / "music" / "train" / "caesium",
+        "MUSDB excerpt (test)": DATA / "music" / "valid" / "musdb18_easton_ellises_falcon69_excerpt"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights", default="0,0.25,0.5,0.75,1", help="weights of demixer-4stem's vocals")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    weights = [float(w) for w in args.weights.split(",")]
+    model, repet = Separator("demixer-4stem", two_stems="vocals"), Separator("repet-sim")
+    print(f"{'set':<22} {'w 4stem':>7} {'vocals':>7} {'no_vocals':>9} {'uSDR':>6}")
+    for label, folder in SETS.items():
+        refs = {s: load_audio(next(folder.glob(f"{s}.*")))[0] for s in ("vocals", "drums", "bass", "other")}
+        mix = sum(refs.values())
+        rest = mix - refs["vocals"]
+        a = model.separate_tensor(torch.from_numpy(mix), 44100)["vocals"].numpy()
+        b = repet.separate_tensor(torch.from_numpy(mix), 44100)["vocals"].numpy()
+        for w in weights:
+            v = w * a + (1 - w) * b
+            med = bss_eval_v4(reference=np.stack([refs["vocals"], rest]), estimate=np.stack([v, mix - v]),
+                              window=44100, hop=44100).median()
+            print(f"{label:<22} {w:>7.2f} {med['SDR'][0]:>7.2f} {med['SDR'][1]:>9.2f} "
+                  f"{sdr(reference=refs['vocals'], estimate=v):>6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ RNNoise (the `pyrnnoise` wheel's library) and noisereduce, with the noisy input 
     python benchmarks/denoise_compare.py [--checkpoint checkpoints/demixer-denoise/best.safetensors]
 
     python benchmarks/denoise_compare.py --sets valentini heldout unseen --json denoise.json
+    python benchmarks/denoise_compare.py --sets heldout --checkpoint A.safetensors B.safetensors --peers rnnoise
 
 Sets (all 16 kHz, from ../shared/data, read here only):
   valentini  the noisy/clean pairs in denoising_pairs/ (real recordings; demixer-denoise's test set);
@@ -136,6 +137,10 @@ def noisereduce_():
     return lambda x: nr.reduce_noise(y=x, sr=SR, stationary=False).astype(np.float32)
 
 
+PEERS = {"spectral-gate": lambda: demixer_model("spectral-gate"), "deepfilternet3": deepfilternet3,
+         "rnnoise": rnnoise, "noisereduce": noisereduce_}
+
+
 def find_delay(method, items, max_lag: int = 2000) -> int:
     """The lag that best aligns a method's output with the clean speech (same for every input)."""
     scores = np.zeros(2 * max_lag + 1)
@@ -148,16 +153,20 @@ def find_delay(method, items, max_lag: int = 2000) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default="demixer-denoise",
-                    help="demixer model name or checkpoint (default: the shipped demixer-denoise)")
+    ap.add_argument("--checkpoint", nargs="+", default=["demixer-denoise"],
+                    help="demixer model names or checkpoints (default: the shipped demixer-denoise)")
+    ap.add_argument("--peers", nargs="*", choices=list(PEERS), default=list(PEERS),
+                    help="the other methods to run (default: all; none: just the noisy input and ours)")
     ap.add_argument("--sets", nargs="+", choices=list(SETS), default=["valentini", "mixed"])
     ap.add_argument("--json", type=Path, help="also write the means to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
     sets = {name: SETS[name]() for name in args.sets}
-    methods = {"noisy input": lambda: (lambda x: x), "spectral-gate": lambda: demixer_model("spectral-gate")}
-    methods[args.checkpoint] = lambda: demixer_model(args.checkpoint)
-    methods.update({"deepfilternet3": deepfilternet3, "rnnoise": rnnoise, "noisereduce": noisereduce_})
+    methods = {"noisy input": lambda: (lambda x: x)}
+    from demixer.models import model_display_name
+
+    methods.update({model_display_name(name): (lambda name=name: demixer_model(name)) for name in args.checkpoint})
+    methods.update({name: PEERS[name] for name in args.peers})
     results: dict[str, dict] = {}
     for set_name, items in sets.items():
         results[set_name] = {"files": len(items)}

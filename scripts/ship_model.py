@@ -4,12 +4,18 @@
         --description "..." --hardware "2-core x86_64 CPU" \\
         --eval "denoising_pairs (real, test)=evaluation/denoise-pairs" --benchmark "peers=denoise.json" --weakness "..."
 
+    python scripts/ship_model.py --blend demixer-4stem=0.25 --blend repet-sim=0.75 --target vocals \
+        --name demixer-karaoke --tasks karaoke --description "..." --hardware "..." \
+        --validation "caesium (validation)=blend.json" --eval "..." --weakness "..."
+
 The card (``src/demixer/models/weights/<name>.json``) records what a user needs to judge the model:
 the config and command that trained it, the data, the steps, epochs and wall time, the hardware, the
 validation scores at the shipped step, the medians of each ``demixer evaluate`` folder given with
 ``--eval`` (every model evaluated there, baselines included, so the comparison is in the card), and
 the known weaknesses. The weights are a demixer checkpoint; the card holds their sha256, which the
-package checks on load.
+package checks on load. A blend (``--blend``, no run) ships no weights of its own: its card names the shipped
+members and their weights (:class:`demixer.models.blend.Blend`), and ``--validation`` gives the benchmark JSON on
+which the weights were chosen.
 """
 
 from __future__ import annotations
@@ -78,9 +84,62 @@ def git_commit() -> str | None:
         return None
 
 
+def _metrics(args) -> dict:
+    return {"evaluations": {label: eval_medians(Path(folder)) for label, folder in (e.split("=", 1) for e in args.eval)},
+            "benchmarks": {label: json.loads(Path(f).read_text()) for label, f in (b.split("=", 1) for b in args.benchmark)}}
+
+
+def ship_blend(args) -> int:
+    """Write the card of a blend of shipped models (no weights file of its own)."""
+    from demixer.models.blend import Blend
+    from demixer.models.registry import list_models, load_model
+
+    members = {name: float(w) for name, w in (b.split("=", 1) for b in args.blend)}
+    entries = {e.name: e for e in list_models()}
+    for name in members:
+        if name not in entries or entries[name].kind not in ("trained", "dsp"):
+            raise SystemExit(f"{name}: a blend's members must be shipped models (trained or dsp), offline")
+    model = Blend([(load_model(name), w) for name, w in members.items()], args.target)  # checks the stems
+    label, path = args.validation.split("=", 1) if args.validation else (None, None)
+    cards = {name: json.loads((weights_dir() / f"{name}.json").read_text()) for name in members
+             if entries[name].kind == "trained"}
+    card = {
+        "format": CARD_FORMAT,
+        "name": args.name,
+        "tasks": args.tasks,
+        "description": args.description,
+        "architecture": "blend",
+        "blend": {"target": args.target, "members": members},
+        "sources": list(model.sources),
+        "sample_rate": model.sample_rate,
+        "training": {
+            "kind": "no training of its own: a weighted blend of shipped models' "
+                    f"{args.target}; only the weights were chosen, on validation data",
+            "members": {name: {"kind": entries[name].kind, "sha256": cards[name]["sha256"] if name in cards else None,
+                               "config_file": cards[name]["training"]["config_file"] if name in cards else None}
+                        for name in members},
+            "hardware": args.hardware,
+            "demixer_commit": git_commit(),
+        },
+        "data": {name: c["data"] for name, c in cards.items()},
+        "metrics": {"validation": {"split": label, "selection": json.loads(Path(path).read_text()) if path else None},
+                    **_metrics(args)},
+        "known_weaknesses": args.weakness,
+        "notes": args.note,
+    }
+    out = weights_dir() / f"{args.name}.json"
+    out.write_text(json.dumps(card, indent=2) + "\n")
+    print(f"shipped the blend card {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path, help="training output folder (train.out): best.safetensors, config.yaml, valid.csv")
+    p.add_argument("run", type=Path, nargs="?", help="training output folder (train.out): best.safetensors, config.yaml, valid.csv")
+    p.add_argument("--blend", action="append", default=[], metavar="MODEL=WEIGHT",
+                   help="instead of a run: ship a blend of these shipped models' --target stem (repeatable)")
+    p.add_argument("--target", default="vocals", help="the stem a blend blends (default: vocals)")
+    p.add_argument("--validation", metavar="LABEL=JSON", help="a blend's selection benchmark (JSON), on validation data")
     p.add_argument("--name", required=True)
     p.add_argument("--tasks", nargs="+", required=True)
     p.add_argument("--description", required=True)
@@ -94,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weakness", action="append", default=[], help="a known weakness (repeatable)")
     p.add_argument("--note", action="append", default=[], help="anything else a user should know (repeatable)")
     args = p.parse_args(argv)
+    if args.blend:
+        return ship_blend(args)
+    if args.run is None:
+        p.error("give a training run folder, or --blend")
 
     src = args.run / args.weights
     meta = read_metadata(src)
@@ -137,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": run_config.get("data"),
         "metrics": {
             "validation": {"split": "the config's data.valid / holdout (never trained on)", "at_shipped_step": valid},
-            "evaluations": {label: eval_medians(Path(folder)) for label, folder in (e.split("=", 1) for e in args.eval)},
-            "benchmarks": {label: json.loads(Path(f).read_text()) for label, f in (b.split("=", 1) for b in args.benchmark)},
+            **_metrics(args),
         },
         "known_weaknesses": args.weakness,
         "notes": args.note,

@@ -12,7 +12,7 @@ import pytest
 from demixer.audio import load_audio, probe, resample, save_audio
 from demixer.errors import ModelNotFoundError
 from demixer.evaluation import si_sdr
-from demixer.models import default_model_for, load_model, task_defaults
+from demixer.models import default_model_for, list_models, load_model, task_defaults
 from demixer.models.shipped import CARD_FORMAT, read_card, shipped_cards
 
 from .conftest import shared
@@ -31,19 +31,46 @@ def test_something_ships():
     assert CARDS, "no trained model ships in the package"
 
 
-@pytest.mark.parametrize("card", CARDS, ids=lambda c: c.name)
-def test_card_is_complete_and_weights_match(card):
+TRAINED = [c for c in CARDS if "blend" not in c.data]
+BLENDS = [c for c in CARDS if "blend" in c.data]
+
+
+def _card_basics(card):
     d = card.data
-    assert d["format"] == CARD_FORMAT and card.weights.is_file()
-    assert card.weights.stat().st_size == d["bytes"] < 25 * 1024 * 1024
-    model = card.load()  # checks the sha256
+    assert d["format"] == CARD_FORMAT
+    model = card.load()  # checks the sha256 (a blend: each member's)
     assert list(model.sources) == d["sources"] and model.sample_rate == d["sample_rate"]
-    assert d["training"]["shipped_step"] > 0 and d["training"]["hardware"] and d["training"]["config_file"].startswith("configs/")
-    assert (ROOT / d["training"]["config_file"]).is_file()
-    assert d["metrics"]["validation"]["at_shipped_step"] and d["metrics"]["evaluations"]
+    assert d["training"]["hardware"] and d["metrics"]["validation"] and d["metrics"]["evaluations"]
     assert d["known_weaknesses"], "a card must say what the model does badly"
     for task in card.tasks:
         assert task_defaults()[task] == card.name
+
+
+@pytest.mark.parametrize("card", TRAINED, ids=lambda c: c.name)
+def test_card_is_complete_and_weights_match(card):
+    d = card.data
+    assert card.weights.is_file() and card.weights.stat().st_size == d["bytes"] < 25 * 1024 * 1024
+    _card_basics(card)
+    assert d["training"]["shipped_step"] > 0 and d["training"]["config_file"].startswith("configs/")
+    assert (ROOT / d["training"]["config_file"]).is_file()
+    assert d["metrics"]["validation"]["at_shipped_step"]
+
+
+@pytest.mark.parametrize("card", BLENDS, ids=lambda c: c.name)
+def test_blend_card_names_shipped_members_and_the_validation_it_was_chosen_on(card):
+    d = card.data
+    _card_basics(card)
+    members = d["blend"]["members"]
+    assert abs(sum(members.values()) - 1) < 1e-6 and d["architecture"] == "blend"
+    kinds = {entry.name: entry.kind for entry in list_models()}
+    assert all(kinds.get(name) in ("trained", "dsp") for name in members), members
+    for name, facts in d["training"]["members"].items():  # a trained member's card is the one shipped with it
+        if facts["kind"] == "trained":
+            assert facts["sha256"] == SHIPPED[name].data["sha256"]
+    selection = d["metrics"]["validation"]["selection"]["rows"]
+    chosen = members.get("demixer-4stem")
+    best = max((r for r in selection if "validation" in r["set"]), key=lambda r: r["vocals_median_sdr"])
+    assert best["weight_demixer_4stem"] == chosen, "the weights shipped are the best on the validation set"
 
 
 def test_models_card_and_list_through_the_cli(cli):
@@ -59,7 +86,7 @@ def test_models_card_and_list_through_the_cli(cli):
 
 
 def test_damaged_weights_are_refused(tmp_path):
-    card = CARDS[0]
+    card = TRAINED[0]
     shutil.copy(card.path, tmp_path / card.path.name)
     data = bytearray(card.weights.read_bytes())
     data[-1] ^= 0xFF
@@ -134,22 +161,27 @@ def test_denoise_task_through_the_cli_at_48k(cli, tmp_path):
 
 
 @needs("demixer-karaoke")
-def test_karaoke_model_on_real_music_beats_centre_extraction(cli, tmp_path):
-    """music/valid is a real MUSDB18 excerpt nobody trained on (tests only, never shipped)."""
+def test_karaoke_model_on_real_music_beats_the_training_free_ones(cli, tmp_path):
+    """`--two-stems vocals` on a real MUSDB18 excerpt nobody trained on (music/valid, tests only, never shipped):
+    the karaoke model's vocals above REPET-SIM's and well above centre extraction's (whole-excerpt SI-SDR; measured
+    at shipping: see the card), and vocals + no_vocals give back the mixture."""
+    from demixer.separation import Separator
+
     track = shared("music/valid/musdb18_easton_ellises_falcon69_excerpt")
     r = cli("separate", "--two-stems", "vocals", "-o", tmp_path / "o", track / "mixture.flac")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "o" / "demixer-karaoke" / "mixture"
     vocals_ref, sr = load_audio(track / "vocals.flac")
-    ours, _ = load_audio(out / "vocals.wav")
-    r = cli("separate", "-n", "center", "--two-stems", "vocals", "-o", tmp_path / "c", track / "mixture.flac")
-    centre, _ = load_audio(tmp_path / "c" / "center" / "mixture" / "vocals.wav")
-    assert (out / "no_vocals.wav").exists()
+    mix, _ = load_audio(track / "mixture.flac")
+    ours, rest = load_audio(out / "vocals.wav")[0], load_audio(out / "no_vocals.wav")[0]
+    assert np.abs(ours + rest - mix).max() < 1e-3  # 16-bit files: a few LSB
+    baselines = {name: Separator(name).separate_tensor(mix, sr)["vocals"].numpy() for name in ("repet-sim", "center")}
 
     def sdr(est):
         return float(np.mean([si_sdr(reference=vocals_ref[c], estimate=est[c]) for c in range(2)]))
 
-    assert sdr(ours) > sdr(centre) + 1.0, (sdr(ours), sdr(centre))
+    assert sdr(ours) > sdr(baselines["repet-sim"]) + 0.3, (sdr(ours), sdr(baselines["repet-sim"]))
+    assert sdr(ours) > sdr(baselines["center"]) + 1.0, (sdr(ours), sdr(baselines["center"]))
 
 
 MUSDB_EXCERPT = "music/valid/musdb18_easton_ellises_falcon69_excerpt"

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from demixer.evaluation.metrics import si_sdr
 from demixer.models.checkpoint import build_model, read_metadata
 from demixer.training import ConfigError, TrainingLoss, load_config, pit
-from demixer.training.losses import ActiveWindowSDR, MultiResolutionSTFT, WindowedSDR, neg_sdr, neg_si_sdr, window_sdr
+from demixer.training.losses import ActiveWindowSDR, CompressedSpectral, MultiResolutionSTFT, WindowedSDR, neg_sdr, neg_si_sdr, window_sdr
 from demixer.training.trainer import Trainer, train
 
 from .conftest import ROOT, run_cli, shared, speaker_training_config
@@ -84,11 +84,29 @@ def test_losses_agree_with_metrics_and_survive_silence():
     ours = -float(neg_si_sdr(torch.from_numpy(est), torch.from_numpy(ref)))
     assert abs(ours - si_sdr(reference=ref[0, 0], estimate=est[0, 0])) < 1e-3
     silent = torch.zeros(1, 2, 2, 4000)
-    for terms in ({"l1_wave": 1}, {"l1_spec": 1}, {"mrstft": 1}, {"si_sdr": 1}, {"sdr": 1}, {"sdr_win": 1},
-                  {"l1_wave": 1, "sdr_active": 0.02}):
+    for terms in ({"l1_wave": 1}, {"l1_spec": 1}, {"mrstft": 1}, {"cspec": 1}, {"si_sdr": 1}, {"sdr": 1},
+                  {"sdr_win": 1}, {"l1_wave": 1, "sdr_active": 0.02}):
         value = TrainingLoss(terms)(torch.randn(1, 2, 2, 4000, requires_grad=True), silent)
         assert torch.isfinite(value), terms
     assert torch.isfinite(MultiResolutionSTFT()(silent + 0.1, silent)).all()
+
+
+def test_compressed_spectral_loss_weighs_quiet_residual_noise_and_has_finite_gradients_at_silence():
+    rng = np.random.default_rng(2)
+    speech = torch.from_numpy(rng.standard_normal((1, 1, 1, 8000)).astype(np.float32))
+    speech[..., 4000:] = 0  # the talker stops
+    loud_error = speech.clone()
+    loud_error[..., :4000] *= 1.2  # a 1.6 dB level error where the speech is
+    quiet_residual = speech.clone()
+    quiet_residual[..., 4000:] += 0.01 * torch.randn(1, 1, 1, 4000)  # noise left at -40 dB after the speech
+    loss = CompressedSpectral()
+    assert float(loss(speech, speech)) < 1e-6
+    # the waveform error of the residual is 30x smaller, yet the compressed spectra weigh it more
+    assert (quiet_residual - speech).pow(2).sum() < (loud_error - speech).pow(2).sum() / 30
+    assert float(loss(quiet_residual, speech)) > float(loss(loud_error, speech))
+    silent = torch.zeros(1, 1, 1, 4000, requires_grad=True)
+    loss(silent, torch.zeros(1, 1, 1, 4000)).sum().backward()
+    assert torch.isfinite(silent.grad).all()
 
 
 def test_windowed_sdr_pays_for_what_leaks_into_a_silent_window():

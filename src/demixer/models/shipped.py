@@ -7,6 +7,11 @@ the validation and test metrics and the known weaknesses. The card's ``sha256`` 
 load, so a truncated or swapped weights file is an error, not a silently wrong model.
 
 ``scripts/ship_model.py`` writes both files from a training run.
+
+A card may instead describe a blend of shipped models (:class:`demixer.models.blend.Blend`): it has no
+weights file of its own but a ``blend`` entry, ``{"target": "vocals", "members": {"demixer-4stem": 0.25,
+"repet-sim": 0.75}}``; each member loads as it loads alone (its own card's sha256 check included).
+``scripts/ship_model.py --blend`` writes such a card.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from ..errors import ModelNotFoundError
 from .base import SeparationModel
 
 CARD_FORMAT = "demixer.model-card/1"
-REQUIRED = ("format", "name", "file", "sha256", "tasks", "description", "architecture", "sources", "sample_rate",
+REQUIRED = ("format", "name", "tasks", "description", "architecture", "sources", "sample_rate",
             "training", "data", "metrics", "known_weaknesses")
+WEIGHTS = ("file", "sha256")  # required unless the card is a blend
 
 
 def weights_dir() -> Path:
@@ -57,6 +63,12 @@ class ModelCard:
     def load(self) -> SeparationModel:
         from .checkpoint import load_checkpoint
 
+        if "blend" in self.data:
+            from .blend import Blend
+            from .registry import load_model
+
+            spec = self.data["blend"]
+            return Blend([(load_model(name), weight) for name, weight in spec["members"].items()], spec["target"])
         if not self.weights.is_file():
             raise ModelNotFoundError(f"{self.name}: its weights {self.weights} are missing from the package (reinstall demixer)")
         if _sha256(self.weights) != self.data["sha256"]:
@@ -86,7 +98,9 @@ def read_card(path: str | Path) -> ModelCard:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"model card {path}: {exc}") from None
-    missing = [k for k in REQUIRED if k not in data]
+    if not isinstance(data, dict):
+        raise ModelNotFoundError(f"model card {path}: not a {CARD_FORMAT} card")
+    missing = [k for k in REQUIRED + (() if "blend" in data else WEIGHTS) if k not in data]
     if missing or data.get("format") != CARD_FORMAT:
         raise ModelNotFoundError(f"model card {path}: not a {CARD_FORMAT} card"
                                  + (f" (missing {', '.join(missing)})" if missing else ""))

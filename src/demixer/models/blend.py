@@ -1,0 +1,85 @@
+"""A two-stem separator that blends the target stem of several separators: ``target = Σ wᵢ · targetᵢ``,
+``no_target = mixture - target``.
+
+Separators that fail in different ways average into one that fails less: demixer-karaoke blends the
+4-stem network's vocals (sharp, but it leaks accompaniment where the training songs had none) with
+REPET-SIM's (whatever does not repeat, so it keeps the voice on any song but leaves some drums in).
+Each member runs with its own chunking, as it would alone (the network on 10 s chunks, REPET-SIM on the
+30 s of context its repetition search needs), inside the blend's own chunks.
+"""
+
+from __future__ import annotations
+
+from math import lcm
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .base import SeparationModel
+
+
+class Blend(SeparationModel):
+    """Weighted sum of one stem from several separators, and the rest of the mixture.
+
+    Args:
+        members: ``(model, weight)`` pairs; every model has ``target`` among its sources and the same sample rate.
+        target: the stem blended (``vocals``).
+
+    Shape:
+        ``forward``: ``[B, C, T]`` -> ``[B, 2, C, T]`` (``target``, ``no_<target>``).
+    """
+
+    def __init__(self, members: list[tuple[SeparationModel, float]], target: str = "vocals") -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("a blend needs at least one member")
+        for model, _ in members:
+            if target not in model.sources:
+                raise ValueError(f"{type(model).__name__} has no {target!r} stem (it has {', '.join(model.sources)})")
+        rates = {model.sample_rate for model, _ in members}
+        if len(rates) != 1:
+            raise ValueError(f"the members of a blend must share one sample rate, not {sorted(rates)}")
+        self.members = torch.nn.ModuleList(model for model, _ in members)
+        self.weights = [float(w) for _, w in members]
+        self.target = target
+        self.sources = (target, f"no_{target}")
+        self.sample_rate = rates.pop()
+        channels = {model.audio_channels for model, _ in members} - {None}
+        self.audio_channels = channels.pop() if len(channels) == 1 else None
+        self.time_quantum = lcm(*(model.time_quantum for model, _ in members))
+        self.default_segment = max(model.default_segment for model, _ in members)
+
+    def _target_of(self, model: SeparationModel, mix: np.ndarray) -> np.ndarray:
+        """``model``'s target stem for one mixture ``[C, T]``, chunked as the model is chunked alone."""
+        from ..separation.chunking import run_chunked
+
+        blocks: list[np.ndarray] = []
+        index = model.sources.index(self.target)
+
+        def read(start: int, length: int) -> np.ndarray:
+            out = np.zeros((mix.shape[0], length), np.float32)
+            lo, hi = max(start, 0), min(start + length, mix.shape[1])
+            if hi > lo:
+                out[:, lo - start: hi - start] = mix[:, lo:hi]
+            return out
+
+        run_chunked(model, read, mix.shape[1], mix.shape[0], lambda block: blocks.append(block[index].copy()),
+                    device=next(model.parameters(), torch.empty(0)).device)
+        return np.concatenate(blocks, axis=-1)
+
+    def forward(self, mix: Tensor) -> Tensor:
+        items = []
+        for x in mix.detach().float().cpu().numpy():
+            target = sum(w * self._target_of(model, x) for model, w in zip(self.members, self.weights))
+            items.append(np.stack([target, x - target]))
+        return torch.from_numpy(np.stack(items)).to(mix.device, mix.dtype)
+
+    def describe(self) -> dict:
+        facts = super().describe()
+        facts["blend"] = {"target": self.target, "weights": self.weights,
+                          "members": [type(model).__name__ for model in self.members]}
+        return facts
+
+
+__all__ = ["Blend"]

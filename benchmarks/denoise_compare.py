@@ -102,10 +102,10 @@ SETS = {"valentini": valentini, "mixed": mixed, "heldout": heldout, "unseen": un
 
 
 # -- methods: (noisy [T] at 16 kHz) -> estimate [T], delay not yet removed -------------------------
-def demixer_model(name: str):
+def demixer_model(name: str, atten_lim: float | None = None):
     from demixer.separation import Separator
 
-    sep = Separator(name, device="cpu")
+    sep = Separator(name, device="cpu", atten_lim=atten_lim)
     return lambda x: sep.separate_tensor(x[None], SR)[sep.sources[0]][0].numpy()
 
 
@@ -158,14 +158,25 @@ def main() -> None:
     ap.add_argument("--peers", nargs="*", choices=list(PEERS), default=list(PEERS),
                     help="the other methods to run (default: all; none: just the noisy input and ours)")
     ap.add_argument("--sets", nargs="+", choices=list(SETS), default=["valentini", "mixed"])
+    ap.add_argument("--seeds", nargs="+", type=int,
+                    help="mix the mixed/heldout/unseen sets once per seed (new noise cuts) and pool them "
+                         "(default: one seed per set)")
+    ap.add_argument("--atten-lim", type=float, help="pass --atten-lim (dB) to demixer's own models")
     ap.add_argument("--json", type=Path, help="also write the means to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    sets = {name: SETS[name]() for name in args.sets}
+    def make_set(name: str) -> list:
+        if name == "valentini" or not args.seeds:
+            return SETS[name]()
+        return [item for seed in args.seeds for item in SETS[name](seed)]
+
+    sets = {name: make_set(name) for name in args.sets}
     methods = {"noisy input": lambda: (lambda x: x)}
     from demixer.models import model_display_name
 
-    methods.update({model_display_name(name): (lambda name=name: demixer_model(name)) for name in args.checkpoint})
+    suffix = "" if args.atten_lim is None else f" (atten-lim {args.atten_lim:g})"
+    methods.update({model_display_name(name) + suffix: (lambda name=name: demixer_model(name, args.atten_lim))
+                    for name in args.checkpoint})
     methods.update({name: PEERS[name] for name in args.peers})
     results: dict[str, dict] = {}
     for set_name, items in sets.items():

@@ -104,6 +104,11 @@ def test_compressed_spectral_loss_weighs_quiet_residual_noise_and_has_finite_gra
     # the waveform error of the residual is 30x smaller, yet the compressed spectra weigh it more
     assert (quiet_residual - speech).pow(2).sum() < (loud_error - speech).pow(2).sum() / 30
     assert float(loss(quiet_residual, speech)) > float(loss(loud_error, speech))
+    quieter, louder = speech * 0.8, speech * 1.25  # the same error in dB, below and above the reference
+    asym = CompressedSpectral(under=3.0)
+    assert abs(float(loss(quieter, speech)) - float(asym(quieter, speech))) > 1e-6  # only under-estimates cost more
+    assert float(asym(louder, speech)) == pytest.approx(float(loss(louder, speech)))
+    assert float(asym(quieter, speech)) > 2 * float(loss(quieter, speech))
     silent = torch.zeros(1, 1, 1, 4000, requires_grad=True)
     loss(silent, torch.zeros(1, 1, 1, 4000)).sum().backward()
     assert torch.isfinite(silent.grad).all()

@@ -52,19 +52,13 @@ class Blend(SeparationModel):
 
     def _target_of(self, model: SeparationModel, mix: np.ndarray) -> np.ndarray:
         """``model``'s target stem for one mixture ``[C, T]``, chunked as the model is chunked alone."""
-        from ..separation.chunking import run_chunked
+        from ..separation.chunking import padded_read, run_chunked
 
         blocks: list[np.ndarray] = []
         index = model.sources.index(self.target)
-
-        def read(start: int, length: int) -> np.ndarray:
-            out = np.zeros((mix.shape[0], length), np.float32)
-            lo, hi = max(start, 0), min(start + length, mix.shape[1])
-            if hi > lo:
-                out[:, lo - start: hi - start] = mix[:, lo:hi]
-            return out
-
-        run_chunked(model, read, mix.shape[1], mix.shape[0], lambda block: blocks.append(block[index].copy()),
+        channels, total = mix.shape
+        run_chunked(model, lambda start, length: padded_read(start, length, total, channels, lambda lo, hi: mix[:, lo:hi]),
+                    total, channels, lambda block: blocks.append(block[index].copy()),
                     device=next(model.parameters(), torch.empty(0)).device)
         return np.concatenate(blocks, axis=-1)
 

@@ -209,6 +209,15 @@ class OverlapAdd:
 Reader = Callable[[int, int], np.ndarray]  # (start, length) -> [C, length], zeros outside the track
 
 
+def padded_read(start: int, length: int, total: int, channels: int, fetch: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """Samples ``[start, start + length)`` of a track, zeros outside ``[0, total)``; ``fetch(lo, hi)`` reads inside."""
+    out = np.zeros((channels, length), np.float32)
+    lo, hi = max(start, 0), min(start + length, total)
+    if hi > lo:
+        out[:, lo - start: hi - start] = fetch(lo, hi)
+    return out
+
+
 def run_chunked(
     model: SeparationModel,
     read: Reader,

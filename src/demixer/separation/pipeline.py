@@ -33,7 +33,7 @@ from ..audio.writer import AudioWriter, OutputFormat
 from ..errors import AudioError
 from ..models.base import SeparationModel
 from .band_extension import BandExtension, HighBand, high_band
-from .chunking import run_chunked
+from .chunking import padded_read, run_chunked
 from .stems import StemPlan
 
 log = logging.getLogger("demixer")
@@ -79,15 +79,6 @@ def clip_gain(peak: float, mode: str) -> float:
     return 1.0
 
 
-def _padded(start: int, length: int, total: int, channels: int, fetch: Callable[[int, int], np.ndarray]) -> np.ndarray:
-    """Samples ``[start, start + length)`` of a track, zeros outside ``[0, total)``; ``fetch(lo, hi)`` reads inside."""
-    out = np.zeros((channels, length), np.float32)
-    lo, hi = max(start, 0), min(start + length, total)
-    if hi > lo:
-        out[:, lo - start: hi - start] = fetch(lo, hi)
-    return out
-
-
 def _missing_dirs(folders: set[Path]) -> set[Path]:
     """The folders (and their ancestors) that do not exist yet."""
     missing = set()
@@ -128,7 +119,7 @@ def separate_array(
     parts: dict[str, list[np.ndarray]] = {s: [] for s in names}
 
     def read(start: int, length: int) -> np.ndarray:
-        return _padded(start, length, x.shape[1], channels, lambda lo, hi: x[:, lo:hi])
+        return padded_read(start, length, x.shape[1], channels, lambda lo, hi: x[:, lo:hi])
 
     def emit(block: np.ndarray) -> None:
         stems = dict(zip(model.sources, block)) if extend else plan(block)
@@ -163,7 +154,7 @@ class _WorkFileReader:
         return self.file.read(hi - lo, dtype="float32", always_2d=True).T
 
     def __call__(self, start: int, length: int) -> np.ndarray:
-        return _padded(start, length, self.total, self.channels, self._fetch)
+        return padded_read(start, length, self.total, self.channels, self._fetch)
 
     def close(self) -> None:
         self.file.close()

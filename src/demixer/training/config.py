@@ -114,7 +114,7 @@ class DataSection(_Section):
 
 
 class LossSection(_Section):
-    """Weighted loss terms (names: l1_wave, l1_spec, mrstft, cspec, si_sdr, sdr, sdr_win, sdr_active); ``pit`` for speakers."""
+    """Weighted loss terms (names: l1_wave, l1_spec, mrstft, cspec, cspec_asym, si_sdr, sdr, sdr_win, sdr_active); ``pit`` for speakers."""
 
     terms: dict[str, float] = Field(default_factory=lambda: {"l1_wave": 1.0})
     pit: bool = False

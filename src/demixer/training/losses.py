@@ -61,13 +61,15 @@ class CompressedSpectral:
     quiet time-frequency regions between harmonics and after word ends that a waveform SDR barely weighs but that
     listeners (and PESQ) hear as residual noise. The complex term ``|X|^c · e^{jφ}`` keeps the phase honest.
     The STFTs are normalised (``n_fft ** -0.5``), so the scale does not depend on the resolution.
+    ``under`` > 0 makes a magnitude below the reference's cost ``1 + under`` times more than one above it (an
+    asymmetric loss, as VoiceFilter-Lite's): a denoiser then errs towards keeping speech rather than removing it.
     Shape: ``[B, S, C, T]`` -> ``[B, S]``.
     """
 
     def __init__(self, resolutions: tuple[tuple[int, int], ...] = ((256, 64), (512, 128), (1024, 256)),
-                 power: float = 0.3) -> None:
+                 power: float = 0.3, under: float = 0.0) -> None:
         self.stfts = [STFT(n, h, normalized=True) for n, h in resolutions]
-        self.power = power
+        self.power, self.under = power, under
 
     def _compress(self, spec: Tensor) -> tuple[Tensor, Tensor]:
         mag2 = spec.real ** 2 + spec.imag ** 2 + 1e-12  # finite gradient at zero
@@ -79,7 +81,8 @@ class CompressedSpectral:
         for stft in self.stfts:
             stft = stft.to(estimate.device)
             (em, ec), (rm, rc) = self._compress(stft(estimate)), self._compress(stft(reference))
-            total = total + (em - rm).pow(2).mean(dim=(-3, -2, -1)) + (ec - rc).pow(2).sum(-1).mean(dim=(-3, -2, -1))
+            diff = (em - rm).pow(2) + self.under * (rm - em).clamp(min=0).pow(2)
+            total = total + diff.mean(dim=(-3, -2, -1)) + (ec - rc).pow(2).sum(-1).mean(dim=(-3, -2, -1))
         return total / len(self.stfts)
 
 
@@ -166,6 +169,7 @@ def _make(name: str) -> Callable[[Tensor, Tensor], Tensor]:
         "l1_spec": L1Spec,
         "mrstft": MultiResolutionSTFT,
         "cspec": CompressedSpectral,
+        "cspec_asym": lambda: CompressedSpectral(under=3.0),
         "si_sdr": lambda: neg_si_sdr,
         "sdr": lambda: neg_sdr,
         "sdr_win": WindowedSDR,
@@ -176,7 +180,7 @@ def _make(name: str) -> Callable[[Tensor, Tensor], Tensor]:
     return table[name]()
 
 
-LOSS_NAMES = ("l1_wave", "l1_spec", "mrstft", "cspec", "si_sdr", "sdr", "sdr_win", "sdr_active")
+LOSS_NAMES = ("l1_wave", "l1_spec", "mrstft", "cspec", "cspec_asym", "si_sdr", "sdr", "sdr_win", "sdr_active")
 
 
 class _PerItem:

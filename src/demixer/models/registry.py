@@ -52,9 +52,9 @@ def _entries() -> tuple[ModelEntry, ...]:
         torch.manual_seed(0)  # reproducible random weights: for smoke tests only
         return TinyMaskModel(TinyMaskConfig()).eval()
 
-    trained = tuple(ModelEntry(card.name, card.load, card.tasks, "blend" if "blend" in card.data else "trained", card.description)
+    shipped = tuple(ModelEntry(card.name, card.load, card.tasks, "blend" if "blend" in card.data else "trained", card.description)
                     for card in shipped_cards())
-    return trained + (
+    return shipped + (
         ModelEntry("hpss", HPSS, ("music",), "dsp", "Harmonic/percussive median-filtering HPSS: drums vs other (FitzGerald 2010)"),
         ModelEntry("repet-sim", RepetSim, ("karaoke",), "dsp", "REPET-SIM: non-repeating vocals vs repeating accompaniment (Rafii & Pardo 2012)"),
         ModelEntry("center", CenterExtraction, ("karaoke",), "dsp", "Stereo centre-channel extraction in the vocal band (Avendano & Jot 2004)"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -251,12 +253,32 @@ def test_time_limit_stops_and_resume_continues(tmp_path):
     assert r2.finished and r2.step == 8
 
 
+def _ranks_report(stderr: str) -> str:
+    """What the ranks printed before torchrun's report of the failure (its traceback and ChildFailedError banner)."""
+    lines = stderr.splitlines()
+    end = next((i for i, line in enumerate(lines) if "failed (exitcode" in line), len(lines))
+    return "\n".join(lines[:end])[-6000:]
+
+
+def _died_by_signal(stderr: str) -> bool:
+    """torchrun reports a rank that a signal killed (a native crash) with a negative exit code, one that raised
+    a Python error with a positive one."""
+    return bool(re.search(r"exitcode\s*:\s*-\d+", stderr)) and not re.search(r"exitcode\s*:\s*[1-9]", stderr)
+
+
 def test_ddp_two_processes_on_cpu(tmp_path):
-    """--devices 2 runs torchrun with 2 Gloo processes; each takes half of every epoch."""
+    """--devices 2 runs torchrun with 2 Gloo processes; each takes half of every epoch.
+
+    A rank killed by a signal (a native crash: seen once in CI, SIGABRT in rank 1 with no Python error) is
+    retried once, with a warning that carries what the ranks printed; a Python error in a rank, or a second
+    crash, fails the test."""
     out = tmp_path / "ddp"
-    r = run_cli("train", "-c", TINY, f"data.train=[{shared('music/train')}]", "--out", str(out), "--devices", "2",
-                *QUIET, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
+    cmd = ("train", "-c", TINY, f"data.train=[{shared('music/train')}]", "--out", str(out), "--devices", "2", *QUIET)
+    r = run_cli(*cmd, timeout=600)
+    if r.returncode != 0 and _died_by_signal(r.stderr):
+        warnings.warn(f"a DDP rank died by a signal; retrying once. What the ranks printed:\n{_ranks_report(r.stderr)}")
+        r = run_cli(*cmd, "--overwrite", timeout=600)
+    assert r.returncode == 0, f"exit {r.returncode}; the ranks printed:\n{_ranks_report(r.stderr)}\n--- stdout:\n{r.stdout[-2000:]}"
     assert "torch.distributed.run" in r.stderr and "--nproc-per-node=2" in r.stderr
     assert "training finished at epoch 2, step 4" in r.stdout  # 8 items / (2 processes x batch 2) = 2 steps per epoch
     assert (out / "best.safetensors").exists()

@@ -40,6 +40,9 @@ def setup(device: torch.device) -> Dist:
     """Join the process group torchrun prepared (a no-op for a single process)."""
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) <= 1:
         return Dist()
+    import faulthandler
+
+    faulthandler.enable()  # a rank that dies in native code (SIGABRT, SIGSEGV) prints its Python stacks first
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), int(os.environ["LOCAL_RANK"]), dist.get_world_size())

@@ -5,6 +5,7 @@ RNNoise (the `pyrnnoise` wheel's library) and noisereduce, with the noisy input 
 
     python benchmarks/denoise_compare.py --sets valentini heldout unseen --json denoise.json
     python benchmarks/denoise_compare.py --sets heldout --checkpoint A.safetensors B.safetensors --peers rnnoise
+    python benchmarks/denoise_compare.py --sets heldout --seeds 1 11 12 13 --peers --atten-lim inf 40 35 30 25
 
 Sets (all 16 kHz, from ../shared/data, read here only):
   valentini  the noisy/clean pairs in denoising_pairs/ (real recordings; demixer-denoise's test set);
@@ -161,7 +162,9 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int,
                     help="mix the mixed/heldout/unseen sets once per seed (new noise cuts) and pool them "
                          "(default: one seed per set)")
-    ap.add_argument("--atten-lim", type=float, help="pass --atten-lim (dB) to demixer's own models")
+    ap.add_argument("--atten-lim", type=float, nargs="+", metavar="DB",
+                    help="run demixer's own models with each of these --atten-lim values (inf: no limit; "
+                         "default: each model's own default, 30 dB for demixer-denoise)")
     ap.add_argument("--json", type=Path, help="also write the means to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -175,9 +178,10 @@ def main() -> None:
     methods = {"noisy input": lambda: (lambda x: x)}
     from demixer.models import model_display_name
 
-    suffix = "" if args.atten_lim is None else f" (atten-lim {args.atten_lim:g})"
-    methods.update({model_display_name(name) + suffix: (lambda name=name: demixer_model(name, args.atten_lim))
-                    for name in args.checkpoint})
+    for lim in args.atten_lim or [None]:
+        suffix = "" if lim is None else f" (atten-lim {lim:g})"
+        methods.update({model_display_name(name) + suffix: (lambda name=name, lim=lim: demixer_model(name, lim))
+                        for name in args.checkpoint})
     methods.update({name: PEERS[name] for name in args.peers})
     results: dict[str, dict] = {}
     for set_name, items in sets.items():

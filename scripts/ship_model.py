@@ -89,6 +89,14 @@ def _metrics(args) -> dict:
             "benchmarks": {label: json.loads(Path(f).read_text()) for label, f in (b.split("=", 1) for b in args.benchmark)}}
 
 
+def _selection(args) -> dict:
+    """``--validation LABEL=JSON`` as card entries: the validation set's label and the benchmark run on it."""
+    if not args.validation:
+        return {}
+    label, path = args.validation.split("=", 1)
+    return {"selection_split": label, "selection": json.loads(Path(path).read_text())}
+
+
 def ship_blend(args) -> int:
     """Write the card of a blend of shipped models (no weights file of its own)."""
     from demixer.models.blend import Blend
@@ -100,7 +108,7 @@ def ship_blend(args) -> int:
         if name not in entries or entries[name].kind not in ("trained", "dsp"):
             raise SystemExit(f"{name}: a blend's members must be shipped models (trained or dsp), offline")
     model = Blend([(load_model(name), w) for name, w in members.items()], args.target)  # checks the stems
-    label, path = args.validation.split("=", 1) if args.validation else (None, None)
+    selection = _selection(args)
     cards = {c.name: c.data for c in shipped_cards() if c.name in members}
     card = {
         "format": CARD_FORMAT,
@@ -121,7 +129,7 @@ def ship_blend(args) -> int:
             "demixer_commit": git_commit(),
         },
         "data": {name: c["data"] for name, c in cards.items()},
-        "metrics": {"validation": {"split": label, "selection": json.loads(Path(path).read_text()) if path else None},
+        "metrics": {"validation": {"split": selection.get("selection_split"), "selection": selection.get("selection")},
                     **_metrics(args)},
         "known_weaknesses": args.weakness,
         "notes": args.note,
@@ -138,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blend", action="append", default=[], metavar="MODEL=WEIGHT",
                    help="instead of a run: ship a blend of these shipped models' --target stem (repeatable)")
     p.add_argument("--target", default="vocals", help="the stem a blend blends (default: vocals)")
-    p.add_argument("--validation", metavar="LABEL=JSON", help="a blend's selection benchmark (JSON), on validation data")
+    p.add_argument("--validation", metavar="LABEL=JSON",
+                   help="the benchmark (JSON, on validation data) that chose a blend's weights or the --atten-lim default")
+    p.add_argument("--atten-lim", type=float, metavar="DB",
+                   help="a denoiser's default --atten-lim (the card's inference entry), chosen on --validation")
     p.add_argument("--name", required=True)
     p.add_argument("--tasks", nargs="+", required=True)
     p.add_argument("--description", required=True)
@@ -198,12 +209,15 @@ def main(argv: list[str] | None = None) -> int:
         },
         "data": run_config.get("data"),
         "metrics": {
-            "validation": {"split": "the config's data.valid / holdout (never trained on)", "at_shipped_step": valid},
+            "validation": {"split": "the config's data.valid / holdout (never trained on)", "at_shipped_step": valid,
+                           **_selection(args)},
             **_metrics(args),
         },
         "known_weaknesses": args.weakness,
         "notes": args.note,
     }
+    if args.atten_lim is not None:
+        card["inference"] = {"atten_lim": args.atten_lim}
     (out / f"{args.name}.json").write_text(json.dumps(card, indent=2) + "\n")
     print(f"shipped {dst} ({size / 2**20:.1f} MiB) and {out / (args.name + '.json')}")
     return 0

@@ -10,8 +10,8 @@ from demixer.models.checkpoint import load_checkpoint, save_checkpoint
 from demixer.models.denoiser import Denoiser, DenoiserConfig, StreamingDenoiser, erb_band_matrix
 
 
-def _stream(model: Denoiser, x: np.ndarray, seed: int = 1) -> np.ndarray:
-    stream, rng, out, i = StreamingDenoiser(model), np.random.default_rng(seed), [], 0
+def _stream(model: Denoiser, x: np.ndarray, seed: int = 1, **kw) -> np.ndarray:
+    stream, rng, out, i = StreamingDenoiser(model, **kw), np.random.default_rng(seed), [], 0
     while i < len(x):
         n = int(rng.integers(1, 700))
         out.append(stream.process(x[i:i + n]))
@@ -36,6 +36,27 @@ def test_streaming_equals_offline_and_latency(sample_rate):
     out = _stream(model, impulse, seed=2)
     delay = int(np.argmax(np.abs(out))) - sample_rate // 3
     assert delay == lat and delay / sample_rate <= 0.020, f"algorithmic latency {1000 * delay / sample_rate:.1f} ms"
+
+
+def test_streaming_noise_limit_equals_the_offline_mix_back():
+    """StreamingDenoiser's atten_lim folds --atten-lim's mix-back into the gains: the same output as the offline
+    model's speech + 10^(-DB/20) x noise; without one it takes the model's default (a shipped card sets it)."""
+    from demixer.separation.stems import StemPlan
+
+    torch.manual_seed(0)
+    model = Denoiser().eval()
+    x = (0.1 * np.random.default_rng(3).standard_normal(16000)).astype(np.float32)
+    with torch.no_grad():
+        block = model(torch.from_numpy(x)[None, None])[0].numpy()
+    lat = model.latency
+    for kw in ({"atten_lim": 12.0}, {}):
+        model.default_atten_lim = None if kw else 12.0
+        limited = StemPlan.for_model(model, atten_lim=kw.get("atten_lim"))(block)["speech"][0]
+        streamed = _stream(model, x, **kw)[lat:lat + len(x)]
+        assert np.abs(streamed - limited).max() < 1e-5
+    model.default_atten_lim = 12.0
+    full = _stream(model, x, atten_lim=float("inf"))[lat:lat + len(x)]
+    assert np.abs(full - block[0, 0]).max() < 1e-5 and np.abs(full - streamed).max() > 1e-3
 
 
 def test_shapes_gradients_bands_and_checkpoint(tmp_path):

@@ -149,6 +149,18 @@ def test_stem_plan_atten_lim_keeps_the_sum():
     np.testing.assert_allclose(out["noise"], (1 - 10 ** (-6 / 20)) * block[1], atol=1e-6)
 
 
+def test_stem_plan_takes_the_model_default_atten_lim_unless_told():
+    from demixer.models import load_model
+
+    model = load_model("spectral-gate")
+    assert model.default_atten_lim is None and StemPlan.for_model(model).atten_gain is None
+    model.default_atten_lim = 6.0  # what a shipped denoiser's card sets
+    assert StemPlan.for_model(model).atten_gain == pytest.approx(10 ** (-6 / 20))
+    assert StemPlan.for_model(model, atten_lim=12.0).atten_gain == pytest.approx(10 ** (-12 / 20))
+    assert StemPlan.for_model(model, atten_lim=float("inf")).atten_gain is None  # inf: no limit
+    assert StemPlan.for_model(load_model("hpss"), atten_lim=6.0).atten_gain is None  # no noise stem
+
+
 def test_api_rejects_bad_input_and_options():
     with pytest.raises(AudioError, match="NaN"):
         Separator("hpss").separate_tensor(np.full((2, 100), np.nan, np.float32), 44100)

@@ -13,7 +13,7 @@ from demixer.audio import load_audio, probe, resample, save_audio
 from demixer.errors import ModelNotFoundError
 from demixer.evaluation import si_sdr
 from demixer.models import default_model_for, list_models, load_model, task_defaults
-from demixer.models.shipped import CARD_FORMAT, read_card, shipped_cards
+from demixer.models.shipped import CARD_FORMAT, INFERENCE, read_card, shipped_cards
 
 from .conftest import shared
 
@@ -71,6 +71,22 @@ def test_blend_card_names_shipped_members_and_the_validation_it_was_chosen_on(ca
     chosen = members.get("demixer-4stem")
     best = max((r for r in selection if "validation" in r["set"]), key=lambda r: r["vocals_median_sdr"])
     assert best["weight_demixer_4stem"] == chosen, "the weights shipped are the best on the validation set"
+
+
+@pytest.mark.parametrize("card", [c for c in TRAINED if "inference" in c.data], ids=lambda c: c.name)
+def test_inference_defaults_are_the_validation_best(card):
+    """A card's inference settings reach the model, and the one shipped is the best of its validation sweep."""
+    d = card.data
+    assert set(d["inference"]) <= set(INFERENCE)
+    model = card.load()
+    for key, value in d["inference"].items():
+        assert getattr(model, INFERENCE[key]) == value
+    if "atten_lim" in d["inference"]:
+        rows = next(iter(d["metrics"]["validation"]["selection"].values()))  # one set: the validation speakers
+        swept = {float(label.rsplit("atten-lim ", 1)[1].rstrip(")")): r["pesq_gain"]
+                 for label, r in rows.items() if "atten-lim" in label}
+        assert len(swept) >= 3 and float("inf") in swept
+        assert max(swept, key=swept.get) == d["inference"]["atten_lim"], swept
 
 
 def test_models_card_and_list_through_the_cli(cli):
@@ -159,6 +175,24 @@ def test_denoise_task_through_the_cli_at_48k(cli, tmp_path):
     out = tmp_path / "o" / "demixer-denoise" / "call" / "speech.wav"
     info = probe(out)
     assert info.sample_rate == 48000 and info.frames == probe(src).frames
+
+
+@needs("demixer-denoise")
+def test_denoise_default_noise_limit_and_inf_through_the_cli(cli, tmp_path):
+    """Without --atten-lim the card's limit applies: the speech keeps 10^(-DB/20) of the noise the model found;
+    --atten-lim inf gives the model's full removal. Both keep speech + noise = mixture."""
+    limit = SHIPPED["demixer-denoise"].data["inference"]["atten_lim"]
+    src = sorted(shared("denoising_pairs").glob("*/noisy*/*"))[0]
+    out = {}
+    for label, extra in (("default", ()), ("inf", ("--atten-lim", "inf"))):
+        r = cli("separate", "--task", "denoise", "--float32", "-o", tmp_path / label, *extra, src)
+        assert r.returncode == 0, r.stderr
+        folder = tmp_path / label / "demixer-denoise" / src.stem
+        out[label] = {stem: load_audio(folder / f"{stem}.wav")[0] for stem in ("speech", "noise")}
+        np.testing.assert_allclose(out[label]["speech"] + out[label]["noise"], load_audio(src)[0], atol=1e-4)
+    keep = 10 ** (-limit / 20)
+    np.testing.assert_allclose(out["default"]["speech"], out["inf"]["speech"] + keep * out["inf"]["noise"], atol=1e-4)
+    assert np.abs(out["inf"]["noise"]).max() > 0.01  # the model did remove something
 
 
 @needs("demixer-karaoke")

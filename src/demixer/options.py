@@ -52,7 +52,8 @@ class SeparationOptions:
     shifts: int = _opt(0, "--shifts", help="average N passes with random time shifts (slower, a bit better)", type=int, metavar="N")
     batch_size: int = _opt(1, "--batch-size", help="chunks per forward pass", type=int, metavar="N")
     jobs: int = _opt(1, "-j", "--jobs", help="files separated in parallel", type=int, metavar="N")
-    atten_lim: float | None = _opt(None, "--atten-lim", help="denoising: remove at most this many dB of noise", type=float, metavar="DB")
+    atten_lim: float | None = _opt(None, "--atten-lim", help="denoising: remove at most this many dB of noise "
+                                   "(default: the model's, 30 for demixer-denoise; inf: no limit)", type=float, metavar="DB")
     enroll: str | None = _opt(None, "--enroll", help="target-speaker extraction: a clip (>= 1 s) of the voice to keep", metavar="VOICE")
     start: float = _opt(0.0, "--start", help="seconds to skip at the start of each input", type=float, metavar="SECONDS")
     duration: float | None = _opt(None, "--duration", help="seconds to process (default: all, never truncated)", type=float, metavar="SECONDS")

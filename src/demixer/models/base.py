@@ -23,6 +23,8 @@ class SeparationModel(nn.Module):
         elastic_segment: the model takes chunks of any length, so the engine may stretch or shrink
             them to tile a track with fewer chunks (a model trained at one fixed length says no).
         is_denoiser: the model has a ``noise`` stem that ``--atten-lim`` may mix back.
+        default_atten_lim: the most noise, in dB, a denoiser removes when the user gives no ``--atten-lim``
+            (``None``: no limit); a shipped model's card sets it in its ``inference`` entry.
         band_extension: on input above the model's rate, give the stems the input's band above the
             model's Nyquist frequency, shared by their energy just below it
             (:mod:`demixer.separation.band_extension`); for low-rate models (8 kHz speech).
@@ -39,6 +41,7 @@ class SeparationModel(nn.Module):
     default_overlap: float = 0.25
     elastic_segment: bool = False
     band_extension: bool = False
+    default_atten_lim: float | None = None
 
     @property
     def is_denoiser(self) -> bool:

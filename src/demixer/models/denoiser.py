@@ -18,6 +18,7 @@ round trip through 16 kHz.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -187,8 +188,13 @@ class StreamingDenoiser:
         >>> out = [stream.process(block) for block in np.split(np.zeros(16000, np.float32), 10)]
     """
 
-    def __init__(self, model: Denoiser) -> None:
+    def __init__(self, model: Denoiser, atten_lim: float | None = None) -> None:
+        """``atten_lim``: remove at most this many dB of noise, as ``--atten-lim`` does offline (``None``: the
+        model's ``default_atten_lim``, which a shipped card sets; ``inf``: no limit)."""
         m = model.eval()
+        limit = m.default_atten_lim if atten_lim is None else atten_lim
+        # speech + keep * noise = (keep + (1 - keep) * gains) * spectrum: the offline mix-back, folded into the gains
+        self.keep = np.float32(0.0 if limit is None or math.isinf(limit) else 10 ** (-limit / 20))
         self.model = m
         self.hop, self.win, self.fine = m.hop, m.win, m.fine
         get = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
@@ -238,6 +244,8 @@ class StreamingDenoiser:
         g = expit(self.heads @ x + self.heads_b)
         gains = self.floor + g[: self.nbands] @ self.band_to_bins
         gains[: self.fine] *= self.floor + (1 - self.floor) * g[self.nbands:]
+        if self.keep:
+            gains = self.keep + (1 - self.keep) * gains
         return np.fft.irfft(spec * gains, n=self.win) * self.synthesis
 
     def process(self, block: np.ndarray) -> np.ndarray:

@@ -12,6 +12,9 @@ A card may instead describe a blend of shipped models (:class:`demixer.models.bl
 weights file of its own but a ``blend`` entry, ``{"target": "vocals", "members": {"demixer-4stem": 0.25,
 "repet-sim": 0.75}}``; each member loads as it loads alone (its own card's sha256 check included).
 ``scripts/ship_model.py --blend`` writes such a card.
+
+A card's optional ``inference`` entry holds settings chosen on validation data that the model uses when the user
+does not give them: ``{"atten_lim": 30}`` (:attr:`SeparationModel.default_atten_lim`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ CARD_FORMAT = "demixer.model-card/1"
 REQUIRED = ("format", "name", "tasks", "description", "architecture", "sources", "sample_rate",
             "training", "data", "metrics", "known_weaknesses")
 WEIGHTS = ("file", "sha256")  # required unless the card is a blend
+INFERENCE = {"atten_lim": "default_atten_lim"}  # a card's ``inference`` keys -> the model attributes they set
 
 
 def weights_dir() -> Path:
@@ -74,7 +78,13 @@ class ModelCard:
         if _sha256(self.weights) != self.data["sha256"]:
             raise ModelNotFoundError(f"{self.name}: {self.weights} does not match the sha256 of its card {self.path} "
                                      "(a damaged install: reinstall demixer)")
-        return load_checkpoint(self.weights)
+        model = load_checkpoint(self.weights)
+        for key, value in self.data.get("inference", {}).items():
+            if key not in INFERENCE:
+                raise ModelNotFoundError(f"{self.name}: its card {self.path} has an unknown inference setting {key!r} "
+                                         f"(known: {', '.join(INFERENCE)}); this demixer is older than the card")
+            setattr(model, INFERENCE[key], value)
+        return model
 
 
 @lru_cache(maxsize=None)

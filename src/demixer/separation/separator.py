@@ -56,7 +56,7 @@ class Separator:
         self.device = resolve_device(self.options.device)
         self.model = model.to(self.device).eval()
         self._enroll()
-        self.plan = StemPlan(model.sources, self.options.two_stems, self.options.stems, self.options.atten_lim)
+        self.plan = StemPlan.for_model(model, self.options.two_stems, self.options.stems, self.options.atten_lim)
         self.progress = progress
         self.callback = callback
         self.settings = EngineSettings(self.options.segment, self.options.overlap, self.options.shifts,

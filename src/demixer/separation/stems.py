@@ -4,10 +4,13 @@
 - ``--stems a b``: only those;
 - ``--atten-lim DB`` on a denoiser (a model with a ``noise`` stem): at most ``DB`` of noise is
   removed, by mixing ``10^(-DB/20)`` of the noise back into every other stem (as
-  DeepFilterNet's ``atten_lim_db``); the stems still sum to the mixture.
+  DeepFilterNet's ``atten_lim_db``); the stems still sum to the mixture. Without ``--atten-lim`` the
+  model's own default applies (``demixer-denoise``'s card sets one); ``--atten-lim inf`` lifts any limit.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -37,8 +40,14 @@ class StemPlan:
             self.outputs = self.model_sources
         self.two_stems = two_stems
         self.atten_gain = None
-        if atten_lim is not None and "noise" in self.model_sources:
+        if atten_lim is not None and math.isfinite(atten_lim) and "noise" in self.model_sources:
             self.atten_gain = float(10 ** (-atten_lim / 20))
+
+    @classmethod
+    def for_model(cls, model, two_stems: str | None = None, stems: list[str] | None = None,
+                  atten_lim: float | None = None) -> StemPlan:
+        """The plan for ``model``'s sources; ``atten_lim=None`` takes the model's ``default_atten_lim``."""
+        return cls(model.sources, two_stems, stems, model.default_atten_lim if atten_lim is None else atten_lim)
 
     def __call__(self, block: np.ndarray) -> dict[str, np.ndarray]:
         src = dict(zip(self.model_sources, block))

@@ -197,7 +197,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             if getattr(model, "needs_enrollment", False):
                 raise OptionsError(f"{model_name} extracts a target speaker from an enrolment clip, "
                                    "which this service does not take yet (use the CLI or the Python API)")
-            StemPlan(model.sources, opts.two_stems, opts.stems, opts.atten_lim)
+            StemPlan.for_model(model, opts.two_stems, opts.stems, opts.atten_lim)
         except (OptionsError, ModelNotFoundError) as exc:
             metrics.rejected.labels("options").inc()
             raise HTTPException(422, str(exc)) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor, nn
 
 
@@ -47,6 +49,11 @@ class SeparationModel(nn.Module):
     def is_denoiser(self) -> bool:
         return "noise" in self.sources
 
+    def kept_noise(self, atten_lim: float | None = None) -> float | None:
+        """The fraction of the ``noise`` stem mixed back for ``--atten-lim DB`` (``10^(-DB/20)``); ``atten_lim=None``
+        takes :attr:`default_atten_lim`. ``None`` when nothing is mixed back: no limit (``inf``) or no noise stem."""
+        return atten_gain(self.default_atten_lim if atten_lim is None else atten_lim) if self.is_denoiser else None
+
     def forward(self, mix: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -76,3 +83,8 @@ class SeparationModel(nn.Module):
             "audio_channels": self.audio_channels,
             "parameters": sum(p.numel() for p in self.parameters()),
         }
+
+
+def atten_gain(atten_lim: float | None) -> float | None:
+    """``--atten-lim DB`` as the fraction of the noise kept, ``10^(-DB/20)``; ``None`` (or ``inf``): no limit."""
+    return None if atten_lim is None or math.isinf(atten_lim) else float(10 ** (-atten_lim / 20))

@@ -18,7 +18,6 @@ round trip through 16 kHz.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,9 +191,8 @@ class StreamingDenoiser:
         """``atten_lim``: remove at most this many dB of noise, as ``--atten-lim`` does offline (``None``: the
         model's ``default_atten_lim``, which a shipped card sets; ``inf``: no limit)."""
         m = model.eval()
-        limit = m.default_atten_lim if atten_lim is None else atten_lim
         # speech + keep * noise = (keep + (1 - keep) * gains) * spectrum: the offline mix-back, folded into the gains
-        self.keep = np.float32(0.0 if limit is None or math.isinf(limit) else 10 ** (-limit / 20))
+        self.keep = np.float32(m.kept_noise(atten_lim) or 0.0)
         self.model = m
         self.hop, self.win, self.fine = m.hop, m.win, m.fine
         get = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731

@@ -10,11 +10,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..errors import OptionsError
+from ..models.base import atten_gain
 
 
 class StemPlan:
@@ -39,15 +38,15 @@ class StemPlan:
         else:
             self.outputs = self.model_sources
         self.two_stems = two_stems
-        self.atten_gain = None
-        if atten_lim is not None and math.isfinite(atten_lim) and "noise" in self.model_sources:
-            self.atten_gain = float(10 ** (-atten_lim / 20))
+        self.atten_gain = atten_gain(atten_lim) if "noise" in self.model_sources else None
 
     @classmethod
     def for_model(cls, model, two_stems: str | None = None, stems: list[str] | None = None,
                   atten_lim: float | None = None) -> StemPlan:
         """The plan for ``model``'s sources; ``atten_lim=None`` takes the model's ``default_atten_lim``."""
-        return cls(model.sources, two_stems, stems, model.default_atten_lim if atten_lim is None else atten_lim)
+        plan = cls(model.sources, two_stems, stems)
+        plan.atten_gain = model.kept_noise(atten_lim)
+        return plan
 
     def __call__(self, block: np.ndarray) -> dict[str, np.ndarray]:
         src = dict(zip(self.model_sources, block))

@@ -253,6 +253,22 @@ def test_time_limit_stops_and_resume_continues(tmp_path):
     assert r2.finished and r2.step == 8
 
 
+def test_schedule_minutes_runs_the_cosine_over_time(tmp_path):
+    """schedule.minutes: the run ends when the time is spent (epochs is only an upper bound), the epoch in
+    progress is validated and saved, and the learning rate has come down the cosine to its floor."""
+    cfg = _stems_config(tmp_path, "schedule.minutes=0.1", "schedule.epochs=100000", "schedule.min_lr_ratio=0.1",
+                        "data.items_per_epoch=8", "optim.lr=0.001", "train.log_every=1")
+    r = train(cfg)
+    assert r.finished and 1 <= r.epoch < 100000 and r.seconds >= 6.0
+    rows = list(csv.DictReader((tmp_path / "run/train.csv").open())) if (tmp_path / "run/train.csv").exists() else []
+    valid = list(csv.DictReader((tmp_path / "run/valid.csv").open()))
+    assert int(valid[-1]["step"]) == r.step  # the last, cut epoch was validated
+    assert (tmp_path / "run/best.safetensors").exists()
+    lrs = [float(row["lr"]) for row in rows]
+    assert len(lrs) > 5 and lrs[0] > 0.0008 and abs(lrs[-1] - 0.0001) < 0.00002  # from the top of the cosine to its floor
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
 def _ranks_report(stderr: str) -> str:
     """What the ranks printed before torchrun's report of the failure (its traceback and ChildFailedError banner)."""
     lines = stderr.splitlines()

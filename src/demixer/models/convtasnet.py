@@ -171,7 +171,7 @@ def mixture_gains(est: Tensor, mix: Tensor, eps: float = 1e-8) -> Tensor:
     """
     e, m = est.double(), mix.double()[..., None]
     gram = e @ e.transpose(1, 2)
-    gram = gram + eps * (gram.diagonal(dim1=1, dim2=2).sum(-1, keepdim=True)[..., None] + 1e-12) * torch.eye(e.shape[1], dtype=e.dtype)
+    gram = gram + eps * (gram.diagonal(dim1=1, dim2=2).sum(-1, keepdim=True)[..., None] + 1e-12) * torch.eye(e.shape[1], dtype=e.dtype, device=e.device)
     corr = (e @ m)[..., 0]
     g = torch.linalg.solve(gram, corr[..., None])[..., 0]
     total = e.sum(1, keepdim=True)

@@ -142,6 +142,9 @@ class ScheduleSection(_Section):
     warmup_steps: int = Field(0, ge=0)
     kind: Literal["constant", "cosine"] = "cosine"
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
+    #: a run of a fixed length in wall-clock minutes (a machine lent for a set time): the cosine runs over the
+    #: time, not the steps, and training ends when it is spent (``epochs`` is then an upper bound).
+    minutes: float | None = Field(None, gt=0)
 
 
 class TrainSection(_Section):

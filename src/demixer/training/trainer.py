@@ -77,7 +77,9 @@ class _EpochSampler(torch.utils.data.Sampler[int]):
         return len(self.indices)
 
 
-def _lr_lambda(cfg: TrainConfig, total_steps: int):
+def _lr_lambda(cfg: TrainConfig, total_steps: int, time_spent=None):
+    """The learning-rate factor at a step: linear warm-up, then constant or cosine down to ``min_lr_ratio``,
+    over the steps or, with ``schedule.minutes``, over the share of that time ``time_spent()`` reports."""
     warm, kind, floor = cfg.schedule.warmup_steps, cfg.schedule.kind, cfg.schedule.min_lr_ratio
 
     def f(step: int) -> float:
@@ -85,7 +87,10 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int):
             return (step + 1) / warm
         if kind == "constant":
             return 1.0
-        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        if time_spent is not None:
+            progress = min(1.0, time_spent())
+        else:
+            progress = min(1.0, (step - warm) / max(1, total_steps - warm))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
@@ -139,6 +144,8 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
             torch.cuda.set_device(self.device)
         self.dist = distributed.setup(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # training batches have one shape: let cuDNN pick its fastest kernels
         torch.manual_seed(config.train.seed)
         try:
             self.model: SeparationModel = build_model(config.model.architecture, config.model.config).to(self.device)
@@ -160,7 +167,9 @@ class Trainer:
         o = config.optim
         opt_cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(config, self.total_steps))
+        self.elapsed = 0.0  # seconds of training, all sessions of the run together
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(config, self.total_steps, self._time_spent if config.schedule.minutes else None))
         self.ema = AveragedModel(self.model, multi_avg_fn=_warmup_ema(config.train.ema), use_buffers=True) \
             if config.train.ema > 0 else None
         self.amp_dtype = None
@@ -170,8 +179,11 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.best_score: float | None = None
         self.select = self._auto_select() if config.train.select == "auto" else config.train.select
-        self.elapsed = 0.0
         self.logs: Logs | None = None
+
+    def _time_spent(self) -> float:
+        """The share of ``schedule.minutes`` spent, all sessions of the run together (0 before ``fit`` starts)."""
+        return self.elapsed / (self.cfg.schedule.minutes * 60)
 
     def _init_from(self, path: Path) -> None:
         """Start from the weights of a finished run (``model.init``)."""
@@ -339,7 +351,7 @@ class Trainer:
         return out
 
     def fit(self) -> TrainResult:
-        """Run (or continue) training until ``schedule.epochs`` or ``train.max_minutes``."""
+        """Run (or continue) training until ``schedule.epochs`` (or ``schedule.minutes``) or ``train.max_minutes``."""
         cfg = self.cfg
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -360,8 +372,9 @@ class Trainer:
         deadline = None if cfg.train.max_minutes is None else session_start + cfg.train.max_minutes * 60
         valid: dict[str, float] = {}
         self.net.train()
+        planned_out = False  # schedule.minutes spent: the epoch in progress ends here, validated and saved
         try:
-            while self.epoch < cfg.schedule.epochs:
+            while self.epoch < cfg.schedule.epochs and not planned_out:
                 self.train_set.set_epoch(self.epoch)
                 loader = self._loader(self.train_set, self.batch_in_epoch, cfg.train.seed * 100003 + self.epoch)
                 bar = None
@@ -403,6 +416,9 @@ class Trainer:
                         self._save(valid or None)
                     if timed_out:
                         return self._result(valid, finished=False)
+                    if cfg.schedule.minutes is not None and self._time_spent() >= 1:
+                        planned_out = True
+                        break
                 if bar is not None:
                     bar.close()
                 self.epoch += 1

@@ -208,6 +208,13 @@ def test_evaluate_speakers_and_denoise_layouts(tmp_path):
     assert "speakers" in r.stdout and "SI-SDRi" in r.stdout
     rows = [line.split() for line in r.stdout.splitlines() if line.startswith("oracle-irm")]
     assert all(float(row[3]) > 8 for row in rows), rows  # SI-SDRi of the oracle mask
+    # a second model into the same folder: results.csv and the summary keep the first run's models
+    r = run_cli("evaluate", "-n", "oracle-ibm", tmp_path / "librimix", "-o", tmp_path / "e1", "--no-progress", "--no-html",
+                "--no-baseline")
+    assert r.returncode == 0, r.stderr
+    models = {line.split(",")[0] for line in (tmp_path / "e1" / "results.csv").read_text().splitlines()[1:]}
+    assert models == {"oracle-irm", "oracle-ibm", "mixture"}
+    assert [line.split()[:4] for line in r.stdout.splitlines() if line.startswith("oracle-irm")] == [row[:4] for row in rows]
     r = run_cli("evaluate", "-n", "spectral-gate", shared("denoising_pairs"), "-o", tmp_path / "e2", "--no-progress", "--no-html")
     assert r.returncode == 0, r.stderr
     assert "PESQ-wb" in r.stdout and "ESTOI" in r.stdout

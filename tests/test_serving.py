@@ -20,6 +20,7 @@ import psutil
 import pytest
 import soundfile as sf
 
+import demixer
 from demixer.evaluation import sdr
 
 from .conftest import run_cli, shared
@@ -167,6 +168,20 @@ def test_job_round_trip_over_http(server_factory, tmp_path):
     assert httpx.delete(f"{server.url}/jobs/{job_id}").status_code == 204
     assert httpx.get(f"{server.url}/jobs/{job_id}").status_code == 404
     assert not (server.data_dir / "jobs" / job_id).exists()
+
+
+def test_denoise_job_without_a_noise_limit(server_factory, tmp_path):
+    """A denoise job with atten_lim=inf (no limit): the job view shows the option as "inf" (JSON has no infinity),
+    and the speech that comes back is the API's with the same option, not the model's default 30 dB limit."""
+    server = server_factory()
+    noisy = sorted((shared("denoising_pairs") / "valentini_p287" / "noisy").iterdir())[0]
+    job = wait_done(server, submit(server, noisy, task="denoise", atten_lim="inf", float32="true").json()["id"])
+    assert job["state"] == "done" and job["model"] == "demixer-denoise", job
+    assert job["options"]["atten_lim"] == "inf"
+    got, _ = sf.read(io.BytesIO(httpx.get(f"{server.url}{job['urls']['stems']['speech']}").content), dtype="float32")
+    want = demixer.Separator(task="denoise", atten_lim=float("inf")).separate_file(noisy)[0]["speech"].numpy()[0]
+    default = demixer.Separator(task="denoise").separate_file(noisy)[0]["speech"].numpy()[0]
+    assert np.abs(got - want).max() < 1e-4 and np.abs(got - default).max() > 1e-3
 
 
 def test_bad_uploads_are_refused_with_clear_messages(server_factory, tmp_path):

@@ -4,7 +4,8 @@ For each model and track it writes ``OUT/<model>/<track>.json`` (museval's schem
 framewise BSSEval v4 SDR/SIR/SAR/ISR per target; for speech, track-level metrics), then
 ``OUT/results.csv`` (one row per model, track, target, metric) and a summary of medians over
 tracks, with the mixture-as-estimate baseline (``mixture``) and, when asked, oracle rows. A
-track whose JSON exists is not run again, so an interrupted evaluation resumes where it stopped.
+track whose JSON exists is not run again, so an interrupted evaluation resumes where it stopped; models that
+earlier runs evaluated into the same folder, on the same tracks, stay in results.csv and the summary.
 """
 
 from __future__ import annotations
@@ -207,11 +208,9 @@ def evaluate(
         track_report: dict[str, Any] = {"track": item.name, "models": {}}
         for runner in runners:
             path = out / runner.display / f"{item.name}.json"
-            if path.exists():  # resume: finished before
-                body = json.loads(path.read_text())
-                summary.results.append(TrackResult(runner.display, item.name, kind, body["demixer"]["metrics"],
-                                                   body["demixer"].get("seconds", 0.0), body["demixer"].get("rtf"),
-                                                   body["demixer"].get("quality")))
+            earlier = _read_result(path, kind) if path.exists() else None
+            if earlier is not None:  # resume: finished before
+                summary.results.append(earlier)
             else:
                 if cache is None:
                     cache = item.load()
@@ -251,12 +250,30 @@ def evaluate(
             from .report import write_track_assets
 
             report_data.append(write_track_assets(out, track_report, report_seconds))
+    asked = {r.model for r in summary.results}
+    for folder in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in asked):  # models of earlier runs
+        for item in items:
+            earlier = _read_result(folder / f"{item.name}.json", kind)
+            if earlier is not None:
+                summary.results.append(earlier)
     write_csv(summary, out / "results.csv")
     if report:
         from .report import write_report
 
         write_report(out, summary, report_data)
     return summary
+
+
+def _read_result(path: Path, kind: str) -> TrackResult | None:
+    """The result a track's JSON holds (its folder is the model), or None where there is none of this kind."""
+    try:
+        body = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    d = body.get("demixer") if isinstance(body, dict) else None
+    if not isinstance(d, dict) or d.get("kind", kind) != kind or "metrics" not in d:
+        return None
+    return TrackResult(path.parent.name, path.stem, kind, d["metrics"], d.get("seconds", 0.0), d.get("rtf"), d.get("quality"))
 
 
 def write_csv(summary: EvalSummary, path: Path) -> None:

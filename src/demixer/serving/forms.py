@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 import unicodedata
@@ -78,6 +79,8 @@ class JobView(BaseModel):
                               for s in ["mixture", *job.stems]}
             urls["archive"] = f"{base}/archive"
         fields = {f.name: getattr(job, f.name) for f in dataclasses.fields(Job)}
+        # JSON has no infinity: `atten_lim: inf` (no limit) is shown as the string the form takes, not as null
+        fields["options"] = {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in job.options.items()}
         return cls(**fields, urls=urls)
 
 

@@ -262,6 +262,32 @@ def test_data_mix_writes_fixed_sets_that_evaluate_reads(tmp_path):
     assert r.returncode != 0 and "--noise" in r.stderr
 
 
+def test_random_eq_is_a_smooth_bounded_equaliser():
+    from demixer.data.augment import random_eq
+
+    x = np.random.default_rng(0).standard_normal(64000).astype(np.float32)
+    assert random_eq(x, 8000, 0.0, np.random.default_rng(1)) is x  # off: untouched, no draw
+    y = random_eq(x, 8000, 6.0, np.random.default_rng(1))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    np.testing.assert_array_equal(y, random_eq(x, 8000, 6.0, np.random.default_rng(1)))  # seeded
+    ratio_db = 10 * np.log10(np.abs(np.fft.rfft(y)) ** 2 / np.abs(np.fft.rfft(x)) ** 2)[200:]  # above 25 Hz
+    assert np.all(np.abs(ratio_db) <= 6.0 + 1e-3) and np.ptp(ratio_db) > 2.0  # bounded, and not flat
+    assert np.all(np.abs(np.diff(ratio_db)) < 0.01)  # smooth: no comb or notch
+
+
+def test_speaker_eq_in_training_sets_only():
+    one = [shared("speech/librispeech")]
+    kw = dict(speakers=2, sample_rate=8000, segment=4.0, items=2, seed=3)
+    plain, eq = SpeakerMixDataset(one, **kw), SpeakerMixDataset(one, eq_db=6.0, **kw)
+    (m0, s0), (m1, s1) = plain[0], eq[0]
+    assert not torch.allclose(s0, s1)
+    torch.testing.assert_close(m1, s1.sum(0))  # still additive
+    held = [SpeakerMixDataset(one, validation=True, **kw, **x)[0][1] for x in ({}, {"eq_db": 6.0})]
+    torch.testing.assert_close(held[0], held[1])  # validation examples are never equalised
+    with pytest.raises(ValueError, match="eq_db"):
+        SpeakerMixDataset(one, eq_db=-1.0, **kw)
+
+
 def test_speaker_speed_perturbation_and_folder_balance():
     """speed plays each utterance faster (shorter) in training sets only; balance='folder' draws every folder alike."""
     one = [shared("speech/librispeech")]

@@ -57,3 +57,18 @@ def limit_peak(sources: np.ndarray, peak: float = 0.99) -> np.ndarray:
 
 def rms_db(x: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+def random_eq(clip: np.ndarray, sample_rate: int, max_db: float, rng: np.random.Generator, points: int = 6,
+              low_hz: float = 100.0) -> np.ndarray:
+    """``clip [T]`` through a random smooth equaliser: gains drawn uniformly in ``±max_db`` at ``points``
+    log-spaced frequencies from ``low_hz`` to Nyquist, interpolated in log frequency (held flat below
+    ``low_hz``) and applied in one FFT. A different microphone, room colour or vocal tract for the same
+    voice; no draw at all when ``max_db`` is 0."""
+    if max_db <= 0 or len(clip) < 2:
+        return clip
+    knots_hz = np.geomspace(low_hz, sample_rate / 2, points)
+    knots_db = rng.uniform(-max_db, max_db, points)
+    freqs = np.fft.rfftfreq(len(clip), 1 / sample_rate)
+    gain_db = np.interp(np.log(np.maximum(freqs, low_hz)), np.log(knots_hz), knots_db)
+    return np.fft.irfft(np.fft.rfft(clip) * 10 ** (gain_db / 20), n=len(clip)).astype(clip.dtype)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..audio import resample
 from ..errors import DemixerError
-from .augment import limit_peak, rms_db
+from .augment import limit_peak, random_eq, rms_db
 from .base import MixtureDataset
 from .clips import ClipBank, list_audio, speaker_of
 
@@ -24,6 +24,8 @@ class SpeakerMixDataset(MixtureDataset):
     With ``speed`` (training sets only) each utterance is first played faster or slower by a factor
     drawn from that range (resampled with soxr: pitch and formants move together), so a few real
     talkers give many distinct voices, as in the speed perturbation of Kaldi and SpeechBrain recipes.
+    With ``eq_db`` (training sets only) each utterance also goes through a random smooth equaliser of up to
+    that many dB (:func:`demixer.data.augment.random_eq`): timbre that speed alone does not vary.
     ``balance="folder"`` draws talkers so that each folder of ``utterances`` is picked equally often
     (a folder of a few real talkers beside one of many synthetic voices); ``"speaker"``: each talker.
 
@@ -54,6 +56,7 @@ class SpeakerMixDataset(MixtureDataset):
         snr_db: tuple[float, float] = (0.0, 20.0),
         speaker_pattern: str | None = None,
         speed: tuple[float, float] = (1.0, 1.0),
+        eq_db: float = 0.0,
         balance: str = "speaker",
         seed: int = 0,
         validation: bool = False,
@@ -62,6 +65,8 @@ class SpeakerMixDataset(MixtureDataset):
             raise ValueError(f"speakers must be >= 1, got {speakers}")
         if balance not in ("speaker", "folder"):
             raise ValueError(f"balance must be 'speaker' or 'folder', got {balance!r}")
+        if not eq_db >= 0:
+            raise ValueError(f"eq_db must be >= 0 dB, got {eq_db}")
         if not 0 < speed[0] <= speed[1]:
             raise ValueError(f"speed must be a range (low, high) of positive factors, got {speed}")
         roots = [utterances] if isinstance(utterances, (str, os.PathLike)) else list(utterances)
@@ -82,6 +87,7 @@ class SpeakerMixDataset(MixtureDataset):
         self.frames = int(round(segment * sample_rate))
         self.n, self.overlap, self.gain_db, self.snr_db = speakers, overlap, gain_db, snr_db
         self.speed = (1.0, 1.0) if validation else tuple(speed)
+        self.eq_db = 0.0 if validation else float(eq_db)
         folders = [label.split("/", 1)[0] for label in self.speakers]  # labels are "<folder>/<speaker>"
         per_folder = Counter(folders)
         self.speaker_p = np.array([1.0 / (per_folder[f] * len(per_folder)) for f in folders]) if balance == "folder" else None
@@ -91,11 +97,12 @@ class SpeakerMixDataset(MixtureDataset):
         return self._compose(rng)[0]
 
     def _perturb(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``clip`` played ``f`` times faster, ``f`` drawn from ``speed`` (no draw when the range is 1..1)."""
-        if self.speed == (1.0, 1.0):
-            return clip
-        factor = rng.uniform(*self.speed)
-        return resample(clip[None], self.sample_rate * factor, self.sample_rate)[0]
+        """``clip`` played ``f`` times faster, ``f`` drawn from ``speed`` (no draw when the range is 1..1), then
+        through a random equaliser of up to ``eq_db`` (none when 0)."""
+        if self.speed != (1.0, 1.0):
+            factor = rng.uniform(*self.speed)
+            clip = resample(clip[None], self.sample_rate * factor, self.sample_rate)[0]
+        return random_eq(clip, self.sample_rate, self.eq_db, rng)
 
     def _compose(self, rng: np.random.Generator) -> tuple[np.ndarray, list[str], list[int]]:
         """``(sources [n (+1 noise), 1, T], speaker labels, file indices)``, speaker k in row k."""

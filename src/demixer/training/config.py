@@ -56,7 +56,8 @@ class DataSection(_Section):
     talker for target-speaker extraction). ``holdout`` names tracks of ``train`` kept out for validation and ``groups`` defines
     sources made of several stems, e.g. ``accompaniment: [drums, bass, other]`` (stems only). ``extra`` (stems only)
     maps a source to folders of solo clips (e.g. singing for ``vocals``) that stand in for it in a fraction ``extra_p``
-    of training examples; ``augment.speed`` plays stems faster or slower, and ``speed`` does so for utterances.
+    of training examples; ``augment.speed`` plays stems faster or slower, and ``speed`` does so for utterances;
+    ``eq_db`` gives each utterance a random smooth equaliser of up to that many dB (speakers and extract).
     ``train_weights`` (stems only), one per ``train`` folder: the share of training examples drawn from that folder's
     tracks (default: every track equally likely, so a folder of many short synthetic songs would drown a few real ones).
     """
@@ -81,6 +82,7 @@ class DataSection(_Section):
     snr_db: tuple[float, float] = (-5.0, 20.0)
     speaker_pattern: str | None = None
     speed: tuple[float, float] = (1.0, 1.0)
+    eq_db: float = Field(0.0, ge=0)
     balance: Literal["speaker", "folder"] = "speaker"
     enrollment: float = Field(3.0, gt=0)
     extra: dict[str, list[str]] = Field(default_factory=dict)

@@ -42,7 +42,7 @@ def _speakers(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mixt
         raise ConfigError(f"{cfg.kind} data need data.valid utterance folders with other speakers than data.train")
     common = dict(speakers=cfg.speakers, sample_rate=model.sample_rate, segment=cfg.segment, overlap=cfg.overlap,
                   gain_db=cfg.gain_db, noise=cfg.noise or None, snr_db=cfg.snr_db, speaker_pattern=cfg.speaker_pattern,
-                  speed=cfg.speed, balance=cfg.balance)
+                  speed=cfg.speed, eq_db=cfg.eq_db, balance=cfg.balance)
     if cfg.kind == "extract":
         common["enrollment"] = cfg.enrollment
     cls = TargetSpeakerDataset if cfg.kind == "extract" else SpeakerMixDataset

@@ -275,7 +275,7 @@ def test_random_eq_is_a_smooth_bounded_equaliser():
     assert np.all(np.abs(np.diff(ratio_db)) < 0.01)  # smooth: no comb or notch
 
 
-def test_speaker_eq_in_training_sets_only():
+def test_eq_in_training_sets_only():
     one = [shared("speech/librispeech")]
     kw = dict(speakers=2, sample_rate=8000, segment=4.0, items=2, seed=3)
     plain, eq = SpeakerMixDataset(one, **kw), SpeakerMixDataset(one, eq_db=6.0, **kw)
@@ -286,6 +286,13 @@ def test_speaker_eq_in_training_sets_only():
     torch.testing.assert_close(held[0], held[1])  # validation examples are never equalised
     with pytest.raises(ValueError, match="eq_db"):
         SpeakerMixDataset(one, eq_db=-1.0, **kw)
+    speech, noise = [shared("speech/librispeech")], [shared("noise/speech_commands_background")]
+    kw = dict(sample_rate=16000, segment=2.0, items=2, seed=1)
+    (m0, s0), (m1, s1) = NoiseMixDataset(speech, noise, **kw)[0], NoiseMixDataset(speech, noise, eq_db=6.0, **kw)[0]
+    assert not torch.allclose(s0, s1)
+    torch.testing.assert_close(m1, s1.sum(0))
+    held = [NoiseMixDataset(speech, noise, validation=True, **kw, **x)[0][1] for x in ({}, {"eq_db": 6.0})]
+    torch.testing.assert_close(held[0], held[1])
 
 
 def test_speaker_speed_perturbation_and_folder_balance():

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import DemixerError
-from .augment import limit_peak, rms_db
+from .augment import limit_peak, random_eq, rms_db
 from .base import MixtureDataset
 from .clips import ClipBank, list_audio
 
@@ -83,6 +83,8 @@ class NoisyCleanDataset(MixtureDataset):
 
 class NoiseMixDataset(MixtureDataset):
     """Clean utterances plus real noise at an SNR drawn from ``snr_db``. Sources: ``speech``, ``noise``.
+    With ``eq_db`` (training sets only) the speech and the noise each go through their own random smooth
+    equaliser of up to that many dB (:func:`demixer.data.augment.random_eq`) before levelling.
 
     Shape:
         ``__getitem__``: ``(mixture [1, T], sources [2, 1, T])``.
@@ -94,9 +96,13 @@ class NoiseMixDataset(MixtureDataset):
     def __init__(self, speech: list[str | os.PathLike[str]] | str | os.PathLike[str],
                  noise: list[str | os.PathLike[str]] | str | os.PathLike[str], *, sample_rate: int = 16000,
                  segment: float = 3.0, items: int = 1000, snr_db: tuple[float, float] = (-5.0, 20.0),
-                 level_db: tuple[float, float] = (-35.0, -15.0), seed: int = 0, validation: bool = False) -> None:
+                 level_db: tuple[float, float] = (-35.0, -15.0), eq_db: float = 0.0, seed: int = 0,
+                 validation: bool = False) -> None:
         if snr_db[0] > snr_db[1]:
             raise ValueError(f"snr_db range is reversed: {snr_db}")
+        if not eq_db >= 0:
+            raise ValueError(f"eq_db must be >= 0 dB, got {eq_db}")
+        self.eq_db = 0.0 if validation else float(eq_db)
         self.speech = ClipBank(list_audio(speech, "speech"), sample_rate)
         self.noise = ClipBank(list_audio(noise, "noise"), sample_rate)
         self.sample_rate = sample_rate
@@ -107,6 +113,7 @@ class NoiseMixDataset(MixtureDataset):
     def make(self, index: int, rng: np.random.Generator) -> np.ndarray:
         speech = self.speech.crop(int(rng.integers(len(self.speech))), self.frames, rng)
         noise = self.noise.crop(int(rng.integers(len(self.noise))), self.frames, rng, loop=True)
+        speech, noise = (random_eq(x, self.sample_rate, self.eq_db, rng) for x in (speech, noise))
         speech = speech * 10 ** ((rng.uniform(*self.level_db) - rms_db(speech)) / 20)
         noise = noise * 10 ** ((rms_db(speech) - rng.uniform(*self.snr_db) - rms_db(noise)) / 20)
         return limit_peak(np.stack([speech, noise])[:, None])

@@ -57,7 +57,8 @@ class DataSection(_Section):
     sources made of several stems, e.g. ``accompaniment: [drums, bass, other]`` (stems only). ``extra`` (stems only)
     maps a source to folders of solo clips (e.g. singing for ``vocals``) that stand in for it in a fraction ``extra_p``
     of training examples; ``augment.speed`` plays stems faster or slower, and ``speed`` does so for utterances;
-    ``eq_db`` gives each utterance a random smooth equaliser of up to that many dB (speakers and extract).
+    ``eq_db`` gives each utterance (and noise clip) a random smooth equaliser of up to that many dB (speakers,
+    extract, noise_mix).
     ``train_weights`` (stems only), one per ``train`` folder: the share of training examples drawn from that folder's
     tracks (default: every track equally likely, so a folder of many short synthetic songs would drown a few real ones).
     """

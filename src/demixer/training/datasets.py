@@ -63,7 +63,7 @@ def _noisy_clean(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[M
 def _noise_mix(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
     if not cfg.noise or not cfg.valid:
         raise ConfigError("noise_mix data need data.noise folders and data.valid speech folders")
-    common = dict(sample_rate=model.sample_rate, segment=cfg.segment, snr_db=cfg.snr_db, seed=seed)
+    common = dict(sample_rate=model.sample_rate, segment=cfg.segment, snr_db=cfg.snr_db, eq_db=cfg.eq_db, seed=seed)
     return (NoiseMixDataset(cfg.train, cfg.noise, items=cfg.items_per_epoch, **common),
             NoiseMixDataset(cfg.valid, cfg.noise, items=cfg.valid_items, validation=True, **common))
 

@@ -265,8 +265,10 @@ def test_schedule_minutes_runs_the_cosine_over_time(tmp_path):
     assert int(valid[-1]["step"]) == r.step  # the last, cut epoch was validated
     assert (tmp_path / "run/best.safetensors").exists()
     lrs = [float(row["lr"]) for row in rows]
-    assert len(lrs) > 5 and lrs[0] > 0.0008 and abs(lrs[-1] - 0.0001) < 0.00002  # from the top of the cosine to its floor
+    assert len(lrs) >= 2 and lrs[0] > 0.0008 and abs(lrs[-1] - 0.0001) < 0.00002  # from the top of the cosine to its floor
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    again = train(cfg, resume=True)  # its time is spent: a resume trains no further
+    assert again.finished and again.step == r.step
 
 
 def _ranks_report(stderr: str) -> str:

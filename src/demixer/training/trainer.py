@@ -185,6 +185,10 @@ class Trainer:
         """The share of ``schedule.minutes`` spent, all sessions of the run together (0 before ``fit`` starts)."""
         return self.elapsed / (self.cfg.schedule.minutes * 60)
 
+    def _minutes_spent(self) -> bool:
+        """Whether a run with ``schedule.minutes`` has had its time."""
+        return self.cfg.schedule.minutes is not None and self._time_spent() >= 1
+
     def _init_from(self, path: Path) -> None:
         """Start from the weights of a finished run (``model.init``)."""
         from safetensors.torch import load_file
@@ -374,7 +378,7 @@ class Trainer:
         self.net.train()
         planned_out = False  # schedule.minutes spent: the epoch in progress ends here, validated and saved
         try:
-            while self.epoch < cfg.schedule.epochs and not planned_out:
+            while self.epoch < cfg.schedule.epochs and not planned_out and not self._minutes_spent():
                 self.train_set.set_epoch(self.epoch)
                 loader = self._loader(self.train_set, self.batch_in_epoch, cfg.train.seed * 100003 + self.epoch)
                 bar = None
@@ -416,7 +420,7 @@ class Trainer:
                         self._save(valid or None)
                     if timed_out:
                         return self._result(valid, finished=False)
-                    if cfg.schedule.minutes is not None and self._time_spent() >= 1:
+                    if self._minutes_spent():
                         planned_out = True
                         break
                 if bar is not None:

@@ -59,6 +59,13 @@ def rms_db(x: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
 
 
+def training_eq_db(eq_db: float, validation: bool) -> float:
+    """A dataset's ``eq_db`` checked, and 0 for validation sets (never equalised)."""
+    if not eq_db >= 0:
+        raise ValueError(f"eq_db must be >= 0 dB, got {eq_db}")
+    return 0.0 if validation else float(eq_db)
+
+
 def random_eq(clip: np.ndarray, sample_rate: int, max_db: float, rng: np.random.Generator, points: int = 6,
               low_hz: float = 100.0) -> np.ndarray:
     """``clip [T]`` through a random smooth equaliser: gains drawn uniformly in ``±max_db`` at ``points``

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import DemixerError
-from .augment import limit_peak, random_eq, rms_db
+from .augment import limit_peak, random_eq, rms_db, training_eq_db
 from .base import MixtureDataset
 from .clips import ClipBank, list_audio
 
@@ -100,9 +100,7 @@ class NoiseMixDataset(MixtureDataset):
                  validation: bool = False) -> None:
         if snr_db[0] > snr_db[1]:
             raise ValueError(f"snr_db range is reversed: {snr_db}")
-        if not eq_db >= 0:
-            raise ValueError(f"eq_db must be >= 0 dB, got {eq_db}")
-        self.eq_db = 0.0 if validation else float(eq_db)
+        self.eq_db = training_eq_db(eq_db, validation)
         self.speech = ClipBank(list_audio(speech, "speech"), sample_rate)
         self.noise = ClipBank(list_audio(noise, "noise"), sample_rate)
         self.sample_rate = sample_rate

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..audio import resample
 from ..errors import DemixerError
-from .augment import limit_peak, random_eq, rms_db
+from .augment import limit_peak, random_eq, rms_db, training_eq_db
 from .base import MixtureDataset
 from .clips import ClipBank, list_audio, speaker_of
 
@@ -65,8 +65,6 @@ class SpeakerMixDataset(MixtureDataset):
             raise ValueError(f"speakers must be >= 1, got {speakers}")
         if balance not in ("speaker", "folder"):
             raise ValueError(f"balance must be 'speaker' or 'folder', got {balance!r}")
-        if not eq_db >= 0:
-            raise ValueError(f"eq_db must be >= 0 dB, got {eq_db}")
         if not 0 < speed[0] <= speed[1]:
             raise ValueError(f"speed must be a range (low, high) of positive factors, got {speed}")
         roots = [utterances] if isinstance(utterances, (str, os.PathLike)) else list(utterances)
@@ -87,7 +85,7 @@ class SpeakerMixDataset(MixtureDataset):
         self.frames = int(round(segment * sample_rate))
         self.n, self.overlap, self.gain_db, self.snr_db = speakers, overlap, gain_db, snr_db
         self.speed = (1.0, 1.0) if validation else tuple(speed)
-        self.eq_db = 0.0 if validation else float(eq_db)
+        self.eq_db = training_eq_db(eq_db, validation)
         folders = [label.split("/", 1)[0] for label in self.speakers]  # labels are "<folder>/<speaker>"
         per_folder = Counter(folders)
         self.speaker_p = np.array([1.0 / (per_folder[f] * len(per_folder)) for f in folders]) if balance == "folder" else None

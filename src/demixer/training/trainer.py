@@ -376,9 +376,8 @@ class Trainer:
         deadline = None if cfg.train.max_minutes is None else session_start + cfg.train.max_minutes * 60
         valid: dict[str, float] = {}
         self.net.train()
-        planned_out = False  # schedule.minutes spent: the epoch in progress ends here, validated and saved
         try:
-            while self.epoch < cfg.schedule.epochs and not planned_out and not self._minutes_spent():
+            while self.epoch < cfg.schedule.epochs and not self._minutes_spent():
                 self.train_set.set_epoch(self.epoch)
                 loader = self._loader(self.train_set, self.batch_in_epoch, cfg.train.seed * 100003 + self.epoch)
                 bar = None
@@ -420,8 +419,7 @@ class Trainer:
                         self._save(valid or None)
                     if timed_out:
                         return self._result(valid, finished=False)
-                    if self._minutes_spent():
-                        planned_out = True
+                    if self._minutes_spent():  # the epoch in progress ends here, validated and saved
                         break
                 if bar is not None:
                     bar.close()

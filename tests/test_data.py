@@ -349,3 +349,59 @@ def test_train_weights_share_examples_between_folders(tmp_path):
     with pytest.raises(ConfigError, match="train_weights"):
         load_config(data={"model": {"architecture": "tiny_mask"},
                           "data": {"kind": "stems", "train": ["a", "b"], "train_weights": [1.0]}})
+
+
+def test_data_join_trims_levels_and_joins_clips_per_speaker(tmp_path):
+    """`demixer data join`: each speaker folder's clips lose their silent edges, are levelled to -25 dB RMS and
+    joined with pauses in the gap range; silent and unreadable clips are left out and counted; the speakers are what
+    SpeakerMixDataset reads; the same seed gives the same files."""
+    import json
+
+    from .conftest import run_cli
+
+    root = tmp_path / "clips"
+    rng = np.random.default_rng(0)
+    sizes = {}
+    for speaker, sr, freq in (("anna", 44100, 220.0), ("bert", 22050, 330.0)):
+        for k in range(5):
+            folder = root / speaker / ("letters" if k % 2 else "")  # files may sit in subfolders
+            folder.mkdir(parents=True, exist_ok=True)
+            active = 0.3 + 0.1 * k
+            t = np.arange(int(active * sr)) / sr
+            voice = (0.05 * (k + 1)) * np.sin(2 * np.pi * freq * t) * np.hanning(len(t)) ** 0.1
+            clip = np.concatenate([np.zeros(int(0.4 * sr)), voice, np.zeros(int(0.5 * sr))])
+            clip = clip + 1e-5 * rng.standard_normal(len(clip))
+            sf.write(folder / f"{speaker}{k}.wav", np.stack([clip, clip], 1) if speaker == "anna" else clip, sr)
+            sizes.setdefault(speaker, []).append(active)
+    sf.write(root / "anna" / "silent.wav", np.zeros(8000), 16000)
+    (root / "bert" / "broken.wav").write_bytes(b"RIFF not audio")
+    (root / "empty").mkdir()
+    for out in ("a", "b"):
+        r = run_cli("data", "join", root, "--out", tmp_path / out, "--seconds", "1.0", "--gap", "0.1", "0.2",
+                    "--no-progress")
+        assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "a" / "join.json").read_text())["speakers"]
+    assert summary["anna"]["clips"] == 5 and summary["bert"] == {**summary["bert"], "clips": 5, "unreadable": 1}
+    assert "empty" not in summary
+    for speaker in ("anna", "bert"):
+        files = sorted((tmp_path / "a" / speaker).glob("*.flac"))
+        assert len(files) == summary[speaker]["utterances"] >= 2
+        total = 0.0
+        for f in files:
+            x, sr = sf.read(f)
+            assert sr == 16000 and x.ndim == 1
+            assert np.array_equal(x, sf.read(tmp_path / "b" / speaker / f.name)[0])
+            frames = np.sqrt(np.mean(x[: len(x) // 320 * 320].reshape(-1, 320) ** 2, axis=1))
+            assert frames[0] > 1e-3 and frames[-1] > 1e-3  # no silent edge
+            gaps = np.diff(np.flatnonzero(np.concatenate([[1], frames > 1e-3, [1]]) == 1)) - 1
+            assert all(4 <= g <= 11 for g in gaps if g)  # pauses of 0.1-0.2 s, in 20 ms frames (+-1 at the edges)
+            total += len(x) / sr
+        pauses = total - sum(sizes[speaker])
+        assert 0.1 * (5 - len(files)) - 0.05 < pauses < 0.2 * (5 - len(files)) + 0.05  # the clips, trimmed, + pauses
+    levels = [20 * np.log10(np.sqrt(np.mean(x[np.abs(x) > 1e-3] ** 2)))
+              for x in (sf.read(f)[0] for f in sorted((tmp_path / "a").rglob("*.flac")))]
+    assert max(levels) - min(levels) < 1.5  # clips 0.05..0.25 in amplitude come out levelled
+    data = SpeakerMixDataset(tmp_path / "a", speakers=2, sample_rate=8000, segment=1.0, items=2)
+    assert data.speakers == ["a/anna", "a/bert"]
+    r = run_cli("data", "join", tmp_path / "missing", "--out", tmp_path / "c", "--no-progress")
+    assert r.returncode != 0 and "not a folder" in r.stderr

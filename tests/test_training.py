@@ -265,8 +265,14 @@ def test_schedule_minutes_runs_the_cosine_over_time(tmp_path):
     assert int(valid[-1]["step"]) == r.step  # the last, cut epoch was validated
     assert (tmp_path / "run/best.safetensors").exists()
     lrs = [float(row["lr"]) for row in rows]
-    assert len(lrs) >= 2 and lrs[0] > 0.0008 and abs(lrs[-1] - 0.0001) < 0.00002  # from the top of the cosine to its floor
+    # down the cosine as time passes: from its top to past its middle by the last step (how near the floor that
+    # step lands depends on how long a step takes on a loaded machine; the factor at each share of time is below)
+    assert len(lrs) >= 2 and lrs[0] > 0.0008 and lrs[-1] < 0.0005
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    from demixer.training.trainer import _lr_lambda
+
+    factor = {share: _lr_lambda(cfg, 10**9, lambda share=share: share)(10**6) for share in (0.0, 0.5, 1.0, 2.0)}
+    assert factor == pytest.approx({0.0: 1.0, 0.5: 0.55, 1.0: 0.1, 2.0: 0.1})  # floor: min_lr_ratio 0.1
     again = train(cfg, resume=True)  # its time is spent: a resume trains no further
     assert again.finished and again.step == r.step
 
@@ -381,3 +387,34 @@ def test_model_init_starts_from_a_finished_run(tmp_path):
     with pytest.raises(ConfigError, match="model.init"):
         Trainer(load_config(TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'm'}", *QUIET,
                                    f"model.init={tmp_path / 'none.safetensors'}"]))
+
+
+def _from_main_rank(rank: int, port: int, results) -> None:
+    import torch.distributed as tdist
+
+    from demixer.training import distributed
+
+    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        d = distributed.Dist(rank, rank, 2)
+        results[rank] = distributed.from_main(100.0 + rank * 0.25, d)  # two clocks a quarter second apart
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_timed_runs_take_rank_0s_clock():
+    """Under DDP every rank reads rank 0's elapsed time (distributed.from_main), so a time limit (schedule.minutes,
+    train.max_minutes) stops all ranks at the same step instead of leaving one waiting in an all-reduce."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from demixer.training import distributed
+
+    assert distributed.from_main(3.5, distributed.Dist()) == 3.5  # one process: its own clock
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.start_processes(_from_main_rank, args=(port, results), nprocs=2, join=True, start_method="spawn")
+    assert dict(results) == {0: 100.0, 1: 100.0}

@@ -1,5 +1,6 @@
 """``demixer data synth music|speech|noise --out DIR --minutes N --seed S`` and
-``demixer data mix speakers|denoise --out DIR --speech FOLDER ...`` (fixed evaluation sets)."""
+``demixer data mix speakers|denoise --out DIR --speech FOLDER ...`` (fixed evaluation sets) and
+``demixer data join ROOT --out DIR`` (short per-speaker clips joined into utterances)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,30 @@ def run_mix(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_join(args: argparse.Namespace) -> int:
+    from ..data.join import join_clips
+
+    bar = None
+    progress = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="speaker", desc="join")
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+    try:
+        made = join_clips(args.root, args.out, seconds=args.seconds, gap=(args.gap[0], args.gap[1]),
+                          sample_rate=args.sample_rate, top_db=args.top_db, seed=args.seed, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    speakers = len({p.parent for p in made})
+    print(f"{len(made)} utterance(s) of {speakers} speaker(s) written under {args.out} (summary: join.json)")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="make training data")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -90,3 +115,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--seed", type=int, default=0, help="random seed")
     m.add_argument("--sample-rate", type=int, help="output rate (speakers 8000, denoise 16000)")
     m.set_defaults(run=run_mix)
+    j = dsub.add_parser("join", help="join short per-speaker clips (letters, words) into utterances",
+                        description="Each first-level folder of ROOT is one speaker. Every clip is trimmed of its "
+                                    "leading and trailing silence and levelled; a speaker's clips are joined in random "
+                                    "order with short pauses into utterances of about --seconds: OUT/<speaker>/*.flac, "
+                                    "the layout `data.train` reads speakers from.")
+    j.add_argument("root", help="folder with one subfolder per speaker")
+    j.add_argument("--out", "-o", required=True, help="output folder")
+    j.add_argument("--seconds", type=float, default=8.0, help="length of an utterance")
+    j.add_argument("--gap", type=float, nargs=2, default=(0.08, 0.35), metavar=("MIN", "MAX"),
+                   help="pause between two clips, in seconds")
+    j.add_argument("--sample-rate", type=int, default=16000, help="output rate")
+    j.add_argument("--top-db", type=float, default=40.0, help="silence threshold of the trim, dB below the loudest frame")
+    j.add_argument("--seed", type=int, default=0, help="random seed")
+    j.add_argument("--no-progress", action="store_true", help="no progress bar")
+    j.set_defaults(run=run_join)

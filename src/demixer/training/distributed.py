@@ -69,6 +69,18 @@ def all_cat(t: torch.Tensor, d: Dist) -> torch.Tensor:
     return torch.cat([p for p in parts if p is not None]).to(t.device)
 
 
+def from_main(value: float, d: Dist, device: torch.device | str = "cpu") -> float:
+    """Rank 0's ``value`` on every process (``value`` itself for a single process).
+
+    For decisions every rank must take at the same step, such as "the time is spent": each rank's own clock
+    differs a little, and a rank that stops one step early leaves the others waiting in their next all-reduce."""
+    if not d.active:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
 def barrier(d: Dist) -> None:
     if d.active:
         dist.barrier()

@@ -372,8 +372,13 @@ class Trainer:
             self._load_state()
         distributed.barrier(self.dist)
         start = time.monotonic() - self.elapsed
-        session_start = time.monotonic()
-        deadline = None if cfg.train.max_minutes is None else session_start + cfg.train.max_minutes * 60
+        session_from = self.elapsed
+        timed = cfg.schedule.minutes is not None or cfg.train.max_minutes is not None
+
+        def clock() -> float:
+            """Seconds of training so far: rank 0's when the run is timed, so that all ranks stop at one step."""
+            now = time.monotonic() - start
+            return distributed.from_main(now, self.dist, self.device) if timed else now
         valid: dict[str, float] = {}
         self.net.train()
         try:
@@ -412,9 +417,9 @@ class Trainer:
                             "epoch": self.epoch, "loss": float(np.mean(running[-cfg.train.log_every:])),
                             "grad_norm": float(norm), "lr": self.scheduler.get_last_lr()[0],
                         })
-                    self.elapsed = time.monotonic() - start
+                    self.elapsed = clock()
                     every = cfg.train.checkpoint_every_steps
-                    timed_out = deadline is not None and time.monotonic() > deadline
+                    timed_out = cfg.train.max_minutes is not None and self.elapsed - session_from > cfg.train.max_minutes * 60
                     if (every and self.step % every == 0) or timed_out:
                         self._save(valid or None)
                     if timed_out:
@@ -430,7 +435,7 @@ class Trainer:
                 improved = score is not None and (self.best_score is None or score > self.best_score)
                 if improved:
                     self.best_score = score
-                self.elapsed = time.monotonic() - start
+                self.elapsed = clock()
                 self.logs.log("valid", self.step, {"epoch": self.epoch, "seconds": round(self.elapsed, 1), **valid})
                 self._save(valid, best=improved)
                 if self.dist.main and cfg.train.progress:

@@ -23,6 +23,7 @@ import soundfile as sf
 from ..audio.io import load_audio
 from ..audio.resample import resample
 from ..errors import AudioError, DemixerError
+from .augment import limit_peak, rms_db
 from .clips import list_audio
 
 LEVEL_DB = -25.0  # RMS of every trimmed clip's active part, as SpeakerMixDataset levels its talkers
@@ -42,8 +43,7 @@ def trim(clip: np.ndarray, sample_rate: int, top_db: float = 40.0, frame_s: floa
 
 
 def _level(clip: np.ndarray) -> np.ndarray:
-    rms = np.sqrt(np.mean(clip.astype(np.float64) ** 2))
-    return (clip * (10 ** (LEVEL_DB / 20) / max(rms, 1e-8))).astype(np.float32)
+    return (clip * 10 ** ((LEVEL_DB - rms_db(clip)) / 20)).astype(np.float32)
 
 
 def join_clips(
@@ -117,9 +117,8 @@ def join_clips(
                 if length >= seconds * sample_rate or i == len(order) - 1:
                     joined = np.concatenate([np.concatenate([p, np.zeros(int(rng.uniform(*gap) * sample_rate), np.float32)])
                                              for p in pieces[:-1]] + [pieces[-1]])
-                    peak = float(np.abs(joined).max())
                     path = speaker_out / f"{folder.name}_{count:04d}.flac"
-                    sf.write(path, joined / peak * 0.99 if peak > 0.99 else joined, sample_rate, subtype="PCM_16")
+                    sf.write(path, limit_peak(joined[None])[0], sample_rate, subtype="PCM_16")
                     written.append(path)
                     count += 1
                     pieces, length = [], 0

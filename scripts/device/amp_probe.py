@@ -1,4 +1,4 @@
-"""Time a training step of configs/demixer-2spk-gpu.yaml's model in bf16 and in fp32 on the GPU and print
+"""Time a training step of scripts/device/demixer-2spk-gpu.yaml's model in bf16 and in fp32 on the GPU and print
 AMP=true|false for the faster (scripts/device/run_2spk.sh passes it on as train.amp)."""
 
 import sys
@@ -10,7 +10,7 @@ sys.path.insert(0, "src")
 from demixer.models.checkpoint import build_model  # noqa: E402
 from demixer.training import load_config  # noqa: E402
 
-cfg = load_config("configs/demixer-2spk-gpu.yaml", [])
+cfg = load_config("scripts/device/demixer-2spk-gpu.yaml", [])
 torch.backends.cudnn.benchmark = True
 model = build_model(cfg.model.architecture, cfg.model.config).cuda()
 opt = torch.optim.Adam(model.parameters(), 1e-4)

@@ -36,6 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from demixer.files import sha256_of  # noqa: E402
 from demixer.models.checkpoint import read_metadata  # noqa: E402
 from demixer.models.shipped import CARD_FORMAT, shipped_cards, weights_dir  # noqa: E402
 
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "format": CARD_FORMAT,
         "name": args.name,
         "file": dst.name,
-        "sha256": hashlib.sha256(dst.read_bytes()).hexdigest(),
+        "sha256": sha256_of(dst),
         "bytes": size,
         "tasks": args.tasks,
         "description": args.description,

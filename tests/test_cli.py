@@ -223,3 +223,21 @@ def test_ffmpeg_input_through_the_pipeline(cli, tmp_path):
     # the model runs at 44.1 kHz: only the 22.05-24 kHz band of this 48 kHz input (-50 dB noise here) is not in any stem
     assert np.abs(stems[0] + stems[1] - decoded).max() < 5e-3
     assert sdr(reference=decoded, estimate=stems[0] + stems[1]) > 30
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_an_unexpected_fault_ends_as_one_error_line(monkeypatch, capsys, verbose):
+    """Any uncaught exception in a command: `demixer: error: ...` on one line and exit 1; the traceback with --verbose."""
+    from demixer.cli import env, main
+
+    def broken(args):
+        raise ValueError("all input arrays\n must have the same shape")
+
+    monkeypatch.setattr(env, "run", broken)
+    code = main.main(["--verbose", "env"] if verbose else ["env"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "demixer: error: ValueError: all input arrays must have the same shape" in err
+    assert ("Traceback (most recent call last)" in err) == verbose
+    if not verbose:
+        assert err.strip().count("\n") == 0 and "--verbose" in err

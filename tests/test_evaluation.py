@@ -55,6 +55,22 @@ def test_bsseval_v4_matches_museval_on_random_signals(case):
     _assert_parity(ref, est, win, hop, tol=1e-6)
 
 
+@pytest.mark.parametrize("extra", [-513, -1, 0, 1, 2, 511, 512, 513])
+def test_bsseval_v4_matches_museval_on_lengths_around_whole_windows(extra):
+    """A track of whole windows plus a few samples (617401 = 14 s + 1 at 44.1 kHz crashed ``demixer evaluate``)."""
+    rng = np.random.default_rng(extra + 1000)
+    shape = (2, 2, 3 * 8000 + extra)
+    ref = rng.standard_normal(shape)
+    est = ref + 0.3 * rng.standard_normal(shape)
+    _assert_parity(ref, est, 8000, 8000, tol=1e-6)
+
+
+def test_bsseval_v4_scores_a_track_one_sample_past_whole_seconds_at_44k():
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((2, 1, 2 * 44100 + 1))
+    _assert_parity(ref, ref + 0.3 * rng.standard_normal(ref.shape), tol=1e-6)
+
+
 def test_bsseval_v4_matches_museval_on_real_stems(valid_track):
     mix, ref, _, sr = valid_track
     rng = np.random.default_rng(0)
@@ -275,3 +291,25 @@ def test_evaluate_two_stems_scores_the_rest_against_the_sum_of_the_other_stems(t
     r = run_cli("evaluate", "-n", "hpss", "--two-stems", "vocals", shared(VALID), "-o", tmp_path / "f", "--no-progress")
     assert r.returncode != 0 and "vocals" in r.stderr  # hpss has no vocals stem: a clear error, no traceback
     assert "Traceback" not in r.stderr
+
+
+def test_evaluate_follows_linked_track_folders_and_scores_odd_lengths(tmp_path):
+    """An evaluation set assembled from links (with a link loop), on a track one sample past whole seconds."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(3)
+    real = tmp_path / "real"
+    for song in ("song_a", "song_b"):
+        (real / song).mkdir(parents=True)
+        for stem in ("vocals", "drums", "bass", "other"):
+            sf.write(real / song / f"{stem}.wav", 0.1 * rng.standard_normal((2 * 44100 + 1, 2)).astype(np.float32), 44100)
+    dataset = tmp_path / "set"
+    dataset.mkdir()
+    (dataset / "song_a").symlink_to(real / "song_a", target_is_directory=True)
+    (dataset / "nested").mkdir()
+    (dataset / "nested" / "song_b").symlink_to(real / "song_b", target_is_directory=True)
+    (dataset / "nested" / "loop").symlink_to(dataset, target_is_directory=True)  # must not be walked forever
+    out = tmp_path / "eval"
+    r = run_cli("evaluate", "-n", "hpss", dataset, "-o", out, "--no-progress", timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "hpss").glob("*.json")) == ["song_a.json", "song_b.json"]

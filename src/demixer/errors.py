@@ -31,3 +31,11 @@ class ModelNotFoundError(DemixerError, LookupError):
 
 class OutputExistsError(DemixerError, FileExistsError):
     """An output file already exists and overwriting was not asked for."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its type (unless it is one of ours) and its message, white space folded."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, DemixerError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

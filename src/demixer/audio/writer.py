@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import AudioError
+from ..files import temp_prefix
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class AudioWriter:
         self.frames = 0
         self._committed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.path), suffix=".part", dir=self.path.parent)
         os.close(fd)
         self.tmp_path = Path(tmp)
         try:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..files import write_text_atomic
 from ..audio import probe
 from ..errors import AudioError, OptionsError
 from ..separation.naming import expand_inputs
@@ -90,9 +91,7 @@ class ResultsManifest:
     def compact(self) -> None:
         """Rewrite with one line per input (the latest), atomically."""
         records = self.read()
-        tmp = self.path.with_name(f".{self.path.name}.part")
-        tmp.write_text("".join(json.dumps(r, allow_nan=False, default=str) + "\n" for r in records.values()))
-        tmp.replace(self.path)
+        write_text_atomic(self.path, "".join(json.dumps(r, allow_nan=False, default=str) + "\n" for r in records.values()))
 
 
 def finished(record: dict[str, Any] | None, outputs: dict[str, Path]) -> bool:

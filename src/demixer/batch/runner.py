@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DemixerError, OptionsError
+from ..files import temp_glob
 from ..options import SeparationOptions
 from ..separation import Separator
 from .engines import run_local, run_ray
@@ -42,7 +43,7 @@ def _remove_leftovers(outputs: dict[str, Path]) -> None:
     for path in outputs.values():
         folder = path.parent
         if folder.is_dir():
-            for tmp in folder.glob(f".{path.name}.*.part"):
+            for tmp in folder.glob(temp_glob(path)):
                 tmp.unlink(missing_ok=True)
             for work in folder.glob(".demixer-work-*"):
                 shutil.rmtree(work, ignore_errors=True)

@@ -1,6 +1,7 @@
 """The ``demixer`` command: thin subcommands over the public API.
 
-Exit codes: 0 success, 1 some input failed, 2 bad usage or options.
+Exit codes: 0 success, 1 some input failed (or an unexpected fault: one ``error:`` line, the traceback under
+``--verbose``), 2 bad usage or options.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 
 from .. import __version__
-from ..errors import DemixerError, OptionsError
+from ..errors import DemixerError, OptionsError, one_line
 from . import batch, data, env, evaluate, inspect, models, separate, serve, train
 
 
@@ -51,3 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("demixer: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an unforeseen fault: one line, the traceback under --verbose
+        if args.verbose:
+            traceback.print_exc()
+        print(f"demixer: error: {one_line(exc)}" + ("" if args.verbose else " (run with --verbose for the traceback)"),
+              file=sys.stderr)
+        return 1
+

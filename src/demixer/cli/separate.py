@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
-from ..errors import DemixerError
+from ..errors import DemixerError, one_line
 from ..separation.naming import expand_inputs
 from ..separation.separator import Separator
 from .models import print_models
@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
             result = separator.separate_to_files(path, outputs)
         except DemixerError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return False
+        except Exception as exc:  # an unforeseen fault on one input: say so and go on with the others
+            log.debug("%s failed", path, exc_info=True)
+            print(f"error: {path}: {one_line(exc)}", file=sys.stderr)
             return False
         written = ", ".join(str(p) for p in result.outputs.values())
         print(f"{path}: {len(result.outputs)} stems written: {written}", flush=True)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..audio import AUDIO_EXTENSIONS, load_audio, resample
 from ..errors import DemixerError
+from ..files import walk
 
 
 def list_audio(roots: list[str | os.PathLike[str]] | str | os.PathLike[str], what: str = "audio") -> list[Path]:
@@ -26,7 +27,8 @@ def list_audio(roots: list[str | os.PathLike[str]] | str | os.PathLike[str], wha
             continue
         if not root.is_dir():
             raise DemixerError(f"{what} folder {root} does not exist")
-        files += sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+        files += sorted(folder / name for folder, _, names in walk(root) for name in names
+                        if Path(name).suffix.lower() in AUDIO_EXTENSIONS and (folder / name).is_file())
     if not files:
         raise DemixerError(f"no {what} files found in {', '.join(map(str, roots))}")
     return files

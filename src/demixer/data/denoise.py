@@ -9,6 +9,7 @@ import numpy as np
 
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import DemixerError
+from ..files import walk
 from .augment import limit_peak, random_eq, rms_db, training_eq_db
 from .base import MixtureDataset
 from .clips import ClipBank, list_audio
@@ -27,7 +28,8 @@ def find_pairs(root: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
     if not root.is_dir():
         raise DemixerError(f"dataset folder {root} does not exist")
     pairs = []
-    for noisy_dir in sorted(p for p in root.rglob("noisy*") if p.is_dir()):
+    noisy_dirs = sorted(folder / name for folder, names, _ in walk(root) for name in names if name.startswith("noisy"))
+    for noisy_dir in noisy_dirs:
         clean_dir = noisy_dir.with_name("clean" + noisy_dir.name[len("noisy"):])
         if not clean_dir.is_dir():
             raise DemixerError(f"{noisy_dir} has no sibling {clean_dir.name}")

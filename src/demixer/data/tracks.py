@@ -19,6 +19,7 @@ import numpy as np
 from ..audio import AUDIO_EXTENSIONS, probe, resample
 from ..audio.io import AudioInfo, count_streams, load_stream, read_frames
 from ..errors import DemixerError
+from ..files import walk
 
 MUSDB_STREAMS = ("mixture", "drums", "bass", "other", "vocals")
 
@@ -156,10 +157,8 @@ def find_tracks(root: str | os.PathLike[str], sources: tuple[str, ...] | list[st
         raise DemixerError(f"dataset folder {root} does not exist")
     wanted = tuple(sources) if sources is not None else None
     tracks: list[Track] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        folder = Path(dirpath)
-        for name in sorted(filenames):
+    for folder, _, filenames in walk(root):  # links to folders and files are followed, each folder once
+        for name in filenames:
             if name.endswith(".stem.mp4"):
                 tracks.append(_stem_mp4_track(folder / name, wanted))
         if any(Path(n).suffix.lower() in AUDIO_EXTENSIONS and not n.endswith(".stem.mp4") for n in filenames):

@@ -92,11 +92,10 @@ def _lagged_correlations(u: np.ndarray, v: np.ndarray, U: torch.Tensor, V: torch
     nb = U.shape[-1]
     if nb > 1:
         starts = np.arange(1, nb) * block
-        take = lambda x, offset: np.stack([x[:, s + offset:s + offset + lags] for s in starts], axis=-1)  # noqa: E731
-        heads = take(u, 0)  # [P, lags, M-1]
-        tails = take(v, -lags)
-        if heads.shape[1] < lags:  # a last block shorter than the lags
-            heads = np.pad(heads, ((0, 0), (0, lags - heads.shape[1]), (0, 0)))
+        # each block's first ``lags`` samples; a last block shorter than the lags is zero-padded
+        padded_u = np.pad(u, ((0, 0), (0, lags)))
+        heads = np.stack([padded_u[:, s:s + lags] for s in starts], axis=-1)  # [P, lags, M-1]
+        tails = np.stack([v[:, s - lags:s] for s in starts], axis=-1)
         m = 2 * lags
         H = torch.fft.rfft(torch.from_numpy(heads), n=m, dim=1).permute(1, 0, 2)
         Tl = torch.fft.rfft(torch.from_numpy(tails), n=m, dim=1).permute(1, 0, 2)

@@ -22,6 +22,7 @@ from ..audio import AUDIO_EXTENSIONS, load_audio, probe, resample
 from ..data.denoise import find_pairs
 from ..data.tracks import find_tracks
 from ..errors import DemixerError
+from ..files import walk
 
 KINDS = ("music", "speakers", "denoise")
 
@@ -52,7 +53,7 @@ def _load_same_length(paths: list[Path]) -> tuple[list[np.ndarray], int]:
 
 
 def detect_kind(root: Path) -> str:
-    if any(p.is_dir() and p.name.startswith("noisy") for p in root.rglob("noisy*")):
+    if any(name.startswith("noisy") for _, names, _ in walk(root) for name in names):
         return "denoise"
     if _speaker_dirs(root):
         return "speakers"

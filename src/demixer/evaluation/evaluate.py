@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import write_text_atomic
 from ..dsp.oracle import ORACLES, oracle_separate
 from ..errors import DemixerError
 from ..models.registry import model_display_name
@@ -163,9 +164,7 @@ class _Runner:
 
 
 def _write_json(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(body, indent=1, allow_nan=True))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(body, indent=1, allow_nan=True))
 
 
 def evaluate(

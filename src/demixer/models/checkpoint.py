@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..files import atomic_path
 from ..errors import ModelNotFoundError
 from .base import SeparationModel
 
@@ -95,10 +96,9 @@ def save_checkpoint(model: SeparationModel, path: str | os.PathLike[str], extra:
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}  # clone: shared buffers (rotary) saved apart
-    tmp = path.with_name(f".{path.name}.part")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..files import atomic_path
 from ..errors import ModelNotFoundError
 from .base import SeparationModel
 
@@ -142,9 +143,8 @@ def build_roformer(architecture: str, sources: tuple[str, ...], sample_rate: int
     state = _state_dict(safe_torch_load(path), path)
     _load_strict(model, state, path)
     if convert:
-        tmp = mapped.with_name(f".{mapped.name}.part")
-        save_file({k: v.clone().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=stamp)
-        os.replace(tmp, mapped)
+        with atomic_path(mapped) as tmp:
+            save_file({k: v.clone().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=stamp)
         del state
         load_mapped(model, mapped)  # the copies give way to views of the map (when it can be mapped)
     return model.eval()

@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..files import sha256_of
 from ..errors import ModelNotFoundError
 from .base import SeparationModel
 
@@ -89,11 +90,7 @@ class ModelCard:
 
 @lru_cache(maxsize=None)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_of(path)
 
 
 def _sha256(path: Path) -> str:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import sha256_of, write_text_atomic
 from ..errors import DemixerError, ModelNotFoundError
 from .cache import cache_dir, offline
 from .manifest import FileSpec, ManifestEntry
@@ -39,14 +40,6 @@ def model_dir(entry: ManifestEntry) -> Path:
     return cache_dir() / "checkpoints" / entry.name
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _matches(spec: FileSpec, digest: str) -> bool:
     if spec.sha256:
         return digest == spec.sha256
@@ -61,9 +54,7 @@ def _sidecar(path: Path) -> Path:
 
 def _record(path: Path, digest: str) -> None:
     st = path.stat()
-    tmp = _sidecar(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps({"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
-    os.replace(tmp, _sidecar(path))
+    write_text_atomic(_sidecar(path), json.dumps({"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
 
 
 def _recorded(path: Path) -> str | None:

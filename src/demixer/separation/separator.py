@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import write_text_atomic
 from ..audio.io import load_audio
 from ..devices import resolve_device
 from ..errors import AudioError, OptionsError, OutputExistsError
@@ -185,9 +186,8 @@ class Separator:
         result.quality = quality_signals(mixture, stems, sr)
         first = next(iter(result.outputs.values()))
         result.quality_path = first.parent / f"{track_name(path)}.quality.json"
-        tmp = result.quality_path.with_name(f".{result.quality_path.name}.part")
-        tmp.write_text(json.dumps({"input": str(path), "model": self.model_name, **result.quality}, indent=1))
-        tmp.replace(result.quality_path)
+        write_text_atomic(result.quality_path,
+                          json.dumps({"input": str(path), "model": self.model_name, **result.quality}, indent=1))
 
 
 def separate(x: str | os.PathLike[str] | np.ndarray | torch.Tensor, sample_rate: int | None = None,

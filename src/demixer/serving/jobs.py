@@ -18,6 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_path
 from ..errors import DemixerError
 from ..models.base import SeparationModel
 from ..models.registry import load_model
@@ -241,14 +242,12 @@ class JobRunner:
         with self._archive_lock:
             if path.exists():
                 return path
-            tmp = path.with_name(".archive.zip.part")
             compression = zipfile.ZIP_DEFLATED if job.extension == "wav" else zipfile.ZIP_STORED
-            with zipfile.ZipFile(tmp, "w", compression=compression) as zf:
+            with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=compression) as zf:
                 for stem in job.stems or []:
                     zf.write(self.stem_path(job, stem), f"{download_name}/{stem}.{job.extension}")
                 if job.quality is not None:
                     zf.writestr(f"{download_name}/quality.json", json.dumps(job.quality, indent=1))
-            tmp.replace(path)
         return path
 
     def _janitor(self) -> None:

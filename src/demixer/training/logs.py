@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_path
+
 
 class CsvLog:
     """Rows of metrics in ``path``; the header grows when new keys appear."""
@@ -26,12 +28,10 @@ class CsvLog:
         self._rewrite(rows)
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as f:
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as f:
             w = csv.DictWriter(f, self.fields)
             w.writeheader()
             w.writerows(rows)
-        tmp.replace(self.path)
 
     def write(self, row: dict[str, Any]) -> None:
         new = [k for k in row if k not in self.fields]

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
+from ..files import atomic_path
 from ..devices import resolve_device
 from ..models.base import SeparationModel
 from ..models.checkpoint import build_model, save_checkpoint
@@ -114,9 +115,8 @@ def _warmup_ema(decay: float):
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class Trainer:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import shutil
 import statistics
@@ -120,6 +119,7 @@ def ship_blend(args) -> int:
         "blend": {"target": args.target, "members": members},
         "sources": list(model.sources),
         "sample_rate": model.sample_rate,
+        "audio_channels": model.audio_channels,
         "training": {
             "kind": "no training of its own: a weighted blend of shipped models' "
                     f"{args.target}; only the weights were chosen, on validation data",

@@ -48,10 +48,10 @@ def test_blend_refuses_members_without_the_target_stem_or_at_another_rate():
 def test_a_blend_card_loads_its_members_by_name(tmp_path):
     card = {"format": CARD_FORMAT, "name": "test-blend", "tasks": [], "description": "x", "architecture": "blend",
             "blend": {"target": "vocals", "members": {"repet-sim": 0.5, "center": 0.5}},
-            "sources": ["vocals", "no_vocals"], "sample_rate": 44100, "training": {}, "data": {}, "metrics": {},
+            "sources": ["vocals", "no_vocals"], "sample_rate": 44100, "audio_channels": 2, "training": {}, "data": {}, "metrics": {},
             "known_weaknesses": ["x"]}
     (tmp_path / "test-blend.json").write_text(json.dumps(card))
-    model = read_card(tmp_path / "test-blend.json").load()
+    model = read_card(tmp_path / "test-blend.json").load(load_model)
     assert isinstance(model, Blend) and model.weights == [0.5, 0.5]
     y = model(torch.from_numpy(_song(2.0))[None])
     assert y.shape == (1, 2, 2, 88200)

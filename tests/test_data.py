@@ -279,7 +279,7 @@ def test_eq_in_training_sets_only():
     one = [shared("speech/librispeech")]
     kw = dict(speakers=2, sample_rate=8000, segment=4.0, items=2, seed=3)
     plain, eq = SpeakerMixDataset(one, **kw), SpeakerMixDataset(one, eq_db=6.0, **kw)
-    (m0, s0), (m1, s1) = plain[0], eq[0]
+    (_, s0), (m1, s1) = plain[0], eq[0]
     assert not torch.allclose(s0, s1)
     torch.testing.assert_close(m1, s1.sum(0))  # still additive
     held = [SpeakerMixDataset(one, validation=True, **kw, **x)[0][1] for x in ({}, {"eq_db": 6.0})]
@@ -288,7 +288,7 @@ def test_eq_in_training_sets_only():
         SpeakerMixDataset(one, eq_db=-1.0, **kw)
     speech, noise = [shared("speech/librispeech")], [shared("noise/speech_commands_background")]
     kw = dict(sample_rate=16000, segment=2.0, items=2, seed=1)
-    (m0, s0), (m1, s1) = NoiseMixDataset(speech, noise, **kw)[0], NoiseMixDataset(speech, noise, eq_db=6.0, **kw)[0]
+    (_, s0), (m1, s1) = NoiseMixDataset(speech, noise, **kw)[0], NoiseMixDataset(speech, noise, eq_db=6.0, **kw)[0]
     assert not torch.allclose(s0, s1)
     torch.testing.assert_close(m1, s1.sum(0))
     held = [NoiseMixDataset(speech, noise, validation=True, **kw, **x)[0][1] for x in ({}, {"eq_db": 6.0})]

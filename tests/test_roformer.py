@@ -139,5 +139,8 @@ def test_mapped_weights_give_the_same_output(cls, tmp_path):
     assert not hasattr(plain, "_mapped_weights")
     x = 0.2 * torch.randn(1, 2, 8000)
     with torch.inference_mode():
+        unfused_mapped, unfused_plain = mapped(x), plain(x)
+        mapped.fuse_for_inference(), plain.fuse_for_inference()  # as the engine runs them
         first, again, ref = mapped(x), mapped(x), plain(x)  # the second run pages the released MLPs back in
     assert torch.equal(first, again) and torch.equal(first, ref)
+    assert (unfused_mapped - unfused_plain).abs().max() < 1e-6  # the reference path: the same within rounding

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from demixer.audio import load_audio, probe, resample, save_audio
 from demixer.errors import ModelNotFoundError
@@ -38,8 +39,10 @@ BLENDS = [c for c in CARDS if "blend" in c.data]
 def _card_basics(card):
     d = card.data
     assert d["format"] == CARD_FORMAT
-    model = card.load()  # checks the sha256 (a blend: each member's)
+    model = card.load(load_model)  # checks the sha256 (a blend: each member's)
     assert list(model.sources) == d["sources"] and model.sample_rate == d["sample_rate"]
+    assert card.facts == {"sources": list(model.sources), "sample_rate": model.sample_rate,
+                          "audio_channels": model.audio_channels}, "what `models list` shows without loading"
     assert d["training"]["hardware"] and d["metrics"]["validation"] and d["metrics"]["evaluations"]
     assert d["known_weaknesses"], "a card must say what the model does badly"
     for task in card.tasks:
@@ -296,3 +299,26 @@ def test_speakers_task_through_the_cli(cli, tmp_path):
     for name in ("speaker1", "speaker2"):
         info = probe(out / f"{name}.wav")
         assert info.sample_rate == 16000 and info.frames == n
+
+
+def test_tiny_random_is_reproducible_and_leaves_the_global_seed_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = load_model("tiny-random")
+    assert torch.equal(torch.rand(3), expected), "building tiny-random must not reseed the caller's generator"
+    second = load_model("tiny-random")
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_models_list_reads_cards_without_loading_weights(monkeypatch):
+    from demixer.models import checkpoint, registry
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("describe_models loaded a checkpoint")
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", refuse)
+    monkeypatch.setattr("demixer.models.shipped.load_checkpoint", refuse)
+    rows = {r["name"]: r for r in registry.describe_models(published=False)}
+    for card in shipped_cards():
+        assert rows[card.name]["sources"] == card.data["sources"] and rows[card.name]["audio_channels"] in (1, 2)

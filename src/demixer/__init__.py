@@ -9,8 +9,7 @@ Public API::
     demixer.list_models()
 """
 
-__version__ = "0.1.0"
-
+from .version import __version__
 from .errors import AudioError, DemixerError, ModelNotFoundError, OptionsError, OutputExistsError  # noqa: E402
 from .models import SeparationModel, list_models, load_model  # noqa: E402
 from .options import SeparationOptions  # noqa: E402

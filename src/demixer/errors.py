@@ -33,6 +33,22 @@ class OutputExistsError(DemixerError, FileExistsError):
     """An output file already exists and overwriting was not asked for."""
 
 
+class ConfigError(OptionsError):
+    """A model or training configuration is invalid: the message names the setting and what it allows."""
+
+
+class ChecksumError(DemixerError):
+    """A model file's content is not what the manifest says."""
+
+
+class DownloadError(DemixerError):
+    """A model file could not be downloaded."""
+
+
+class MissingExtraError(DemixerError, ImportError):
+    """A command needs an optional part of demixer that is not installed; the message names the extra."""
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as one line: its type (unless it is one of ours) and its message, white space folded."""
     text = " ".join(str(exc).split())

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     import soxr
     import torch
 
-    from .. import __version__
+    from ..version import __version__
     from ..devices import available_devices, resolve_device
     from ..pretrained import cache_dir, offline
 

@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 
-from .. import __version__
+from ..version import __version__
 from ..errors import DemixerError, OptionsError, one_line
 from . import batch, data, env, evaluate, inspect, models, separate, serve, train
 

@@ -106,7 +106,7 @@ class SpeakerMixDataset(MixtureDataset):
         """``(sources [n (+1 noise), 1, T], speaker labels, file indices)``, speaker k in row k."""
         chosen = rng.choice(len(self.speakers), self.n, replace=False, p=self.speaker_p)
         out = np.zeros((self.n + (self.noise is not None), 1, self.frames), np.float32)
-        at = 0
+        at = prev = 0
         used = []
         for k, spk in enumerate(chosen):
             files = self.by_speaker[self.speakers[spk]]

@@ -26,7 +26,7 @@ from ..dsp.oracle import ORACLES, oracle_separate
 from ..errors import DemixerError
 from ..models.registry import model_display_name
 from .bsseval import bss_eval_v4
-from .datasets import EvalItem, load_dataset
+from .datasets import load_dataset
 from .metrics import pesq, pit, sdr, si_sdr, si_sdr_i, stoi
 from .quality import quality_signals
 

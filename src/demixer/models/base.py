@@ -6,6 +6,8 @@ import math
 
 from torch import Tensor, nn
 
+from .blocks.fusion import Fusable
+
 
 class SeparationModel(nn.Module):
     """Base class: a mixture waveform in, one waveform per source out.
@@ -56,6 +58,26 @@ class SeparationModel(nn.Module):
 
     def forward(self, mix: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def fuse_for_inference(self) -> SeparationModel:
+        """Switch on every fused inference path of this model's modules (see
+        :mod:`demixer.models.blocks.fusion`) and put it in eval mode; returns ``self``.
+
+        The output equals :meth:`forward`'s reference output within float rounding; a fused model
+        runs only where autograd does not record. :meth:`unfuse` switches back.
+        """
+        self.eval()
+        for module in self.modules():
+            if isinstance(module, Fusable):
+                module.fused = True
+        return self
+
+    def unfuse(self) -> SeparationModel:
+        """Back to the reference computation everywhere (e.g. to train a model the engine fused)."""
+        for module in self.modules():
+            if isinstance(module, Fusable):
+                module.fused = False
+        return self
 
     def at_input_rate(self, sample_rate: int) -> SeparationModel:
         """A version of this model that works natively at ``sample_rate`` with the same weights, so the

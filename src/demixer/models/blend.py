@@ -4,15 +4,15 @@
 Separators that fail in different ways can average into one that fails less: demixer-karaoke blends the
 4-stem network's vocals with REPET-SIM's (whatever does not repeat), and the blend scores above both on the
 validation song (see its card).
-Each member runs with its own chunking, as it would alone (the network on 10 s chunks, REPET-SIM on the
-30 s of context its repetition search needs), inside the blend's own chunks.
+The separation engine runs each member with its own chunking, as it would alone (the network on 10 s
+chunks, REPET-SIM on the 30 s of context its repetition search needs), inside the blend's own chunks: the
+composition is the engine's (:mod:`demixer.separation.chunking`); this module only describes the blend.
 """
 
 from __future__ import annotations
 
 from math import lcm
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -50,24 +50,17 @@ class Blend(SeparationModel):
         self.time_quantum = lcm(*(model.time_quantum for model, _ in members))
         self.default_segment = max(model.default_segment for model, _ in members)
 
-    def _target_of(self, model: SeparationModel, mix: np.ndarray) -> np.ndarray:
-        """``model``'s target stem for one mixture ``[C, T]``, chunked as the model is chunked alone."""
-        from ..separation.chunking import padded_read, run_chunked
-
-        blocks: list[np.ndarray] = []
-        index = model.sources.index(self.target)
-        channels, total = mix.shape
-        run_chunked(model, lambda start, length: padded_read(start, length, total, channels, lambda lo, hi: mix[:, lo:hi]),
-                    total, channels, lambda block: blocks.append(block[index].copy()),
-                    device=next(model.parameters(), torch.empty(0)).device)
-        return np.concatenate(blocks, axis=-1)
+    def combine(self, targets: list[Tensor], mix: Tensor) -> Tensor:
+        """The blend of the members' ``target`` stems (one per member, in order, each ``[..., C, T]``) and the
+        rest of the mixture ``[..., C, T]`` -> ``[..., 2, C, T]``."""
+        target = sum(w * t for w, t in zip(self.weights, targets))
+        return torch.stack([target, mix - target], dim=-3)
 
     def forward(self, mix: Tensor) -> Tensor:
-        items = []
-        for x in mix.detach().float().cpu().numpy():
-            target = sum(w * self._target_of(model, x) for model, w in zip(self.members, self.weights))
-            items.append(np.stack([target, x - target]))
-        return torch.from_numpy(np.stack(items)).to(mix.device, mix.dtype)
+        """Every member on the whole input, then :meth:`combine`. The separation engine does better: it runs
+        each member with its own chunking, as the member would run alone (:mod:`demixer.separation.chunking`)."""
+        targets = [model(mix)[:, model.sources.index(self.target)] for model in self.members]
+        return self.combine(targets, mix)
 
     def describe(self) -> dict:
         facts = super().describe()

@@ -81,7 +81,7 @@ def architecture_of(model: SeparationModel) -> str:
 
 def save_checkpoint(model: SeparationModel, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (weights + how to rebuild it) to a ``.safetensors`` file, atomically."""
-    from .. import __version__
+    from ..version import __version__
 
     path = Path(path)
     config = dataclasses.asdict(model.config)  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import SeparationModel
+from .blocks.fusion import Fusable
 
 
 @dataclass
@@ -79,7 +80,9 @@ class _ChannelNorm(nn.Module):
         return self.norm(x.transpose(1, 2)).transpose(1, 2)
 
 
-class _TCNBlock(nn.Module):
+class _TCNBlock(Fusable):
+    """One TCN block: 1x1 in, PReLU + norm, dilated depthwise conv, PReLU + norm, residual and skip 1x1 convs."""
+
     def __init__(self, cfg: ConvTasNetConfig, dilation: int) -> None:
         super().__init__()
         norm = _ChannelNorm if cfg.causal else _GlobalLayerNorm
@@ -100,9 +103,13 @@ class _TCNBlock(nn.Module):
         if self.pad is not None:
             y = F.pad(y, self.pad)
         y = self.norm2(self.act2(self.depthwise(y)))
-        if torch.is_grad_enabled():
-            return x + self.res(y), self.skip(y)
-        # inference: the residual and skip 1x1 convolutions as one
+        if self.fused:
+            return self._residual_and_skip_fused(x, y)
+        return x + self.res(y), self.skip(y)
+
+    def _residual_and_skip_fused(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The residual and skip 1x1 convolutions as one, the residual added in place."""
+        self.check_fused_inference()
         both = F.conv1d(y, torch.cat([self.res.weight, self.skip.weight]), torch.cat([self.res.bias, self.skip.bias]))
         res, skip = both.chunk(2, dim=1)
         return res.add_(x), skip
@@ -152,7 +159,7 @@ class ConvTasNet(SeparationModel):
                 scale, shift = self.film[i // self.blocks_per_repeat](speaker).unsqueeze(-1).chunk(2, dim=1)
                 y = y * (1 + scale) + shift
             y, s = block(y)
-            skips = skips + s if torch.is_grad_enabled() or i == 0 else skips.add_(s)
+            skips = skips + s
         masks = torch.sigmoid(self.mask(skips)).reshape(b, len(self.sources), -1, w.shape[-1])
         est = self.decoder((masks * w[:, None]).reshape(b * len(self.sources), -1, w.shape[-1]))
         est = est[..., self.stride: self.stride + length].reshape(b, len(self.sources), 1, length)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..transforms import STFT
 from .base import SeparationModel
+from .blocks.fusion import Fusable
 
 
 @dataclass
@@ -133,7 +134,7 @@ class LayerScale(nn.Module):
         return self.scale * x if self.channel_last else self.scale[:, None] * x
 
 
-class DConv(nn.Module):
+class DConv(Fusable):
     """Residual branches of dilated convolutions in a compressed channel space.
 
     Shape: ``[B, C, T]`` -> ``[B, C, T]``.
@@ -153,14 +154,19 @@ class DConv(nn.Module):
                 LayerScale(channels),
             ))
 
-    rows_at_once = 32  # rows of a [N, C, T] input processed together at inference (they stay in cache)
-    # At inference the input is updated in place: every caller passes an intermediate of its own.
+    rows_at_once = 32  # rows of a [N, C, T] input processed together by the fused path (they stay in cache)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training or torch.is_grad_enabled():
-            for layer in self.layers:
-                x = x + layer(x)
-            return x
+        if self.fused:
+            return self.forward_fused(x)
+        for layer in self.layers:
+            x = x + layer(x)
+        return x
+
+    def forward_fused(self, x: Tensor) -> Tensor:
+        """:meth:`forward` updating ``x`` in place, a few rows at a time, with each branch's second
+        GroupNorm folded into the convolution before it (:meth:`_fused`)."""
+        self.check_fused_inference()
         x = x.contiguous()  # updated in place below: callers hand over their own intermediate
         for layer in self.layers:
             for lo in range(0, x.shape[0], self.rows_at_once):
@@ -200,11 +206,23 @@ def _norm(norm: bool, groups: int, channels: int) -> nn.Module:
     return nn.GroupNorm(groups, channels) if norm else nn.Identity()
 
 
-def _conv_glu(conv: nn.Module, norm: nn.Module, x: Tensor) -> Tensor:
-    """``glu(norm(conv(x)), dim=1)``; at inference without a norm, the two halves are computed apart
-    and combined in place, so the double-width activation never exists."""
-    if not isinstance(norm, nn.Identity) or torch.is_grad_enabled():
+class ConvGLU(Fusable):
+    """``glu(norm(conv(x)), dim=1)``, the rewrite step of the encoder and decoder layers.
+
+    Fused (and without a norm), the two halves are computed apart and combined in place, so the
+    double-width activation never exists. Holds no weights of its own: the layer's ``rewrite`` and
+    norm keep their checkpoint names.
+    """
+
+    def forward(self, conv: nn.Module, norm: nn.Module, x: Tensor) -> Tensor:
+        if self.fused and isinstance(norm, nn.Identity):
+            self.check_fused_inference()
+            return _conv_glu_halves(conv, x)
         return F.glu(norm(conv(x)), dim=1)
+
+
+def _conv_glu_halves(conv: nn.Module, x: Tensor) -> Tensor:
+    """``glu(conv(x), dim=1)`` with the value and gate halves computed apart, multiplied in place."""
     c = conv.out_channels // 2
     value = conv._conv_forward(x, conv.weight[:c], conv.bias[:c] if conv.bias is not None else None)
     gate = conv._conv_forward(x, conv.weight[c:], conv.bias[c:] if conv.bias is not None else None)
@@ -241,6 +259,7 @@ class HEncLayer(nn.Module):
             return
         self.norm1 = _norm(norm, norm_groups, chout)
         self.rewrite = klass(chout, 2 * chout, 1 + 2 * context, 1, context) if rewrite else None
+        self.conv_glu = ConvGLU()
         if rewrite:
             self.norm2 = _norm(norm, norm_groups, 2 * chout)
         self.dconv = DConv(chout, **dconv_kw) if dconv else None
@@ -257,7 +276,7 @@ class HEncLayer(nn.Module):
         if self.dconv is not None:
             y = _on_frames(self.dconv, y) if self.freq else self.dconv(y)
         if self.rewrite is not None:
-            y = _conv_glu(self.rewrite, self.norm2, y)
+            y = self.conv_glu(self.rewrite, self.norm2, y)
         return y
 
 
@@ -283,6 +302,7 @@ class HDecLayer(nn.Module):
         if empty:
             return
         self.rewrite = klass(chin, 2 * chin, 1 + 2 * context, 1, context) if rewrite else None
+        self.conv_glu = ConvGLU()
         if rewrite:
             self.norm1 = _norm(norm, norm_groups, 2 * chin)
         self.dconv = DConv(chin, **dconv_kw) if dconv else None
@@ -294,7 +314,7 @@ class HDecLayer(nn.Module):
             y = x
         else:
             x = x + skip
-            y = _conv_glu(self.rewrite, self.norm1, x) if self.rewrite is not None else x
+            y = self.conv_glu(self.rewrite, self.norm1, x) if self.rewrite is not None else x
             if self.dconv is not None:
                 y = _on_frames(self.dconv, y) if self.freq else self.dconv(y)
         z = self.norm2(self.conv_tr(y))

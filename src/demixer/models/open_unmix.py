@@ -7,10 +7,12 @@ filter (EM, :data:`~demixer.transforms.wiener.OPEN_UNMIX` conventions) turns the
 complex spectrograms. Module names inside ``targets.<name>`` follow ``openunmix.model.OpenUnmix``, so
 the published ``umxhq``/``umxl``/``umxse`` state dicts load unchanged.
 
-At inference the whole track goes through the LSTMs (as the reference does: the model's output
-at a frame depends on every other frame), but only a window of ``wiener_window`` frames of target
-spectrograms, Wiener estimates and inverse STFT exists at a time, and BatchNorm is folded into the
-linear layers, so memory is a fraction of the reference's.
+In eval mode the Wiener post-filter runs (``wiener_iterations``); in train mode the output is the
+magnitudes with the mixture's phase. Fused for inference (``fuse_for_inference()``), the whole track
+still goes through the LSTMs (as the reference does: the model's output at a frame depends on every
+other frame), but only a window of ``wiener_window`` frames of target spectrograms, Wiener estimates
+and inverse STFT exists at a time, and BatchNorm is folded into the linear layers, so memory is a
+fraction of the reference's.
 
 einops axes: ``b`` batch, ``c`` audio channel, ``j`` targets, ``f`` frequency, ``n`` frames.
 """
@@ -27,6 +29,7 @@ from torch import Tensor, nn
 from ..transforms import STFT
 from ..transforms.wiener import OPEN_UNMIX, wiener
 from .base import SeparationModel
+from .blocks.fusion import Fusable
 
 
 @dataclass
@@ -107,11 +110,16 @@ class UnmixNet(nn.Module):
         """The last stages for some frames: ``h [n, B, 2H]``, ``mag [B, C, F, n]`` -> ``[B, C, F, n]``."""
         n, b, _ = h.shape
         c = mag.shape[1]
-        if self.training or torch.is_grad_enabled():
-            x = F.relu(self.bn2(self.fc2(h.reshape(n * b, -1))))
-            x = self.bn3(self.fc3(x)).reshape(n, b, c, self.nb_output_bins) * self.output_scale + self.output_mean
-            return F.relu(rearrange(x, "n b c f -> b c f n")) * mag
-        s2, t2, s3, t3 = self._affine()  # applied in place: no second copy of the activations or weights
+        x = F.relu(self.bn2(self.fc2(h.reshape(n * b, -1))))
+        x = self.bn3(self.fc3(x)).reshape(n, b, c, self.nb_output_bins) * self.output_scale + self.output_mean
+        return F.relu(rearrange(x, "n b c f -> b c f n")) * mag
+
+    def decode_fused(self, h: Tensor, mag: Tensor) -> Tensor:
+        """:meth:`decode` with the BatchNorms and output scaling as per-feature affines applied in place
+        (eval mode only): no second copy of the activations or weights."""
+        n, b, _ = h.shape
+        c = mag.shape[1]
+        s2, t2, s3, t3 = self._affine()
         x = self.fc2(h.reshape(n * b, -1)).mul_(s2).add_(t2).relu_()
         x = self.fc3(x).mul_(s3).add_(t3).relu_().reshape(n, b, c, self.nb_output_bins)
         return rearrange(x, "n b c f -> b c f n") * mag
@@ -120,7 +128,7 @@ class UnmixNet(nn.Module):
         return self.decode(self.encode(mag), mag)
 
 
-class OpenUnmix(SeparationModel):
+class OpenUnmix(SeparationModel, Fusable):
     """Open-Unmix separator: the target networks, the Wiener post-filter, STFT and inverse.
 
     Shape:
@@ -147,13 +155,40 @@ class OpenUnmix(SeparationModel):
         })
 
     def forward(self, mix: Tensor) -> Tensor:
+        if self.fused:
+            return self.forward_fused(mix)
+        spec = self.stft(mix)  # [b, c, f, n] complex
+        mags = torch.stack([net(spec.abs()) for net in self.targets.values()], dim=1)  # [b, j, c, f, n]
+        if self.training:  # the training objective: magnitudes with the mixture's phase, no post-filter
+            return self.stft.inverse(mags * torch.exp(1j * torch.angle(spec))[:, None], mix.shape[-1])
+        return self.stft.inverse(self.post_filter(mags, spec), mix.shape[-1])
+
+    def post_filter(self, mags: Tensor, spec: Tensor) -> Tensor:
+        """The Wiener post-filter (``wiener_iterations`` EM steps), ``wiener_window`` frames at a time.
+
+        Shape: ``mags [b, j, c, f, n]``, complex ``spec [b, c, f, n]`` -> complex ``[b, j, c, f, n]``.
+        """
+        cfg = self.config
+        windows = []
+        for first in range(0, spec.shape[-1], cfg.wiener_window):
+            n = min(cfg.wiener_window, spec.shape[-1] - first)
+            windows.append(torch.stack([self._wiener_window(mags[b, ..., first:first + n], spec[b, ..., first:first + n])
+                                        for b in range(spec.shape[0])]))
+        return torch.cat(windows, dim=-1)
+
+    def _wiener_window(self, mags: Tensor, spec: Tensor) -> Tensor:
+        """One item's window: ``mags [j, c, f, n]``, ``spec [c, f, n]`` -> ``[j, c, f, n]``."""
+        cfg = self.config
+        y = wiener(rearrange(mags, "j c f n -> f n c j"), rearrange(spec, "c f n -> f n c"),
+                   iterations=cfg.wiener_iterations, softmask=cfg.softmask, window_frames=spec.shape[-1], convention=OPEN_UNMIX)
+        return rearrange(y, "f n c j -> j c f n")
+
+    def forward_fused(self, mix: Tensor) -> Tensor:
+        """:meth:`forward` at inference with bounded memory: the LSTMs see every frame (of the bins they
+        read); the decoders, the post-filter and the inverse STFT run one Wiener window at a time."""
+        self.check_fused_inference()
         cfg = self.config
         length = mix.shape[-1]
-        if self.training or torch.is_grad_enabled():  # differentiable path: magnitudes with the mixture's phase
-            spec = self.stft(mix)  # [b, c, f, n] complex
-            mags = torch.stack([net(spec.abs()) for net in self.targets.values()], dim=1)  # [b, j, c, f, n]
-            return self.stft.inverse(mags * torch.exp(1j * torch.angle(spec))[:, None], length)
-        # inference: the LSTMs see every frame (of the bins they read); everything else one window at a time
         padded = self.stft.pad(mix)
         frames = self.stft.frames(length)
         low = torch.cat([self.stft.frames_at(padded, a, min(512, frames - a))[:, :, : cfg.max_bin].abs()
@@ -161,14 +196,11 @@ class OpenUnmix(SeparationModel):
         hidden = [net.encode(low) for net in self.targets.values()]  # [n, b, 2H] each: small
         del low
         synth = self.stft.synthesis(mix.new_empty(mix.shape[0], len(self.sources), mix.shape[1], 0), length)
-        window = cfg.wiener_window
-        for first in range(0, frames, window):
-            n = min(window, frames - first)
+        for first in range(0, frames, cfg.wiener_window):
+            n = min(cfg.wiener_window, frames - first)
             spec = self.stft.frames_at(padded, first, n)  # [b, c, f, n]
             mag = spec.abs()
-            mags = torch.stack([net.decode(h[first: first + n], mag) for net, h in zip(self.targets.values(), hidden)], dim=-1)
+            mags = torch.stack([net.decode_fused(h[first: first + n], mag) for net, h in zip(self.targets.values(), hidden)], dim=1)
             for b in range(spec.shape[0]):
-                y = wiener(rearrange(mags[b], "c f n j -> f n c j"), rearrange(spec[b], "c f n -> f n c"),
-                           iterations=cfg.wiener_iterations, softmask=cfg.softmask, window_frames=n, convention=OPEN_UNMIX)
-                synth.add(rearrange(y, "f n c j -> j c f n"), first, item=b)
+                synth.add(self._wiener_window(mags[b], spec[b]), first, item=b)
         return synth.finish()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ..errors import ModelNotFoundError
@@ -34,6 +35,7 @@ class ModelEntry:
     tasks: tuple[str, ...]
     kind: str
     description: str
+    facts: dict | None = None  # sources, sample_rate, audio_channels when known without building the model (cards)
 
 
 def _entries() -> tuple[ModelEntry, ...]:
@@ -49,10 +51,12 @@ def _entries() -> tuple[ModelEntry, ...]:
     def tiny() -> SeparationModel:
         import torch
 
-        torch.manual_seed(0)  # reproducible random weights: for smoke tests only
-        return TinyMaskModel(TinyMaskConfig()).eval()
+        with torch.random.fork_rng(devices=[]):  # reproducible random weights, the caller's seed untouched
+            torch.manual_seed(0)
+            return TinyMaskModel(TinyMaskConfig()).eval()
 
-    shipped = tuple(ModelEntry(card.name, card.load, card.tasks, "blend" if "blend" in card.data else "trained", card.description)
+    shipped = tuple(ModelEntry(card.name, partial(card.load, load_model), card.tasks,
+                               "blend" if "blend" in card.data else "trained", card.description, card.facts)
                     for card in shipped_cards())
     return shipped + (
         ModelEntry("hpss", HPSS, ("music",), "dsp", "Harmonic/percussive median-filtering HPSS: drums vs other (FitzGerald 2010)"),
@@ -118,7 +122,7 @@ def describe_models(published: bool = True) -> list[dict]:
     defaults = task_defaults()
     for entry in list_models():
         try:
-            model = entry.factory()
+            facts = entry.facts or _facts(entry.factory())  # cards say it; the rest have no weights to load
         except ModelNotFoundError as exc:  # an optional wheel is missing: list it, say why
             rows.append({"name": entry.name, "kind": entry.kind, "tasks": list(entry.tasks), "default_for": [],
                          "sources": [], "sample_rate": 0, "audio_channels": None,
@@ -127,12 +131,15 @@ def describe_models(published: bool = True) -> list[dict]:
         rows.append({
             "name": entry.name, "kind": entry.kind, "tasks": list(entry.tasks),
             "default_for": [t for t, n in defaults.items() if n == entry.name],
-            "sources": list(model.sources), "sample_rate": model.sample_rate,
-            "audio_channels": model.audio_channels, "description": entry.description,
+            **facts, "description": entry.description,
         })
     if published:
         rows += _published_rows()
     return rows
+
+
+def _facts(model: SeparationModel) -> dict:
+    return {"sources": list(model.sources), "sample_rate": model.sample_rate, "audio_channels": model.audio_channels}
 
 
 def default_model_for(task: str, two_stems: str | None = None) -> str:

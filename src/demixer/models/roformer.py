@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ..transforms import STFT
 from ..transforms.mel import mel_filterbank
 from .base import SeparationModel
-from .blocks import RMSNorm, RotaryEmbedding, Transformer
+from .blocks import Fusable, RMSNorm, RotaryEmbedding, Transformer
 
 BS_DEFAULT_BANDS = (2,) * 24 + (4,) * 12 + (12,) * 8 + (24,) * 8 + (48,) * 8 + (128, 129)
 
@@ -94,7 +94,7 @@ class MaskEstimator(nn.Module):
         return torch.cat([f(band) for band, f in zip(x.unbind(dim=-2), self.to_freqs)], dim=-1)
 
 
-class _AxialRoformer(SeparationModel):
+class _AxialRoformer(SeparationModel, Fusable):
     """What both RoFormers share: STFT, band features, axial transformers, complex masks, iSTFT.
 
     Shape:
@@ -136,25 +136,34 @@ class _AxialRoformer(SeparationModel):
     def _sequences(self, transformer: nn.Module, x: Tensor) -> Tensor:
         """Run a transformer over every sequence of ``x [b, a, n, d]`` (any strides).
 
-        In training, one call on all sequences. Otherwise groups of sequences small enough that
-        attention and feed-forward activations stay within :attr:`attention_budget`; without autograd
-        (inference) each group's result is written back into ``x``'s own storage, so no second copy of
-        the activations is made (same result; memory: the chunk's activations plus the budget).
+        Groups of sequences small enough that attention and feed-forward activations stay within
+        :attr:`attention_budget` (one group in training, where autograd keeps them all anyway).
         """
-        n = x.shape[-2]
-        # attention weights plus the feed-forward activations (4 x dim wide, a few copies) per sequence
-        per_sequence = (self.config.heads * n * n + 12 * self.config.dim * n) * x.element_size()
-        group = max(1, self.attention_budget // per_sequence)
-        if self.training or torch.is_grad_enabled():  # autograd needs the inputs: no writing in place
-            flat = x.reshape(-1, *x.shape[-2:])
-            if self.training or group >= flat.shape[0]:
-                return transformer(flat).reshape(x.shape)
-            return torch.cat([transformer(part) for part in flat.split(group)]).reshape(x.shape)
+        if self.fused:
+            return self._sequences_in_place(transformer, x)
+        flat = x.reshape(-1, *x.shape[-2:])
+        group = flat.shape[0] if self.training else self._group(x)
+        if group >= flat.shape[0]:
+            return transformer(flat).reshape(x.shape)
+        return torch.cat([transformer(part) for part in flat.split(group)]).reshape(x.shape)
+
+    def _sequences_in_place(self, transformer: nn.Module, x: Tensor) -> Tensor:
+        """:meth:`_sequences` writing each group's result back into ``x``'s own storage, so no second copy
+        of the activations is made (memory: the chunk's activations plus the budget)."""
+        self.check_fused_inference()
+        group = self._group(x)
         for b in range(x.shape[0]):
             for start in range(0, x.shape[1], group):
                 part = x[b, start:start + group]
                 part.copy_(transformer(part.contiguous()))
         return x
+
+    def _group(self, x: Tensor) -> int:
+        """Sequences of ``x [b, a, n, d]`` per transformer call within :attr:`attention_budget`."""
+        n = x.shape[-2]
+        # attention weights plus the feed-forward activations (4 x dim wide, a few copies) per sequence
+        per_sequence = (self.config.heads * n * n + 12 * self.config.dim * n) * x.element_size()
+        return max(1, self.attention_budget // per_sequence)
 
     def _gather(self, spec: Tensor) -> Tensor:
         """The bins the bands read, in band order: ``[b, (f s), t, c] -> [b, F', t, c]``."""

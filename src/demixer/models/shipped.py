@@ -19,8 +19,8 @@ does not give them: ``{"atten_lim": 30}`` (:attr:`SeparationModel.default_atten_
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -30,11 +30,14 @@ from typing import Any
 from ..files import sha256_of
 from ..errors import ModelNotFoundError
 from .base import SeparationModel
+from .blend import Blend
+from .checkpoint import load_checkpoint
 
 CARD_FORMAT = "demixer.model-card/1"
 REQUIRED = ("format", "name", "tasks", "description", "architecture", "sources", "sample_rate",
             "training", "data", "metrics", "known_weaknesses")
-WEIGHTS = ("file", "sha256")  # required unless the card is a blend
+WEIGHTS = ("file", "sha256", "config")  # required unless the card is a blend
+BLEND = ("audio_channels",)  # a blend's channels (a trained model's are in its config)
 INFERENCE = {"atten_lim": "default_atten_lim"}  # a card's ``inference`` keys -> the model attributes they set
 
 
@@ -65,15 +68,20 @@ class ModelCard:
     def weights(self) -> Path:
         return self.path.with_name(self.data["file"])
 
-    def load(self) -> SeparationModel:
-        from .checkpoint import load_checkpoint
+    @property
+    def facts(self) -> dict[str, Any]:
+        """What a listing shows without loading the weights: sources, sample rate, channels."""
+        channels = self.data["audio_channels"] if "blend" in self.data else self.data["config"].get("audio_channels")
+        return {"sources": list(self.data["sources"]), "sample_rate": int(self.data["sample_rate"]), "audio_channels": channels}
 
+    def load(self, load_member: Callable[[str], SeparationModel] | None = None) -> SeparationModel:
+        """The model the card describes; a blend's members are loaded by name with ``load_member``
+        (the registry's ``load_model``)."""
         if "blend" in self.data:
-            from .blend import Blend
-            from .registry import load_model
-
+            if load_member is None:
+                raise ModelNotFoundError(f"{self.name} is a blend: load it by name (demixer.load_model) or pass load_member")
             spec = self.data["blend"]
-            return Blend([(load_model(name), weight) for name, weight in spec["members"].items()], spec["target"])
+            return Blend([(load_member(name), weight) for name, weight in spec["members"].items()], spec["target"])
         if not self.weights.is_file():
             raise ModelNotFoundError(f"{self.name}: its weights {self.weights} are missing from the package (reinstall demixer)")
         if _sha256(self.weights) != self.data["sha256"]:
@@ -107,7 +115,7 @@ def read_card(path: str | Path) -> ModelCard:
         raise ModelNotFoundError(f"model card {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ModelNotFoundError(f"model card {path}: not a {CARD_FORMAT} card")
-    missing = [k for k in REQUIRED + (() if "blend" in data else WEIGHTS) if k not in data]
+    missing = [k for k in REQUIRED + (BLEND if "blend" in data else WEIGHTS) if k not in data]
     if missing or data.get("format") != CARD_FORMAT:
         raise ModelNotFoundError(f"model card {path}: not a {CARD_FORMAT} card"
                                  + (f" (missing {', '.join(missing)})" if missing else ""))

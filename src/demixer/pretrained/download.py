@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .store import DownloadError
+from ..errors import DownloadError
 
 log = logging.getLogger("demixer")
 
@@ -28,7 +28,7 @@ _BLOCK = 1 << 16
 
 
 def _user_agent() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return f"demixer/{__version__} (+model download)"
 

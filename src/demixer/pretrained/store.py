@@ -12,7 +12,6 @@ This module and :mod:`.download` are the only code in demixer that opens network
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,19 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import sha256_of, write_text_atomic
-from ..errors import DemixerError, ModelNotFoundError
+from ..errors import ChecksumError, DownloadError, ModelNotFoundError
 from .cache import cache_dir, offline
 from .manifest import FileSpec, ManifestEntry
 
 log = logging.getLogger("demixer")
-
-
-class ChecksumError(DemixerError):
-    """A model file's content is not what the manifest says."""
-
-
-class DownloadError(DemixerError):
-    """A model file could not be downloaded."""
 
 
 def model_dir(entry: ManifestEntry) -> Path:

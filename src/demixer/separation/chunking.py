@@ -33,6 +33,7 @@ import torch
 
 from ..audio.channels import channel_groups, merge_channels, split_channels
 from ..models.base import SeparationModel
+from ..models.blend import Blend
 from .memory import release_free_memory
 
 
@@ -268,8 +269,7 @@ def run_chunked(
             batch.append(chunks[i + len(batch)])
         i += len(batch)
         mix = np.concatenate([split_channels(read(c.start, c.length), groups) for c in batch])  # [len(batch)*G, M, n]
-        with torch.inference_mode():
-            out = model(torch.from_numpy(mix).to(device)).float().cpu().numpy()  # [len(batch)*G, S, M, n]
+        out = _forward(model, mix, device)  # [len(batch)*G, S, M, n]
         expected = (mix.shape[0], len(model.sources), mix.shape[1], mix.shape[2])
         if out.shape != expected:
             raise RuntimeError(f"{type(model).__name__} returned shape {out.shape}, expected {expected}")
@@ -282,3 +282,29 @@ def run_chunked(
         emit(ola.flush(chunks[i].start if i < len(chunks) else total))
         if on_progress is not None:
             on_progress(done / work)
+
+
+def _forward(model: SeparationModel, mix: np.ndarray, device: torch.device) -> np.ndarray:
+    """The model on a batch of chunks. Shape: ``[N, M, n]`` -> ``[N, S, M, n]``.
+
+    A :class:`~demixer.models.blend.Blend` is composed here, by the engine: each member runs through
+    :func:`run_chunked` with its own chunking over the chunk, as it would run alone.
+    """
+    if isinstance(model, Blend):
+        return np.stack([_blend_item(model, x) for x in mix])
+    with torch.inference_mode():
+        return model(torch.from_numpy(mix).to(device)).float().cpu().numpy()
+
+
+def _blend_item(blend: Blend, mix: np.ndarray) -> np.ndarray:
+    """One chunk ``[C, T]`` through every member of a blend -> ``[2, C, T]``."""
+    channels, total = mix.shape
+    targets = []
+    for member in blend.members:
+        blocks: list[np.ndarray] = []
+        index = member.sources.index(blend.target)
+        run_chunked(member, lambda start, length: padded_read(start, length, total, channels, lambda lo, hi: mix[:, lo:hi]),
+                    total, channels, lambda block, index=index: blocks.append(block[index].copy()),
+                    device=next(member.parameters(), torch.empty(0)).device)
+        targets.append(torch.from_numpy(np.concatenate(blocks, axis=-1)))
+    return blend.combine(targets, torch.from_numpy(mix)).numpy()

@@ -50,7 +50,7 @@ class Separator:
         self.options = base.replace(**({"name": name} if name is not None else {}), **kwargs)
         if model is None:
             key = self.options.name or default_model_for(self.options.task, self.options.two_stems)
-            model = load_model(key)
+            model = load_model(key).fuse_for_inference()  # ours to fuse; a model passed in is left as it is
             self.model_name = model_display_name(key)
         else:
             self.model_name = self.options.name or type(model).__name__.lower()

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .. import __version__
+from ..version import __version__
 from ..audio.io import iter_blocks, probe
 from ..errors import AudioError, DemixerError, ModelNotFoundError, OptionsError
 from ..models.registry import default_model_for, describe_models, list_models

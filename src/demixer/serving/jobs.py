@@ -59,7 +59,7 @@ class ModelCache:
             if name in self._models:
                 self._models.move_to_end(name)
                 return self._models[name]
-        model = load_model(name, offline=True, progress=False).eval()  # the service never downloads
+        model = load_model(name, offline=True, progress=False).fuse_for_inference()  # the service never downloads
         with self._lock:
             self._models[name] = model
             while len(self._models) > self.size:

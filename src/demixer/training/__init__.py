@@ -1,7 +1,8 @@
 """Training: validated configs, losses (L1, multi-resolution STFT, SI-SDR, PIT), the train loop
 (EMA, gradient clipping, mixed precision, exact resume) and data-parallel launch via torchrun."""
 
-from .config import ConfigError, TrainConfig, load_config
+from ..errors import ConfigError
+from .config import TrainConfig, load_config
 from .losses import LOSS_NAMES, TrainingLoss, pit
 from .trainer import Trainer, TrainResult, train
 

@@ -14,12 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import OptionsError
+from ..errors import ConfigError
 from .losses import LOSS_NAMES
-
-
-class ConfigError(OptionsError):
-    """A training config that cannot run: bad key, bad value, missing file."""
 
 
 class _Section(BaseModel):

@@ -6,7 +6,8 @@ from ..data import Augment, NoiseMixDataset, NoisyCleanDataset, SpeakerMixDatase
 from ..data.base import MixtureDataset
 from ..errors import DemixerError
 from ..models.base import SeparationModel
-from .config import ConfigError, DataSection
+from ..errors import ConfigError
+from .config import DataSection
 
 
 def _stems(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:

@@ -34,7 +34,8 @@ from ..models.base import SeparationModel
 from ..models.checkpoint import build_model, save_checkpoint
 from ..errors import DemixerError, ModelNotFoundError
 from . import distributed
-from .config import ConfigError, TrainConfig, dump_config
+from ..errors import ConfigError
+from .config import TrainConfig, dump_config
 from .datasets import build_datasets
 from .logs import Logs
 from .losses import TrainingLoss, neg_sdr, neg_si_sdr, pit, window_sdr

@@ -50,13 +50,20 @@ def main() -> None:
             for workers in (1, 2):
                 out = Path(tmp) / f"out-{engine}-{workers}"
                 t0 = time.perf_counter()
-                summary = run_batch([str(inputs)], SeparationOptions(name=args.model, out=str(out)), engine=engine,
-                                    workers=workers, progress=False)
+                summary = run_batch(
+                    [str(inputs)],
+                    SeparationOptions(name=args.model, out=str(out)),
+                    engine=engine,
+                    workers=workers,
+                    progress=False,
+                )
                 wall = time.perf_counter() - t0
                 assert summary.ok == args.files, summary.failures
                 results[(engine, workers)] = summary.audio_seconds / wall
-                print(f"  {engine:<5} workers {workers}: {summary.audio_seconds:.0f} s of audio in {wall:.1f} s -> "
-                      f"{results[(engine, workers)]:.2f} audio s per s")
+                print(
+                    f"  {engine:<5} workers {workers}: {summary.audio_seconds:.0f} s of audio in {wall:.1f} s -> "
+                    f"{results[(engine, workers)]:.2f} audio s per s"
+                )
         for engine in args.engines.split(","):
             print(f"  {engine}: 2 workers / 1 worker = {results[(engine, 2)] / results[(engine, 1)]:.2f}x")
         if "local" in args.engines and "ray" in args.engines:

@@ -48,11 +48,18 @@ def main() -> None:
     args = ap.parse_args()
     sr = 44100
     track = next(t for t in find_tracks(args.data) if t.name == args.track)
-    ref = np.stack([track.read(s, int(args.start * sr), int(args.seconds * sr), sr, 2)
-                    for s in ("vocals", "drums", "bass", "other")]).astype(np.float64)
+    ref = np.stack(
+        [
+            track.read(s, int(args.start * sr), int(args.seconds * sr), sr, 2)
+            for s in ("vocals", "drums", "bass", "other")
+        ]
+    ).astype(np.float64)
     est = irm_estimates(ref)
-    print(f"{args.track} {args.start:.0f}-{args.start + args.seconds:.0f} s: 4 sources x 2 channels x {ref.shape[-1]} samples; "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"{args.track} {args.start:.0f}-{args.start + args.seconds:.0f} "
+        f"s: 4 sources x 2 channels x {ref.shape[-1]} samples; "
+        f"torch threads {torch.get_num_threads()}"
+    )
     ours_t, theirs_t = [], []
     for _ in range(args.repeats):
         t = time.perf_counter()
@@ -63,7 +70,10 @@ def main() -> None:
         theirs_t.append(time.perf_counter() - t)
         print(f"  demixer {ours_t[-1]:.3f} s   museval {theirs_t[-1]:.3f} s")
     ratio = statistics.median(theirs_t) / statistics.median(ours_t)
-    print(f"median: demixer {statistics.median(ours_t):.3f} s, museval {statistics.median(theirs_t):.3f} s -> {ratio:.1f}x faster")
+    print(
+        f"median: demixer {statistics.median(ours_t):.3f} s, museval "
+        f"{statistics.median(theirs_t):.3f} s -> {ratio:.1f}x faster"
+    )
     for name, theirs_m in zip(("sdr", "isr", "sir", "sar"), theirs):
         diff = np.nanmax(np.abs(getattr(ours, name) - theirs_m))
         print(f"  max |{name.upper()} demixer - museval| over frames: {diff:.2e} dB")

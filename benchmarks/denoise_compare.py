@@ -61,7 +61,9 @@ def _mono16(path: Path, seconds: float | None = None) -> np.ndarray:
     return y if seconds is None else y[: int(seconds * SR)]
 
 
-def _mix(speech: list[Path], noise: list[Path], seed: int, snrs: tuple[int, ...] | None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _mix(
+    speech: list[Path], noise: list[Path], seed: int, snrs: tuple[int, ...] | None
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Each utterance over a seeded random cut of a noise recording; ``snrs=None`` gives each utterance
     one SNR of 0/5/10 dB in turn, else every utterance is mixed at each SNR (with a different noise)."""
     rng = np.random.default_rng(seed)
@@ -73,11 +75,13 @@ def _mix(speech: list[Path], noise: list[Path], seed: int, snrs: tuple[int, ...]
             name, n = noises[k % len(noises)]
             k += 1
             start = int(rng.integers(0, max(1, n.size - clean.size)))
-            cut = np.resize(n[start:start + clean.size], clean.size)
-            cut = cut * np.sqrt(np.mean(clean ** 2) / (np.mean(cut ** 2) + 1e-12)) * 10 ** (-snr / 20)
+            cut = np.resize(n[start : start + clean.size], clean.size)
+            cut = cut * np.sqrt(np.mean(clean**2) / (np.mean(cut**2) + 1e-12)) * 10 ** (-snr / 20)
             noisy = clean + cut
             peak = max(1.0, float(np.abs(noisy).max()) / 0.99)
-            items.append((f"{path.stem}+{name}@{snr}dB", (noisy / peak).astype(np.float32), (clean / peak).astype(np.float32)))
+            items.append(
+                (f"{path.stem}+{name}@{snr}dB", (noisy / peak).astype(np.float32), (clean / peak).astype(np.float32))
+            )
     return items
 
 
@@ -125,7 +129,9 @@ def rnnoise():
         x48 = soxr.resample(x, SR, 48000)
         x48 = np.concatenate([x48, np.zeros((-x48.size) % FRAME_SIZE)])
         pcm = np.clip(x48 * 32767, -32768, 32767).astype(np.int16)
-        out = np.concatenate([process_mono_frame(state, pcm[i:i + FRAME_SIZE])[0] for i in range(0, pcm.size, FRAME_SIZE)])
+        out = np.concatenate(
+            [process_mono_frame(state, pcm[i : i + FRAME_SIZE])[0] for i in range(0, pcm.size, FRAME_SIZE)]
+        )
         destroy(state)
         return soxr.resample(out.astype(np.float32) / 32767, 48000, SR)[: x.size]
 
@@ -138,8 +144,12 @@ def noisereduce_():
     return lambda x: nr.reduce_noise(y=x, sr=SR, stationary=False).astype(np.float32)
 
 
-PEERS = {"spectral-gate": lambda: demixer_model("spectral-gate"), "deepfilternet3": deepfilternet3,
-         "rnnoise": rnnoise, "noisereduce": noisereduce_}
+PEERS = {
+    "spectral-gate": lambda: demixer_model("spectral-gate"),
+    "deepfilternet3": deepfilternet3,
+    "rnnoise": rnnoise,
+    "noisereduce": noisereduce_,
+}
 
 
 def find_delay(method, items, max_lag: int = 2000) -> int:
@@ -154,17 +164,35 @@ def find_delay(method, items, max_lag: int = 2000) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", nargs="+", default=["demixer-denoise"],
-                    help="demixer model names or checkpoints (default: the shipped demixer-denoise)")
-    ap.add_argument("--peers", nargs="*", choices=list(PEERS), default=list(PEERS),
-                    help="the other methods to run (default: all; none: just the noisy input and ours)")
+    ap.add_argument(
+        "--checkpoint",
+        nargs="+",
+        default=["demixer-denoise"],
+        help="demixer model names or checkpoints (default: the shipped demixer-denoise)",
+    )
+    ap.add_argument(
+        "--peers",
+        nargs="*",
+        choices=list(PEERS),
+        default=list(PEERS),
+        help="the other methods to run (default: all; none: just the noisy input and ours)",
+    )
     ap.add_argument("--sets", nargs="+", choices=list(SETS), default=["valentini", "mixed"])
-    ap.add_argument("--seeds", nargs="+", type=int,
-                    help="mix the mixed/heldout/unseen sets once per seed (new noise cuts) and pool them "
-                         "(default: one seed per set)")
-    ap.add_argument("--atten-lim", type=float, nargs="+", metavar="DB",
-                    help="run demixer's own models with each of these --atten-lim values (inf: no limit; "
-                         "default: each model's own default, 30 dB for demixer-denoise)")
+    ap.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        help="mix the mixed/heldout/unseen sets once per seed (new noise cuts) and pool them "
+        "(default: one seed per set)",
+    )
+    ap.add_argument(
+        "--atten-lim",
+        type=float,
+        nargs="+",
+        metavar="DB",
+        help="run demixer's own models with each of these --atten-lim values (inf: no limit; "
+        "default: each model's own default, 30 dB for demixer-denoise)",
+    )
     ap.add_argument("--json", type=Path, help="also write the means to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -175,20 +203,26 @@ def main() -> None:
         return [item for seed in args.seeds for item in SETS[name](seed)]
 
     sets = {name: make_set(name) for name in args.sets}
-    methods = {"noisy input": lambda: (lambda x: x)}
+    methods = {"noisy input": lambda: lambda x: x}
     from demixer.models import model_display_name
 
     for lim in args.atten_lim or [None]:
         suffix = "" if lim is None else f" (atten-lim {lim:g})"
-        methods.update({model_display_name(name) + suffix: (lambda name=name, lim=lim: demixer_model(name, lim))
-                        for name in args.checkpoint})
+        methods.update(
+            {
+                model_display_name(name) + suffix: (lambda name=name, lim=lim: demixer_model(name, lim))
+                for name in args.checkpoint
+            }
+        )
     methods.update({name: PEERS[name] for name in args.peers})
     results: dict[str, dict] = {}
     for set_name, items in sets.items():
         results[set_name] = {"files": len(items)}
         seconds = sum(c.size for _, _, c in items) / SR
         print(f"\n{set_name}: {len(items)} files, {seconds:.0f} s; means over files (gains are over the noisy input)")
-        print(f"{'method':<28} {'PESQ-wb':>8} {'gain':>6} {'STOI':>6} {'gain':>6} {'SI-SDRi':>8} {'delay':>6} {'RTF':>7}")
+        print(
+            f"{'method':<28} {'PESQ-wb':>8} {'gain':>6} {'STOI':>6} {'gain':>6} {'SI-SDRi':>8} {'delay':>6} {'RTF':>7}"
+        )
         base = {}
         for label, make in methods.items():
             try:
@@ -202,17 +236,28 @@ def main() -> None:
                 t0 = time.perf_counter()
                 y = method(noisy)
                 t += time.perf_counter() - t0
-                y = np.concatenate([y[delay:], np.zeros(delay)]) if delay > 0 else np.concatenate([np.zeros(-delay), y[: y.size + delay]])
+                y = (
+                    np.concatenate([y[delay:], np.zeros(delay)])
+                    if delay > 0
+                    else np.concatenate([np.zeros(-delay), y[: y.size + delay]])
+                )
                 p.append(pesq(reference=clean, estimate=y, sample_rate=SR))
                 s.append(stoi(reference=clean, estimate=y, sample_rate=SR))
                 g.append(si_sdr_i(reference=clean, estimate=y, mixture=noisy))
             if label == "noisy input":
                 base = {"pesq": np.mean(p), "stoi": np.mean(s)}
-            results[set_name][label] = {"pesq_wb": round(float(np.mean(p)), 3), "pesq_gain": round(float(np.mean(p) - base["pesq"]), 3),
-                                        "stoi": round(float(np.mean(s)), 4), "stoi_gain": round(float(np.mean(s) - base["stoi"]), 4),
-                                        "si_sdri": round(float(np.mean(g)), 3), "rtf_1_thread": round(t / seconds, 4)}
-            print(f"{label:<28} {np.mean(p):>8.2f} {np.mean(p) - base['pesq']:>+6.2f} {np.mean(s):>6.3f} "
-                  f"{np.mean(s) - base['stoi']:>+6.3f} {np.mean(g):>+8.2f} {delay:>6} {t / seconds:>7.4f}")
+            results[set_name][label] = {
+                "pesq_wb": round(float(np.mean(p)), 3),
+                "pesq_gain": round(float(np.mean(p) - base["pesq"]), 3),
+                "stoi": round(float(np.mean(s)), 4),
+                "stoi_gain": round(float(np.mean(s) - base["stoi"]), 4),
+                "si_sdri": round(float(np.mean(g)), 3),
+                "rtf_1_thread": round(t / seconds, 4),
+            }
+            print(
+                f"{label:<28} {np.mean(p):>8.2f} {np.mean(p) - base['pesq']:>+6.2f} {np.mean(s):>6.3f} "
+                f"{np.mean(s) - base['stoi']:>+6.3f} {np.mean(g):>+8.2f} {delay:>6} {t / seconds:>7.4f}"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

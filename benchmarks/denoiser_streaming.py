@@ -36,7 +36,10 @@ def main() -> None:
     ap.add_argument("--model", help="a denoiser model name or checkpoint instead of random weights")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print(f"{'rate':>6} {'RTF (median of ' + str(args.repeats) + ')':>20} {'us/hop':>8} {'latency':>10} {'max |stream - offline|':>24}")
+    print(
+        f"{'rate':>6} {'RTF (median of ' + str(args.repeats) + ')':>20} "
+        f"{'us/hop':>8} {'latency':>10} {'max |stream - offline|':>24}"
+    )
     for sr in (16000, 48000):
         torch.manual_seed(0)
         if args.model:
@@ -51,14 +54,14 @@ def main() -> None:
         for _ in range(args.repeats):
             stream = StreamingDenoiser(model)
             t0 = time.perf_counter()
-            out = [stream.process(x[i:i + block]) for i in range(0, len(x), block)]
+            out = [stream.process(x[i : i + block]) for i in range(0, len(x), block)]
             out.append(stream.flush())
             times.append(time.perf_counter() - t0)
         y = np.concatenate(out)
         with torch.no_grad():
             ref = model(torch.from_numpy(x)[None, None])[0, 0, 0].numpy()
         lat = model.latency
-        err = float(np.abs(y[lat:lat + len(x)] - ref).max())
+        err = float(np.abs(y[lat : lat + len(x)] - ref).max())
         impulse = np.zeros(sr // 2, np.float32)
         impulse[sr // 10] = 1.0
         stream = StreamingDenoiser(model)
@@ -66,8 +69,10 @@ def main() -> None:
         measured = int(np.argmax(np.abs(resp))) - sr // 10
         rtf = float(np.median(times)) / args.seconds
         hops = len(x) / model.hop
-        print(f"{sr:>6} {rtf:>20.4f} {1e6 * float(np.median(times)) / hops:>8.0f} "
-              f"{1000 * measured / sr:>8.1f}ms {err:>24.2e}")
+        print(
+            f"{sr:>6} {rtf:>20.4f} {1e6 * float(np.median(times)) / hops:>8.0f} "
+            f"{1000 * measured / sr:>8.1f}ms {err:>24.2e}"
+        )
 
 
 if __name__ == "__main__":

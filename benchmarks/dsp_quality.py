@@ -32,7 +32,7 @@ def music_tracks(seconds: float):
         T = stems["vocals"].shape[1]
         n = min(T, int(seconds * 44100))
         a = (T - n) // 2
-        yield folder.name, {s: y[:, a:a + n] for s, y in stems.items()}
+        yield folder.name, {s: y[:, a : a + n] for s, y in stems.items()}
 
 
 def speech_pairs():
@@ -41,9 +41,14 @@ def speech_pairs():
         clean = load_audio(pairs / "clean" / noisy.name)[0]
         yield f"valentini/{noisy.stem}", clean, load_audio(noisy)[0] - clean
     rng = np.random.default_rng(0)
-    noises = [resample(load_audio(p)[0][:1], 16000 if "speech_commands" in str(p) else 44100, 16000)
-              for p in sorted((DATA / "noise").rglob("*.flac"))]
-    speech = sorted((DATA / "speech" / "librispeech").glob("*.flac")) + sorted((DATA / "speech" / "cmu_arctic").glob("*.flac"))[:2]
+    noises = [
+        resample(load_audio(p)[0][:1], 16000 if "speech_commands" in str(p) else 44100, 16000)
+        for p in sorted((DATA / "noise").rglob("*.flac"))
+    ]
+    speech = (
+        sorted((DATA / "speech" / "librispeech").glob("*.flac"))
+        + sorted((DATA / "speech" / "cmu_arctic").glob("*.flac"))[:2]
+    )
     for i, p in enumerate(speech):
         clean, sr = load_audio(p)
         clean = resample(clean[:1], sr, 16000)
@@ -51,7 +56,7 @@ def speech_pairs():
         start = rng.integers(0, max(1, noise.shape[1] - clean.shape[1]))
         nz = np.resize(noise[:, start:], clean.shape)
         snr = [0, 5][i % 2]
-        nz = nz * np.sqrt((clean ** 2).mean() / ((nz ** 2).mean() + 1e-12) / 10 ** (snr / 10))
+        nz = nz * np.sqrt((clean**2).mean() / ((nz**2).mean() + 1e-12) / 10 ** (snr / 10))
         yield f"{p.stem}+noise{i % len(noises)}@{snr}dB", clean, nz
 
 
@@ -69,15 +74,33 @@ def main() -> int:
                 if np.abs(stems[t]).max() == 0:
                     continue
                 ref = stems[t]
-                rows.append((name, t, track, sdr(reference=ref, estimate=out[t].numpy()), sdr(reference=ref, estimate=mix)))
+                rows.append(
+                    (name, t, track, sdr(reference=ref, estimate=out[t].numpy()), sdr(reference=ref, estimate=mix))
+                )
                 other = "other" if name == "hpss" else "no_vocals"
                 ref_o = mix - ref
-                rows.append((name, other, track, sdr(reference=ref_o, estimate=out[other].numpy()), sdr(reference=ref_o, estimate=mix)))
+                rows.append(
+                    (
+                        name,
+                        other,
+                        track,
+                        sdr(reference=ref_o, estimate=out[other].numpy()),
+                        sdr(reference=ref_o, estimate=mix),
+                    )
+                )
     gate = Separator("spectral-gate")
     for label, clean, noise in speech_pairs():
         noisy = clean + noise
         est = gate.separate_tensor(noisy, 16000)["speech"].numpy()
-        rows.append(("spectral-gate", "speech(si-sdr)", label, si_sdr(reference=clean, estimate=est), si_sdr(reference=clean, estimate=noisy)))
+        rows.append(
+            (
+                "spectral-gate",
+                "speech(si-sdr)",
+                label,
+                si_sdr(reference=clean, estimate=est),
+                si_sdr(reference=clean, estimate=noisy),
+            )
+        )
     print(f"{'method':<14} {'stem':<15} {'track':<44} {'SDR':>7} {'mix':>7} {'gain':>7}")
     for r in rows:
         print(f"{r[0]:<14} {r[1]:<15} {r[2]:<44} {r[3]:7.2f} {r[4]:7.2f} {r[3] - r[4]:+7.2f}")
@@ -85,8 +108,12 @@ def main() -> int:
     keys = sorted({(r[0], r[1]) for r in rows})
     for k in keys:
         sel = [r for r in rows if (r[0], r[1]) == k]
-        print(f"{k[0]:<14} {k[1]:<15} SDR {np.mean([r[3] for r in sel]):6.2f}  mixture {np.mean([r[4] for r in sel]):6.2f}  "
-              f"gain {np.mean([r[3] - r[4] for r in sel]):+6.2f}  (n={len(sel)}, gain>0 on {sum(r[3] > r[4] for r in sel)})")
+        print(
+            f"{k[0]:<14} {k[1]:<15} SDR {np.mean([r[3] for r in sel]):6.2f} "
+            f" mixture {np.mean([r[4] for r in sel]):6.2f}  "
+            f"gain {np.mean([r[3] - r[4] for r in sel]):+6.2f}  "
+            f"(n={len(sel)}, gain>0 on {sum(r[3] > r[4] for r in sel)})"
+        )
     return 0
 
 

@@ -41,8 +41,24 @@ def run(path: Path, out: Path, model: str) -> tuple[float, float]:
         "import resource, sys; from demixer.cli.main import main; rc = main(sys.argv[1:]); "
         "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)"
     )
-    r = subprocess.run([sys.executable, "-c", code, "-q", "separate", "-n", model, "-o", str(out), "--overwrite", "--no-progress", str(path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "-q",
+            "separate",
+            "-n",
+            model,
+            "-o",
+            str(out),
+            "--overwrite",
+            "--no-progress",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(r.stderr)
@@ -65,7 +81,9 @@ def main() -> int:
             make_input(path, minutes)
         wall, rss = run(path, work / "out", args.name)
         rows.append((minutes, wall, wall / (minutes * 60), rss))
-        print(f"{minutes:6g} min  wall {wall:8.1f} s  RTF {wall / (minutes * 60):.3f}  peak RSS {rss:7.0f} MB", flush=True)
+        print(
+            f"{minutes:6g} min  wall {wall:8.1f} s  RTF {wall / (minutes * 60):.3f}  peak RSS {rss:7.0f} MB", flush=True
+        )
     print(f"\nmodel {args.name}, {os.cpu_count()} cores")
     print("| input | wall (s) | RTF | peak RSS (MB) | vs first |")
     print("|---|---|---|---|---|")

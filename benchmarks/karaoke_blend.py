@@ -22,8 +22,10 @@ from demixer.audio import load_audio
 from demixer.evaluation import bss_eval_v4, sdr
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SETS = {"caesium (validation)": DATA / "music" / "train" / "caesium",
-        "MUSDB excerpt (test)": DATA / "music" / "valid" / "musdb18_easton_ellises_falcon69_excerpt"}
+SETS = {
+    "caesium (validation)": DATA / "music" / "train" / "caesium",
+    "MUSDB excerpt (test)": DATA / "music" / "valid" / "musdb18_easton_ellises_falcon69_excerpt",
+}
 
 
 def main() -> None:
@@ -45,17 +47,33 @@ def main() -> None:
         b = repet.separate_tensor(torch.from_numpy(mix), 44100)["vocals"].numpy()
         for w in weights:
             v = w * a + (1 - w) * b
-            med = bss_eval_v4(reference=np.stack([refs["vocals"], rest]), estimate=np.stack([v, mix - v]),
-                              window=44100, hop=44100).median()
+            med = bss_eval_v4(
+                reference=np.stack([refs["vocals"], rest]), estimate=np.stack([v, mix - v]), window=44100, hop=44100
+            ).median()
             usdr = float(sdr(reference=refs["vocals"], estimate=v))
-            rows.append({"set": label, "weight_demixer_4stem": w, "weight_repet_sim": round(1 - w, 4),
-                         "vocals_median_sdr": round(float(med["SDR"][0]), 3),
-                         "no_vocals_median_sdr": round(float(med["SDR"][1]), 3), "vocals_usdr": round(usdr, 3)})
+            rows.append(
+                {
+                    "set": label,
+                    "weight_demixer_4stem": w,
+                    "weight_repet_sim": round(1 - w, 4),
+                    "vocals_median_sdr": round(float(med["SDR"][0]), 3),
+                    "no_vocals_median_sdr": round(float(med["SDR"][1]), 3),
+                    "vocals_usdr": round(usdr, 3),
+                }
+            )
             print(f"{label:<22} {w:>7.2f} {med['SDR'][0]:>7.2f} {med['SDR'][1]:>9.2f} {usdr:>6.2f}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"metric": "museval median SDR over 1 s windows (dB), scored as demixer "
-                                         "evaluate --two-stems vocals scores; uSDR over the whole track", "rows": rows},
-                                        indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "metric": "museval median SDR over 1 s windows (dB), scored as demixer "
+                    "evaluate --two-stems vocals scores; uSDR over the whole track",
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -51,13 +51,32 @@ ROFORMER = {
     "mel": dict(dim=384, depth=6, time_transformer_depth=1, freq_transformer_depth=1, dim_head=64, heads=8),
 }
 UMX_TARGETS = ("vocals", "drums", "bass", "other")
-HTDEMUCS = dict(channels=48, growth=2, nfft=4096, depth=4, dconv_mode=3, dconv_depth=2, dconv_comp=8, dconv_init=1e-3,
-                bottom_channels=512, t_layers=5, t_heads=8, t_hidden_scale=4.0, t_layer_scale=True, t_gelu=True,
-                segment=Fraction(39, 5), samplerate=44100, freq_emb=0.2, norm_starts=4, norm_groups=4)
+HTDEMUCS = dict(
+    channels=48,
+    growth=2,
+    nfft=4096,
+    depth=4,
+    dconv_mode=3,
+    dconv_depth=2,
+    dconv_comp=8,
+    dconv_init=1e-3,
+    bottom_channels=512,
+    t_layers=5,
+    t_heads=8,
+    t_hidden_scale=4.0,
+    t_layer_scale=True,
+    t_gelu=True,
+    segment=Fraction(39, 5),
+    samplerate=44100,
+    freq_emb=0.2,
+    norm_starts=4,
+    norm_groups=4,
+)
 HT_SOURCES = ["drums", "bass", "other", "vocals"]
 
 
 # -- the reference models and how they are run -------------------------------------------------------
+
 
 def reference(arch: str, depth: int | None) -> torch.nn.Module:
     torch.manual_seed(0)
@@ -77,10 +96,19 @@ def reference(arch: str, depth: int | None) -> torch.nn.Module:
 
     cfg = dict(ROFORMER[arch], depth=depth or ROFORMER[arch]["depth"])
     if arch == "bs":
-        return bs_roformer.BSRoformer(**cfg, stereo=True, num_stems=1, freqs_per_bands=VIPERX_BANDS, stft_hop_length=441,
-                                      mask_estimator_depth=2)
-    return bs_roformer.MelBandRoformer(**cfg, stereo=True, num_stems=1, num_bands=60, stft_hop_length=441,
-                                       mask_estimator_depth=2, attn_dropout=0.0, ff_dropout=0.0)
+        return bs_roformer.BSRoformer(
+            **cfg, stereo=True, num_stems=1, freqs_per_bands=VIPERX_BANDS, stft_hop_length=441, mask_estimator_depth=2
+        )
+    return bs_roformer.MelBandRoformer(
+        **cfg,
+        stereo=True,
+        num_stems=1,
+        num_bands=60,
+        stft_hop_length=441,
+        mask_estimator_depth=2,
+        attn_dropout=0.0,
+        ff_dropout=0.0,
+    )
 
 
 def ours(arch: str, depth: int | None) -> torch.nn.Module:
@@ -96,7 +124,11 @@ def ours(arch: str, depth: int | None) -> torch.nn.Module:
     from demixer.models.roformer import BSRoformer, MelRoformer, RoformerConfig
 
     kw = dict(ROFORMER[arch], depth=depth or ROFORMER[arch]["depth"], hop_length=441, mask_estimator_depth=2)
-    return BSRoformer(RoformerConfig(**kw, freqs_per_bands=VIPERX_BANDS)) if arch == "bs" else MelRoformer(RoformerConfig(**kw, num_bands=60))
+    return (
+        BSRoformer(RoformerConfig(**kw, freqs_per_bands=VIPERX_BANDS))
+        if arch == "bs"
+        else MelRoformer(RoformerConfig(**kw, num_bands=60))
+    )
 
 
 def to_ours(arch: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -120,20 +152,22 @@ def roformer_demix(model: torch.nn.Module, mix: torch.Tensor, chunk: int = 35280
     counter = torch.zeros(mix.shape[-1])
     with torch.no_grad():
         for i in range(0, mix.shape[-1], step):
-            part = mix[:, i:i + chunk]
+            part = mix[:, i : i + chunk]
             n = part.shape[-1]
             if n < chunk:
-                part = torch.nn.functional.pad(part[None], (0, chunk - n), mode="reflect" if n > chunk // 2 + 1 else "constant")[0]
+                part = torch.nn.functional.pad(
+                    part[None], (0, chunk - n), mode="reflect" if n > chunk // 2 + 1 else "constant"
+                )[0]
             out = model(part[None])[0][..., :n]
             w = window[:n].clone()
             if i == 0:
                 w[:fade] = 1
             if i + step >= mix.shape[-1]:
                 w[-fade:] = 1
-            result[:, i:i + n] += out * w
-            counter[i:i + n] += w
+            result[:, i : i + n] += out * w
+            counter[i : i + n] += w
     est = result / counter.clamp(min=1e-8)
-    return est[:, border:border + length] if length > 2 * border else est
+    return est[:, border : border + length] if length > 2 * border else est
 
 
 def run_reference(arch: str, model: torch.nn.Module, mix: torch.Tensor, shifts: int) -> torch.Tensor:
@@ -149,6 +183,7 @@ def run_reference(arch: str, model: torch.nn.Module, mix: torch.Tensor, shifts: 
 
 # -- one side in a fresh process ---------------------------------------------------------------------
 
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the parent across exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -158,7 +193,9 @@ def peak_rss_mb() -> float:
 
 
 def mixture(seconds: float) -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng(1).standard_normal((2, int(seconds * 44100))).astype(np.float32) * 0.1)
+    return torch.from_numpy(
+        np.random.default_rng(1).standard_normal((2, int(seconds * 44100))).astype(np.float32) * 0.1
+    )
 
 
 def run_side(args) -> None:
@@ -230,11 +267,27 @@ def main() -> None:
     del ref, model
     print(f"{args.arch}: {params / 1e6:.1f} M parameters, {args.seconds:.0f} s stereo, {args.threads} threads")
     ratios = []
-    for trial in range(args.repeat):  # alternating sides: this machine's speed drifts, the pairs share the drift
+    for _trial in range(args.repeat):  # alternating sides: this machine's speed drifts, the pairs share the drift
         results = {}
         for side in ("ref", "ours"):
-            cmd = [sys.executable, __file__, "--arch", args.arch, "--seconds", str(args.seconds), "--threads", str(args.threads),
-                   "--shifts-ref", str(args.shifts_ref), "--side", side, "--weights", str(weights), "--save", str(tmp / f"{side}.npy")]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--arch",
+                args.arch,
+                "--seconds",
+                str(args.seconds),
+                "--threads",
+                str(args.threads),
+                "--shifts-ref",
+                str(args.shifts_ref),
+                "--side",
+                side,
+                "--weights",
+                str(weights),
+                "--save",
+                str(tmp / f"{side}.npy"),
+            ]
             if args.depth:
                 cmd += ["--depth", str(args.depth)]
             done = subprocess.run(cmd, capture_output=True, text=True)
@@ -244,12 +297,21 @@ def main() -> None:
             print(f"  {side:<4} RTF {results[side]['rtf']:.3f}  peak RSS {results[side]['peak_mb']:.0f} MB")
         if args.arch == "umx":
             diff = float(np.abs(np.load(tmp / "ref.npy") - np.load(tmp / "ours.npy")).max())
-        ratios.append((results["ref"]["seconds"] / results["ours"]["seconds"], results["ours"]["peak_mb"] / results["ref"]["peak_mb"]))
-        print(f"  speed-up {ratios[-1][0]:.2f}x, memory ratio {ratios[-1][1]:.2f}, "
-              f"max |ours - reference| = {diff:.2e} ({where})")
+        ratios.append(
+            (
+                results["ref"]["seconds"] / results["ours"]["seconds"],
+                results["ours"]["peak_mb"] / results["ref"]["peak_mb"],
+            )
+        )
+        print(
+            f"  speed-up {ratios[-1][0]:.2f}x, memory ratio {ratios[-1][1]:.2f}, "
+            f"max |ours - reference| = {diff:.2e} ({where})"
+        )
     if args.repeat > 1:
-        print(f"  median of {args.repeat}: speed-up {np.median([r[0] for r in ratios]):.2f}x, "
-              f"memory ratio {np.median([r[1] for r in ratios]):.2f}")
+        print(
+            f"  median of {args.repeat}: speed-up {np.median([r[0] for r in ratios]):.2f}x, "
+            f"memory ratio {np.median([r[1] for r in ratios]):.2f}"
+        )
 
 
 if __name__ == "__main__":

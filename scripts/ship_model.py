@@ -73,20 +73,31 @@ def eval_medians(folder: Path) -> dict:
         tracks.add(r["track"])
         if r["value"] != "":
             values[r["model"]][r["target"]][r["metric"]].append(float(r["value"]))
-    return {"tracks": len(tracks), "median": {m: {t: {k: round(statistics.median(v), 3) for k, v in ms.items()}
-                                                  for t, ms in ts.items()} for m, ts in values.items()}}
+    return {
+        "tracks": len(tracks),
+        "median": {
+            m: {t: {k: round(statistics.median(v), 3) for k, v in ms.items()} for t, ms in ts.items()}
+            for m, ts in values.items()
+        },
+    }
 
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
 def _metrics(args) -> dict:
-    return {"evaluations": {label: eval_medians(Path(folder)) for label, folder in (e.split("=", 1) for e in args.eval)},
-            "benchmarks": {label: json.loads(Path(f).read_text()) for label, f in (b.split("=", 1) for b in args.benchmark)}}
+    return {
+        "evaluations": {label: eval_medians(Path(folder)) for label, folder in (e.split("=", 1) for e in args.eval)},
+        "benchmarks": {
+            label: json.loads(Path(f).read_text()) for label, f in (b.split("=", 1) for b in args.benchmark)
+        },
+    }
 
 
 def _selection(args) -> dict:
@@ -122,16 +133,23 @@ def ship_blend(args) -> int:
         "audio_channels": model.audio_channels,
         "training": {
             "kind": "no training of its own: a weighted blend of shipped models' "
-                    f"{args.target}; only the weights were chosen, on validation data",
-            "members": {name: {"kind": entries[name].kind, "sha256": cards.get(name, {}).get("sha256"),
-                               "config_file": cards.get(name, {}).get("training", {}).get("config_file")}
-                        for name in members},
+            f"{args.target}; only the weights were chosen, on validation data",
+            "members": {
+                name: {
+                    "kind": entries[name].kind,
+                    "sha256": cards.get(name, {}).get("sha256"),
+                    "config_file": cards.get(name, {}).get("training", {}).get("config_file"),
+                }
+                for name in members
+            },
             "hardware": args.hardware,
             "demixer_commit": git_commit(),
         },
         "data": {name: c["data"] for name, c in cards.items()},
-        "metrics": {"validation": {"split": selection.get("selection_split"), "selection": selection.get("selection")},
-                    **_metrics(args)},
+        "metrics": {
+            "validation": {"split": selection.get("selection_split"), "selection": selection.get("selection")},
+            **_metrics(args),
+        },
         "known_weaknesses": args.weakness,
         "notes": args.note,
     }
@@ -143,14 +161,28 @@ def ship_blend(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path, nargs="?", help="training output folder (train.out): best.safetensors, config.yaml, valid.csv")
-    p.add_argument("--blend", action="append", default=[], metavar="MODEL=WEIGHT",
-                   help="instead of a run: ship a blend of these shipped models' --target stem (repeatable)")
+    p.add_argument(
+        "run", type=Path, nargs="?", help="training output folder (train.out): best.safetensors, config.yaml, valid.csv"
+    )
+    p.add_argument(
+        "--blend",
+        action="append",
+        default=[],
+        metavar="MODEL=WEIGHT",
+        help="instead of a run: ship a blend of these shipped models' --target stem (repeatable)",
+    )
     p.add_argument("--target", default="vocals", help="the stem a blend blends (default: vocals)")
-    p.add_argument("--validation", metavar="LABEL=JSON",
-                   help="the benchmark (JSON, on validation data) that chose a blend's weights or the --atten-lim default")
-    p.add_argument("--atten-lim", type=float, metavar="DB",
-                   help="a denoiser's default --atten-lim (the card's inference entry), chosen on --validation")
+    p.add_argument(
+        "--validation",
+        metavar="LABEL=JSON",
+        help="the benchmark (JSON, on validation data) that chose a blend's weights or the --atten-lim default",
+    )
+    p.add_argument(
+        "--atten-lim",
+        type=float,
+        metavar="DB",
+        help="a denoiser's default --atten-lim (the card's inference entry), chosen on --validation",
+    )
     p.add_argument("--name", required=True)
     p.add_argument("--tasks", nargs="+", required=True)
     p.add_argument("--description", required=True)
@@ -158,9 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step", type=int, help="training step of those weights (default: read from the checkpoint)")
     p.add_argument("--config", type=Path, help="the config in configs/ that trained it (default: configs/NAME.yaml)")
     p.add_argument("--hardware", required=True)
-    p.add_argument("--eval", action="append", default=[], metavar="LABEL=FOLDER", help="a demixer evaluate output folder")
-    p.add_argument("--benchmark", action="append", default=[], metavar="LABEL=JSON",
-                   help="a benchmark's JSON output (e.g. benchmarks/denoise_compare.py --json), copied into the card")
+    p.add_argument(
+        "--eval", action="append", default=[], metavar="LABEL=FOLDER", help="a demixer evaluate output folder"
+    )
+    p.add_argument(
+        "--benchmark",
+        action="append",
+        default=[],
+        metavar="LABEL=JSON",
+        help="a benchmark's JSON output (e.g. benchmarks/denoise_compare.py --json), copied into the card",
+    )
     p.add_argument("--weakness", action="append", default=[], help="a known weakness (repeatable)")
     p.add_argument("--note", action="append", default=[], help="anything else a user should know (repeatable)")
     args = p.parse_args(argv)
@@ -183,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     dst = out / f"{args.name}.safetensors"
     shutil.copyfile(src, dst)
+    config_name = str(config_file.relative_to(ROOT)) if config_file.is_relative_to(ROOT) else str(config_file)
     card = {
         "format": CARD_FORMAT,
         "name": args.name,
@@ -196,22 +236,26 @@ def main(argv: list[str] | None = None) -> int:
         "sources": meta["sources"],
         "sample_rate": meta["sample_rate"],
         "training": {
-            "config_file": str(config_file.relative_to(ROOT)) if config_file.is_relative_to(ROOT) else str(config_file),
-            "command": f"demixer train -c {config_file.relative_to(ROOT) if config_file.is_relative_to(ROOT) else config_file}"
-                       " (continue with --resume)",
+            "config_file": config_name,
+            "command": f"demixer train -c {config_name} (continue with --resume)",
             "shipped_step": valid.get("step"),
             "shipped_epoch": valid.get("epoch"),
             "steps_run_so_far": steps_run,
             "wall_seconds_to_shipped_step": valid.get("seconds"),
             "hardware": args.hardware,
-            "loss": run_config.get("loss"), "optim": run_config.get("optim"), "schedule": run_config.get("schedule"),
+            "loss": run_config.get("loss"),
+            "optim": run_config.get("optim"),
+            "schedule": run_config.get("schedule"),
             "ema": run_config.get("train", {}).get("ema"),
             "demixer_commit": git_commit(),
         },
         "data": run_config.get("data"),
         "metrics": {
-            "validation": {"split": "the config's data.valid / holdout (never trained on)", "at_shipped_step": valid,
-                           **_selection(args)},
+            "validation": {
+                "split": "the config's data.valid / holdout (never trained on)",
+                "at_shipped_step": valid,
+                **_selection(args),
+            },
             **_metrics(args),
         },
         "known_weaknesses": args.weakness,

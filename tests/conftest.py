@@ -24,8 +24,14 @@ def shared(rel: str) -> Path:
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real command line (``python -m demixer``) as a user would."""
-    return subprocess.run([sys.executable, "-m", "demixer", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "demixer", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def tone(seconds: float = 1.0, sr: int = 44100, channels: int = 2, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
@@ -41,14 +47,23 @@ def speaker_training_config(out: Path, architecture: str, config: dict):
     from demixer.training import load_config
 
     roots = [str(p) for p in sorted(shared("speech").iterdir())]
-    return load_config(data={
-        "model": {"architecture": architecture, "config": config},
-        "data": {"kind": "speakers", "train": roots[:4], "valid": roots[4:], "segment": 1.0, "items_per_epoch": 4,
-                 "valid_items": 2, "batch_size": 2},
-        "loss": {"terms": {"si_sdr": 1.0}, "pit": True},
-        "schedule": {"epochs": 1},
-        "train": {"out": str(out), "progress": False, "tensorboard": False},
-    })
+    return load_config(
+        data={
+            "model": {"architecture": architecture, "config": config},
+            "data": {
+                "kind": "speakers",
+                "train": roots[:4],
+                "valid": roots[4:],
+                "segment": 1.0,
+                "items_per_epoch": 4,
+                "valid_items": 2,
+                "batch_size": 2,
+            },
+            "loss": {"terms": {"si_sdr": 1.0}, "pit": True},
+            "schedule": {"epochs": 1},
+            "train": {"out": str(out), "progress": False, "tensorboard": False},
+        }
+    )
 
 
 @pytest.fixture
@@ -68,8 +83,12 @@ def write_stem_mp4(path: Path, stems: dict[str, np.ndarray], sr: int) -> Path:
     for i, x in enumerate(signals):
         wavs.append(tmp / f"{i}.wav")
         sf.write(wavs[-1], np.asarray(x, np.float32).T, sr, subtype="FLOAT")
-    cmd = ["ffmpeg", "-v", "error", "-y"] + sum((["-i", str(w)] for w in wavs), []) + \
-        sum((["-map", f"{i}:a"] for i in range(5)), []) + ["-c:a", "aac", "-b:a", "256k", str(path)]
+    cmd = (
+        ["ffmpeg", "-v", "error", "-y"]
+        + sum((["-i", str(w)] for w in wavs), [])
+        + sum((["-map", f"{i}:a"] for i in range(5)), [])
+        + ["-c:a", "aac", "-b:a", "256k", str(path)]
+    )
     subprocess.run(cmd, check=True)
     for w in wavs:
         w.unlink()

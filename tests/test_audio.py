@@ -8,20 +8,34 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from demixer.audio import (AudioWriter, OutputFormat, StreamResampler, channel_groups, iter_blocks, load_audio,
-                           merge_channels, probe, resample, save_audio, split_channels)
+from demixer.audio import (
+    AudioWriter,
+    OutputFormat,
+    StreamResampler,
+    channel_groups,
+    iter_blocks,
+    load_audio,
+    merge_channels,
+    probe,
+    resample,
+    save_audio,
+    split_channels,
+)
 from demixer.errors import AudioError
 
 from .conftest import tone
 
 
-@pytest.mark.parametrize("fmt, tol", [
-    (OutputFormat("wav", "int16"), 1 / 2 ** 15 + 1e-7),
-    (OutputFormat("wav", "int24"), 1 / 2 ** 23 + 1e-7),
-    (OutputFormat("wav", "float32"), 0.0),
-    (OutputFormat("flac", "int16"), 1 / 2 ** 15 + 1e-7),
-    (OutputFormat("flac", "int24"), 1 / 2 ** 23 + 1e-7),
-])
+@pytest.mark.parametrize(
+    "fmt, tol",
+    [
+        (OutputFormat("wav", "int16"), 1 / 2**15 + 1e-7),
+        (OutputFormat("wav", "int24"), 1 / 2**23 + 1e-7),
+        (OutputFormat("wav", "float32"), 0.0),
+        (OutputFormat("flac", "int16"), 1 / 2**15 + 1e-7),
+        (OutputFormat("flac", "int24"), 1 / 2**23 + 1e-7),
+    ],
+)
 @pytest.mark.parametrize("sr, channels", [(8000, 1), (44100, 2), (48000, 6), (192000, 8)])
 def test_lossless_round_trip(tmp_path, fmt, tol, sr, channels):
     x = tone(0.25, sr, channels)
@@ -41,8 +55,8 @@ def test_mp3_round_trip_keeps_rate_channels_and_bitrate(tmp_path, channels):
     # mp3 adds encoder delay/padding; the content must still be the tone (high correlation after alignment)
     n = min(y.shape[1], x.shape[1]) - 4096
     lag = int(np.argmax(np.correlate(y[0, 2048:6144], x[0, :4096], "valid"))) if y.shape[1] > 8192 else 0
-    seg = y[0, lag:lag + n]
-    assert np.corrcoef(seg, x[0, :seg.size])[0, 1] > 0.95
+    seg = y[0, lag : lag + n]
+    assert np.corrcoef(seg, x[0, : seg.size])[0, 1] > 0.95
     kbps = path.stat().st_size * 8 / 1000 / 1.0
     assert 150 < kbps < 260, kbps
 
@@ -51,7 +65,9 @@ def test_mp3_round_trip_keeps_rate_channels_and_bitrate(tmp_path, channels):
 def test_reads_ffmpeg_formats(tmp_path, ext, codec):
     src = save_audio(tmp_path / "src.wav", tone(1.0, 48000, 2), 48000)
     out = tmp_path / f"x.{ext}"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-c:a", codec, "-b:a", "128k", str(out)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-c:a", codec, "-b:a", "128k", str(out)], check=True
+    )
     y, sr = load_audio(out)
     assert sr == 48000 and y.shape[0] == 2
     assert abs(y.shape[1] - 48000) < 2048  # container priming/padding only
@@ -80,11 +96,14 @@ def test_streaming_blocks_equal_whole_read(tmp_path):
     np.testing.assert_array_equal(np.concatenate(blocks, 1), load_audio(path)[0])
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"", "empty file"),
-    (b"this is not audio, just text\n" * 20, "unreadable"),
-    (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + bytes(range(256)) * 4, "unreadable"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty file"),
+        (b"this is not audio, just text\n" * 20, "unreadable"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + bytes(range(256)) * 4, "unreadable"),
+    ],
+)
 def test_bad_files_raise_one_line_errors(tmp_path, content, reason):
     path = tmp_path / "bad.wav"
     path.write_bytes(content)
@@ -134,13 +153,15 @@ def test_stream_resampler_matches_whole_array(orig, target):
     x = tone(1.0, orig, 2)
     whole = resample(x, orig, target)
     r = StreamResampler(orig, target, 2, total_out=whole.shape[1])
-    parts = [r.process(x[:, i:i + 3000]) for i in range(0, x.shape[1], 3000)] + [r.flush()]
+    parts = [r.process(x[:, i : i + 3000]) for i in range(0, x.shape[1], 3000)] + [r.flush()]
     streamed = np.concatenate(parts, axis=1)
     assert streamed.shape == whole.shape
     assert np.abs(streamed - whole)[:, 100:-100].max() < 1e-3
 
 
-@pytest.mark.parametrize("channels, model_channels, n_groups", [(1, 2, 1), (2, 2, 1), (8, 2, 4), (3, 2, 2), (6, 1, 6), (5, None, 1)])
+@pytest.mark.parametrize(
+    "channels, model_channels, n_groups", [(1, 2, 1), (2, 2, 1), (8, 2, 4), (3, 2, 2), (6, 1, 6), (5, None, 1)]
+)
 def test_channel_policy_round_trips(channels, model_channels, n_groups):
     x = np.random.default_rng(1).standard_normal((channels, 50)).astype(np.float32)
     groups = channel_groups(channels, model_channels)

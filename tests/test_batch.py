@@ -31,7 +31,9 @@ def _corpus(folder: Path, n_music: int = 0, seconds: float = 12.0) -> list[Path]
 
         track = find_tracks(shared("music/train"))[0]
         for k in range(n_music):
-            audio = sum(track.read(s, int((30 + k * seconds) * 44100), int(seconds * 44100), 44100, 2) for s in track.stems)
+            audio = sum(
+                track.read(s, int((30 + k * seconds) * 44100), int(seconds * 44100), 44100, 2) for s in track.stems
+            )
             path = folder / f"song{k:02d}.wav"
             sf.write(path, audio.T, 44100)
             files.append(path)
@@ -61,7 +63,9 @@ def test_local_batch_records_failures_and_skips_finished_items(tmp_path):
         assert rec["status"] == "ok" and rec["duration"] > 1 and rec["rtf"] > 0
         assert all(Path(p).is_file() for p in rec["outputs"].values())
     assert "empty" in records["empty.flac"]["error"] and records["corrupt.wav"]["status"] == "failed"
-    stamps = {p: os.stat(p).st_mtime_ns for rec in records.values() if rec["status"] == "ok" for p in rec["outputs"].values()}
+    stamps = {
+        p: os.stat(p).st_mtime_ns for rec in records.values() if rec["status"] == "ok" for p in rec["outputs"].values()
+    }
     again = run_cli("batch", tmp_path / "in", "-o", out, "-n", "spectral-gate", "--no-progress")
     assert "0 separated, 3 already done, 2 failed" in again.stdout
     assert all(os.stat(p).st_mtime_ns == t for p, t in stamps.items()), "finished outputs are not redone"
@@ -80,9 +84,13 @@ def test_manifest_inputs_and_foreign_outputs(tmp_path):
     foreign = out / "spectral-gate" / good[0].stem / "speech.wav"
     foreign.parent.mkdir(parents=True)
     foreign.write_bytes(b"somebody else's file")
-    r = run_cli("batch", tmp_path / "list.csv", tmp_path / "list.jsonl", "-o", out, "-n", "spectral-gate", "--no-progress")
+    r = run_cli(
+        "batch", tmp_path / "list.csv", tmp_path / "list.jsonl", "-o", out, "-n", "spectral-gate", "--no-progress"
+    )
     assert "3 item(s): 2 separated, 0 already done, 1 failed" in r.stdout
-    assert "not from this batch" in r.stderr and foreign.read_bytes() == b"somebody else's file", "never overwritten silently"
+    assert "not from this batch" in r.stderr and foreign.read_bytes() == b"somebody else's file", (
+        "never overwritten silently"
+    )
 
 
 def test_kill_minus_nine_then_resume(tmp_path):
@@ -90,7 +98,18 @@ def test_kill_minus_nine_then_resume(tmp_path):
     _corpus(tmp_path / "in", n_music=6, seconds=15)
     out = tmp_path / "out"
     manifest = out / "hpss" / "manifest.jsonl"
-    cmd = [sys.executable, "-m", "demixer", "batch", str(tmp_path / "in"), "-o", str(out), "-n", "hpss", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "demixer",
+        "batch",
+        str(tmp_path / "in"),
+        "-o",
+        str(out),
+        "-n",
+        "hpss",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -133,9 +152,22 @@ def ray_cluster(tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_TOKEN", os.urandom(16).hex())
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     env = dict(os.environ)
-    subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2",
-                    "--include-dashboard=false", "--object-store-memory=150000000", "--disable-usage-stats"],
-                   check=True, capture_output=True, env=env, timeout=180)
+    subprocess.run(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--object-store-memory=150000000",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=180,
+    )
     try:
         yield f"127.0.0.1:{port}"
     finally:
@@ -145,9 +177,25 @@ def ray_cluster(tmp_path, monkeypatch):
 def test_ray_engine_matches_local(tmp_path, ray_cluster):
     _corpus(tmp_path / "in", n_music=1, seconds=6)
     r_local = run_cli("batch", tmp_path / "in", "-o", tmp_path / "local", "-n", "hpss", "--no-progress")
-    r_ray = run_cli("batch", tmp_path / "in", "-o", tmp_path / "ray", "-n", "hpss", "--engine", "ray", "--ray-address",
-                    ray_cluster, "--workers", "2", "--no-progress", timeout=600)
-    assert r_local.returncode == r_ray.returncode == 1, r_ray.stderr  # the broken files fail on Ray too, the batch goes on
+    r_ray = run_cli(
+        "batch",
+        tmp_path / "in",
+        "-o",
+        tmp_path / "ray",
+        "-n",
+        "hpss",
+        "--engine",
+        "ray",
+        "--ray-address",
+        ray_cluster,
+        "--workers",
+        "2",
+        "--no-progress",
+        timeout=600,
+    )
+    assert r_local.returncode == r_ray.returncode == 1, (
+        r_ray.stderr
+    )  # the broken files fail on Ray too, the batch goes on
     assert "4 separated, 0 already done, 2 failed" in r_ray.stdout
     local = {Path(r["input"]).name: r for r in _records(tmp_path / "local" / "hpss" / "manifest.jsonl")}
     remote = {Path(r["input"]).name: r for r in _records(tmp_path / "ray" / "hpss" / "manifest.jsonl")}
@@ -158,6 +206,18 @@ def test_ray_engine_matches_local(tmp_path, ray_cluster):
                 a, _ = sf.read(path)
                 b, _ = sf.read(remote[name]["outputs"][stem])
                 assert np.array_equal(a, b), (name, stem)
-    again = run_cli("batch", tmp_path / "in", "-o", tmp_path / "ray", "-n", "hpss", "--engine", "ray", "--ray-address",
-                    ray_cluster, "--no-progress", timeout=600)
+    again = run_cli(
+        "batch",
+        tmp_path / "in",
+        "-o",
+        tmp_path / "ray",
+        "-n",
+        "hpss",
+        "--engine",
+        "ray",
+        "--ray-address",
+        ray_cluster,
+        "--no-progress",
+        timeout=600,
+    )
     assert "0 separated, 4 already done" in again.stdout

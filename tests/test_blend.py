@@ -21,7 +21,7 @@ def _song(seconds: float = 40.0) -> np.ndarray:
     """A stereo test signal long enough that REPET-SIM (30 s chunks) and HPSS (10 s) chunk differently."""
     rng = np.random.default_rng(0)
     beat = np.zeros((2, int(seconds * 44100)), np.float32)
-    beat[:, :: 22050] = 1.0  # clicks every half second
+    beat[:, ::22050] = 1.0  # clicks every half second
     return tone(seconds, freq=330.0, amp=0.2) + 0.3 * beat + 0.01 * rng.standard_normal(beat.shape).astype(np.float32)
 
 
@@ -34,7 +34,7 @@ def test_blend_is_the_weighted_sum_of_its_members_each_chunked_as_alone():
     expected = 0.25 * alone["repet-sim"] + 0.75 * alone["center"]
     # equal up to context: REPET-SIM's repetition search sees the blend's 30 s chunks, not quite its own
     error = out["vocals"].numpy() - expected
-    assert 10 * np.log10((expected ** 2).sum() / (error ** 2).sum()) > 30
+    assert 10 * np.log10((expected**2).sum() / (error**2).sum()) > 30
     np.testing.assert_allclose(out["vocals"].numpy() + out["no_vocals"].numpy(), mix, atol=1e-5)
 
 
@@ -46,10 +46,21 @@ def test_blend_refuses_members_without_the_target_stem_or_at_another_rate():
 
 
 def test_a_blend_card_loads_its_members_by_name(tmp_path):
-    card = {"format": CARD_FORMAT, "name": "test-blend", "tasks": [], "description": "x", "architecture": "blend",
-            "blend": {"target": "vocals", "members": {"repet-sim": 0.5, "center": 0.5}},
-            "sources": ["vocals", "no_vocals"], "sample_rate": 44100, "audio_channels": 2, "training": {}, "data": {}, "metrics": {},
-            "known_weaknesses": ["x"]}
+    card = {
+        "format": CARD_FORMAT,
+        "name": "test-blend",
+        "tasks": [],
+        "description": "x",
+        "architecture": "blend",
+        "blend": {"target": "vocals", "members": {"repet-sim": 0.5, "center": 0.5}},
+        "sources": ["vocals", "no_vocals"],
+        "sample_rate": 44100,
+        "audio_channels": 2,
+        "training": {},
+        "data": {},
+        "metrics": {},
+        "known_weaknesses": ["x"],
+    }
     (tmp_path / "test-blend.json").write_text(json.dumps(card))
     model = read_card(tmp_path / "test-blend.json").load(load_model)
     assert isinstance(model, Blend) and model.weights == [0.5, 0.5]

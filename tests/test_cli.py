@@ -58,8 +58,22 @@ def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus") / "in")
 
 
-@pytest.mark.parametrize("case", ["corrupt_header", "truncated", "empty", "text", "nan", "one_sample", "silence",
-                                  "eight_ch", "rate_8k", "rate_192k", "missing"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "corrupt_header",
+        "truncated",
+        "empty",
+        "text",
+        "nan",
+        "one_sample",
+        "silence",
+        "eight_ch",
+        "rate_8k",
+        "rate_192k",
+        "missing",
+    ],
+)
 def test_bad_input_corpus(cli, corpus, tmp_path, case):
     path, error = corpus[case]
     out = tmp_path / "sep"
@@ -83,8 +97,7 @@ def test_bad_input_corpus(cli, corpus, tmp_path, case):
 
 def test_batch_with_bad_files_keeps_going(cli, corpus, tmp_path):
     out = tmp_path / "sep"
-    r = cli("separate", "-n", "hpss", "-o", out, corpus["silence"][0],
-            corpus["text"][0], corpus["rate_8k"][0])
+    r = cli("separate", "-n", "hpss", "-o", out, corpus["silence"][0], corpus["text"][0], corpus["rate_8k"][0])
     assert r.returncode == 1
     assert "1 of 3 input(s) failed" in r.stderr
     assert {f.parent.name for f in outputs_under(out)} == {"silence", "rate_8k"}
@@ -122,18 +135,45 @@ def test_folders_globs_and_no_collisions(cli, tmp_path):
         save_audio(tmp_path / "in" / sub / "song.wav", tone(0.5), 44100)
     save_audio(tmp_path / "in" / "b" / "song.flac", tone(0.5), 44100, OutputFormat("flac"))
     out = tmp_path / "sep"
-    r = cli("separate", "-n", "hpss", "-o", out, "-j", "2", "--two-stems", "drums", "--filename", "{track}_{stem}.{ext}", tmp_path / "in")
+    r = cli(
+        "separate",
+        "-n",
+        "hpss",
+        "-o",
+        out,
+        "-j",
+        "2",
+        "--two-stems",
+        "drums",
+        "--filename",
+        "{track}_{stem}.{ext}",
+        tmp_path / "in",
+    )
     assert r.returncode == 0, r.stderr
     names = sorted(f.name for f in outputs_under(out))
-    assert names == ["song-2_drums.wav", "song-2_no_drums.wav", "song-3_drums.wav", "song-3_no_drums.wav", "song_drums.wav", "song_no_drums.wav"]
+    assert names == [
+        "song-2_drums.wav",
+        "song-2_no_drums.wav",
+        "song-3_drums.wav",
+        "song-3_no_drums.wav",
+        "song_drums.wav",
+        "song_no_drums.wav",
+    ]
     r = cli("separate", "-n", "hpss", "-o", tmp_path / "g", "--stems", "other", str(tmp_path / "in" / "**" / "*.flac"))
     assert r.returncode == 0, r.stderr
     assert [f.name for f in outputs_under(tmp_path / "g")] == ["other.wav"]
 
 
-@pytest.mark.parametrize("flags, ext, subtype", [((), "wav", "PCM_16"), (("--int24",), "wav", "PCM_24"),
-                                                  (("--float32",), "wav", "FLOAT"), (("--flac",), "flac", "PCM_16"),
-                                                  (("--mp3", "--mp3-bitrate", "128"), "mp3", None)])
+@pytest.mark.parametrize(
+    "flags, ext, subtype",
+    [
+        ((), "wav", "PCM_16"),
+        (("--int24",), "wav", "PCM_24"),
+        (("--float32",), "wav", "FLOAT"),
+        (("--flac",), "flac", "PCM_16"),
+        (("--mp3", "--mp3-bitrate", "128"), "mp3", None),
+    ],
+)
 def test_output_formats(cli, tmp_path, flags, ext, subtype):
     src = save_audio(tmp_path / "x.wav", tone(1.0), 44100)
     r = cli("separate", "-n", "hpss", "-o", tmp_path / "o", *flags, src)
@@ -159,7 +199,20 @@ def test_clip_mode_rescale_logs_the_change(cli, tmp_path):
 
 def test_start_duration_and_options_errors(cli, tmp_path):
     src = save_audio(tmp_path / "x.wav", tone(3.0, 16000, 1), 16000)
-    r = cli("separate", "--task", "denoise", "--atten-lim", "12", "--start", "1", "--duration", "1.5", "-o", tmp_path / "o", src)
+    r = cli(
+        "separate",
+        "--task",
+        "denoise",
+        "--atten-lim",
+        "12",
+        "--start",
+        "1",
+        "--duration",
+        "1.5",
+        "-o",
+        tmp_path / "o",
+        src,
+    )
     assert r.returncode == 0, r.stderr
     assert probe(tmp_path / "o" / task_defaults()["denoise"] / "x" / "speech.wav").frames == 24000
     r = cli("separate", "--overlap", "2", src)
@@ -214,7 +267,9 @@ def test_ffmpeg_input_through_the_pipeline(cli, tmp_path):
 
     src = save_audio(tmp_path / "src.wav", tone(2.0, 48000, 2), 48000)
     m4a = tmp_path / "clip.m4a"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-c:a", "aac", "-b:a", "128k", str(m4a)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-c:a", "aac", "-b:a", "128k", str(m4a)], check=True
+    )
     r = cli("separate", "-n", "center", "-o", tmp_path / "o", m4a)
     assert r.returncode == 0, r.stderr
     decoded, sr = load_audio(m4a)
@@ -227,7 +282,8 @@ def test_ffmpeg_input_through_the_pipeline(cli, tmp_path):
 
 @pytest.mark.parametrize("verbose", [False, True])
 def test_an_unexpected_fault_ends_as_one_error_line(monkeypatch, capsys, verbose):
-    """Any uncaught exception in a command: `demixer: error: ...` on one line and exit 1; the traceback with --verbose."""
+    """Any uncaught exception in a command: `demixer: error: ...` on one line and exit 1; the traceback
+    with --verbose."""
     from demixer.cli import env, main
 
     def broken(args):

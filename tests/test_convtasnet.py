@@ -29,7 +29,9 @@ def test_shapes_gradients_and_causal_mode():
     x = torch.randn(1, 1, 4000)
     with torch.no_grad():
         full, head = m(x), m(x[..., :2000])
-    assert torch.allclose(full[..., :1900], head[..., :1900], atol=1e-5), "causal: the past does not depend on the future"
+    assert torch.allclose(full[..., :1900], head[..., :1900], atol=1e-5), (
+        "causal: the past does not depend on the future"
+    )
 
 
 def test_trains_with_pit_on_speaker_mixtures(tmp_path):
@@ -40,8 +42,11 @@ def test_trains_with_pit_on_speaker_mixtures(tmp_path):
 
 def test_active_speaker_rule():
     rng = np.random.default_rng(0)
-    stems = {"speaker1": rng.standard_normal(8000) * 0.1, "speaker2": rng.standard_normal(8000) * 0.05,
-             "speaker3": rng.standard_normal(8000) * 1e-4}
+    stems = {
+        "speaker1": rng.standard_normal(8000) * 0.1,
+        "speaker2": rng.standard_normal(8000) * 0.05,
+        "speaker3": rng.standard_normal(8000) * 1e-4,
+    }
     assert active_speakers(stems) == ["speaker1", "speaker2"]
     assert active_speakers(stems, threshold_db=80) == ["speaker1", "speaker2", "speaker3"]
 
@@ -56,7 +61,9 @@ def test_mixture_gain_sets_the_level_without_touching_si_sdr():
     a, b = torch.randn(2, 8000)
     est = torch.stack([3.0 * a + 0.1 * b, 0.2 * b])[None]  # too loud, too quiet
     g = mixture_gains(est, (a + b)[None])
-    assert torch.allclose(g, torch.tensor([[1 / 3, (1 - 0.1 / 3) / 0.2]]), atol=1e-3)  # exact: a + b = g1 est1 + g2 est2
+    assert torch.allclose(
+        g, torch.tensor([[1 / 3, (1 - 0.1 / 3) / 0.2]]), atol=1e-3
+    )  # exact: a + b = g1 est1 + g2 est2
     same = mixture_gains(torch.stack([a + 0.5 * b, a])[None], (a + b)[None])  # least squares: 2 and -1
     assert torch.allclose(same, torch.full((1, 2), 2.5 / 4.25), atol=0.02), "one common gain: no output cancelled"
     flipped = mixture_gains(torch.stack([-2 * a, -0.5 * b])[None], (a + b)[None])  # SI-SDR ignores polarity too

@@ -15,8 +15,11 @@ from demixer.cli.separate import example_path
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.mark.parametrize("job", [{"task": "music"}, {"two_stems": "vocals"}, {"task": "speakers"}, {"task": "denoise"}],
-                         ids=["music", "karaoke", "speakers", "denoise"])
+@pytest.mark.parametrize(
+    "job",
+    [{"task": "music"}, {"two_stems": "vocals"}, {"task": "speakers"}, {"task": "denoise"}],
+    ids=["music", "karaoke", "speakers", "denoise"],
+)
 def test_default_model_on_cuda_matches_cpu(job):
     out = {dev: demixer.Separator(device=dev, **job).separate_file(example_path())[0] for dev in ("cuda", "cpu")}
     assert sorted(out["cuda"]) == sorted(out["cpu"])

@@ -10,8 +10,15 @@ import soundfile as sf
 import torch
 
 from demixer.audio import load_audio, resample
-from demixer.data import (Augment, NoiseMixDataset, NoisyCleanDataset, SpeakerMixDataset, StemDataset, find_pairs,
-                          find_tracks)
+from demixer.data import (
+    Augment,
+    NoiseMixDataset,
+    NoisyCleanDataset,
+    SpeakerMixDataset,
+    StemDataset,
+    find_pairs,
+    find_tracks,
+)
 from demixer.data.clips import speaker_of
 from demixer.errors import DemixerError
 
@@ -43,7 +50,9 @@ def test_real_stems_are_additive_and_deterministic():
         assert torch.equal(mix, src.sum(0)), "mixture must be exactly the sum of the sources"
         assert mix.abs().max() <= 0.99 + 1e-6
     a = ds[2][1]
-    assert torch.equal(a, StemDataset(root, STEMS, segment=1.0, items=6, seed=3)[2][1]), "same seed, epoch, index: same example"
+    assert torch.equal(a, StemDataset(root, STEMS, segment=1.0, items=6, seed=3)[2][1]), (
+        "same seed, epoch, index: same example"
+    )
     ds.set_epoch(1)
     assert not torch.equal(a, ds[2][1]), "another epoch draws other examples"
 
@@ -57,7 +66,7 @@ def test_validation_windows_fixed_and_unaugmented(tmp_path):
     assert torch.equal(first, v[4][1])
     raw = sf.read(tmp_path / "track1" / "drums.flac", dtype="float32")[0].T
     start = v.windows[4][1]
-    np.testing.assert_allclose(v[4][1][1].numpy(), raw[:, start:start + v.frames], atol=1e-6)
+    np.testing.assert_allclose(v[4][1][1].numpy(), raw[:, start : start + v.frames], atol=1e-6)
 
 
 def test_missing_stem_reads_as_silence_and_groups_sum(tmp_path):
@@ -66,8 +75,14 @@ def test_missing_stem_reads_as_silence_and_groups_sum(tmp_path):
     assert "bass" not in tracks[0].stems and "bass" in tracks[1].stems
     v = StemDataset(tracks, ["vocals", "bass"], segment=0.5, validation=True, items_per_track=1)
     assert float(v[0][1][1].abs().max()) == 0.0
-    g = StemDataset(tracks, ["vocals", "accompaniment"], segment=0.5, validation=True, items_per_track=1,
-                    groups={"accompaniment": ["drums", "bass", "other"]})
+    g = StemDataset(
+        tracks,
+        ["vocals", "accompaniment"],
+        segment=0.5,
+        validation=True,
+        items_per_track=1,
+        groups={"accompaniment": ["drums", "bass", "other"]},
+    )
     t = tracks[1]
     start = g.windows[1][1]
     parts = sum(t.read(s, start, g.frames, 44100, 2) for s in ("drums", "bass", "other"))
@@ -90,8 +105,15 @@ def _peak_hz(x: np.ndarray, sr: int = 44100) -> float:
 
 def test_speed_perturbation_moves_pitch_and_keeps_examples_additive(tmp_path):
     root = _sine_tracks(tmp_path)
-    ds = StemDataset(root, ["vocals", "drums"], segment=1.0, items=8, seed=0, speed=(0.8, 1.25),
-                     augment=Augment(gain_db=(0, 0), channel_swap=0, polarity=0, remix=0))
+    ds = StemDataset(
+        root,
+        ["vocals", "drums"],
+        segment=1.0,
+        items=8,
+        seed=0,
+        speed=(0.8, 1.25),
+        augment=Augment(gain_db=(0, 0), channel_swap=0, polarity=0, remix=0),
+    )
     peaks = []
     for i in range(len(ds)):
         mix, src = ds[i]
@@ -114,8 +136,16 @@ def test_extra_solo_clips_stand_in_for_a_source(tmp_path):
     sr = 44100
     t = np.arange(2 * sr) / sr
     sf.write(solo / "voice.flac", 0.2 * np.sin(2 * np.pi * 1000 * t), sr)  # mono, shorter than no crop
-    ds = StemDataset(root, ["vocals", "drums"], segment=1.0, items=6, seed=0, extra={"vocals": [solo]}, extra_p=1.0,
-                     augment=Augment(gain_db=(0, 0), channel_swap=0, polarity=0, remix=0))
+    ds = StemDataset(
+        root,
+        ["vocals", "drums"],
+        segment=1.0,
+        items=6,
+        seed=0,
+        extra={"vocals": [solo]},
+        extra_p=1.0,
+        augment=Augment(gain_db=(0, 0), channel_swap=0, polarity=0, remix=0),
+    )
     for i in range(len(ds)):
         mix, src = ds[i]
         assert torch.equal(mix, src.sum(0))
@@ -151,7 +181,7 @@ def test_resampled_crop_matches_whole_file_resampling(tmp_path):
     for start in (0, 12345, 2 * sr):
         crop = track.read("vocals", start, 22050, sr, 2)
         ref = np.zeros_like(crop)
-        piece = whole[:, start:start + 22050]
+        piece = whole[:, start : start + 22050]
         ref[:, : piece.shape[1]] = piece
         err = np.abs(crop - ref)[:, 200:-200].max()  # edges aside, the crop equals the whole-file result
         assert err < 2e-3, (start, err)
@@ -184,7 +214,9 @@ def test_speaker_labels():
 
 def test_speaker_mixtures():
     roots = sorted(shared("speech").iterdir())
-    ds = SpeakerMixDataset(roots, speakers=2, sample_rate=8000, segment=3.0, items=8, noise=[shared("noise")], snr_db=(5, 5))
+    ds = SpeakerMixDataset(
+        roots, speakers=2, sample_rate=8000, segment=3.0, items=8, noise=[shared("noise")], snr_db=(5, 5)
+    )
     assert ds.sources == ("speaker1", "speaker2", "noise")
     assert len(ds.speakers) >= 10
     for i in range(len(ds)):
@@ -210,13 +242,14 @@ def test_noisy_clean_pairs_reproduce_the_noisy_file():
     noisy, _ = load_audio(pairs[0][0])
     n = min(noisy.shape[1], 32000)
     start = (noisy.shape[1] - 32000) // 2 if noisy.shape[1] > 32000 else 0
-    np.testing.assert_allclose(mix[0, :n].numpy(), noisy[0, start:start + n], atol=1e-6)
+    np.testing.assert_allclose(mix[0, :n].numpy(), noisy[0, start : start + n], atol=1e-6)
     assert ds.sources == ("speech", "noise")
 
 
 def test_noise_mixing_snr_range():
-    ds = NoiseMixDataset(sorted(shared("speech").iterdir()), [shared("noise")], sample_rate=16000, segment=2.0, items=10,
-                         snr_db=(0, 10))
+    ds = NoiseMixDataset(
+        sorted(shared("speech").iterdir()), [shared("noise")], sample_rate=16000, segment=2.0, items=10, snr_db=(0, 10)
+    )
     for i in range(len(ds)):
         mix, src = ds[i]
         assert torch.equal(mix, src.sum(0))
@@ -246,7 +279,9 @@ def test_data_mix_writes_fixed_sets_that_evaluate_reads(tmp_path):
     speech = [str(p) for p in sorted(shared("speech").iterdir())]
     args = sum((["--speech", s] for s in speech), [])
     for out in ("a", "b"):
-        r = run_cli("data", "mix", "speakers", "--out", tmp_path / out, *args, "--items", "3", "--seconds", "2", "--seed", "3")
+        r = run_cli(
+            "data", "mix", "speakers", "--out", tmp_path / out, *args, "--items", "3", "--seconds", "2", "--seed", "3"
+        )
         assert r.returncode == 0, r.stderr
     mix, _ = load_audio(tmp_path / "a" / "mix_clean" / "0001.wav")
     s1, _ = load_audio(tmp_path / "a" / "s1" / "0001.wav")
@@ -307,12 +342,18 @@ def test_speaker_speed_perturbation_and_folder_balance():
     plain = span(SpeakerMixDataset(one, speakers=1, sample_rate=8000, segment=30.0, items=1, seed=3))
     fast = span(SpeakerMixDataset(one, speakers=1, sample_rate=8000, segment=30.0, items=1, seed=3, speed=(2.0, 2.0)))
     assert abs(fast / plain - 0.5) < 0.01
-    held = SpeakerMixDataset(one, speakers=1, sample_rate=8000, segment=30.0, items=1, seed=3, speed=(2.0, 2.0), validation=True)
+    held = SpeakerMixDataset(
+        one, speakers=1, sample_rate=8000, segment=30.0, items=1, seed=3, speed=(2.0, 2.0), validation=True
+    )
     assert span(held) == plain, "validation examples are never perturbed"
     with pytest.raises(ValueError, match="speed"):
         SpeakerMixDataset(one, speakers=1, speed=(1.2, 0.8))
 
-    roots = [shared("speech/cmu_arctic"), shared("speech/librispeech"), shared("speech/librispeech_rtvc")]  # 2, 2, 4 talkers
+    roots = [
+        shared("speech/cmu_arctic"),
+        shared("speech/librispeech"),
+        shared("speech/librispeech_rtvc"),
+    ]  # 2, 2, 4 talkers
     rng = np.random.default_rng(0)
     for balance, expect in (("folder", [1 / 3] * 3), ("speaker", [0.25, 0.25, 0.5])):
         ds = SpeakerMixDataset(roots, speakers=1, sample_rate=8000, items=1, balance=balance)
@@ -336,9 +377,15 @@ def test_train_weights_share_examples_between_folders(tmp_path):
     model = build_model("tiny_mask", {"sources": ["vocals", "drums"], "sample_rate": sr})
 
     def share_of_real(weights):
-        data = {"kind": "stems", "train": [str(tmp_path / "real"), str(tmp_path / "synth")], "holdout": ["synth0"],
-                "segment": 0.5, "items_per_epoch": 400, "train_weights": weights,
-                "augment": {"gain_db": [0, 0], "remix": 0, "channel_swap": 0, "polarity": 0}}
+        data = {
+            "kind": "stems",
+            "train": [str(tmp_path / "real"), str(tmp_path / "synth")],
+            "holdout": ["synth0"],
+            "segment": 0.5,
+            "items_per_epoch": 400,
+            "train_weights": weights,
+            "augment": {"gain_db": [0, 0], "remix": 0, "channel_swap": 0, "polarity": 0},
+        }
         cfg = load_config(data={"model": {"architecture": "tiny_mask"}, "data": data})
         train, valid = build_datasets(cfg.data, model)
         assert [t.name for t in valid.tracks] == ["synth0"]
@@ -347,8 +394,12 @@ def test_train_weights_share_examples_between_folders(tmp_path):
     assert 0.15 < share_of_real(None) < 0.35, "unweighted: 1 track in 4"
     assert 0.65 < share_of_real([0.75, 0.25]) < 0.85
     with pytest.raises(ConfigError, match="train_weights"):
-        load_config(data={"model": {"architecture": "tiny_mask"},
-                          "data": {"kind": "stems", "train": ["a", "b"], "train_weights": [1.0]}})
+        load_config(
+            data={
+                "model": {"architecture": "tiny_mask"},
+                "data": {"kind": "stems", "train": ["a", "b"], "train_weights": [1.0]},
+            }
+        )
 
 
 def test_data_join_trims_levels_and_joins_clips_per_speaker(tmp_path):
@@ -377,8 +428,9 @@ def test_data_join_trims_levels_and_joins_clips_per_speaker(tmp_path):
     (root / "bert" / "broken.wav").write_bytes(b"RIFF not audio")
     (root / "empty").mkdir()
     for out in ("a", "b"):
-        r = run_cli("data", "join", root, "--out", tmp_path / out, "--seconds", "1.0", "--gap", "0.1", "0.2",
-                    "--no-progress")
+        r = run_cli(
+            "data", "join", root, "--out", tmp_path / out, "--seconds", "1.0", "--gap", "0.1", "0.2", "--no-progress"
+        )
         assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "a" / "join.json").read_text())["speakers"]
     assert summary["anna"]["clips"] == 5 and summary["bert"] == {**summary["bert"], "clips": 5, "unreadable": 1}
@@ -398,8 +450,10 @@ def test_data_join_trims_levels_and_joins_clips_per_speaker(tmp_path):
             total += len(x) / sr
         pauses = total - sum(sizes[speaker])
         assert 0.1 * (5 - len(files)) - 0.05 < pauses < 0.2 * (5 - len(files)) + 0.05  # the clips, trimmed, + pauses
-    levels = [20 * np.log10(np.sqrt(np.mean(x[np.abs(x) > 1e-3] ** 2)))
-              for x in (sf.read(f)[0] for f in sorted((tmp_path / "a").rglob("*.flac")))]
+    levels = [
+        20 * np.log10(np.sqrt(np.mean(x[np.abs(x) > 1e-3] ** 2)))
+        for x in (sf.read(f)[0] for f in sorted((tmp_path / "a").rglob("*.flac")))
+    ]
     assert max(levels) - min(levels) < 1.5  # clips 0.05..0.25 in amplitude come out levelled
     data = SpeakerMixDataset(tmp_path / "a", speakers=2, sample_rate=8000, segment=1.0, items=2)
     assert data.speakers == ["a/anna", "a/bert"]

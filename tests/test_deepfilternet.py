@@ -35,12 +35,22 @@ def test_enhances_real_noisy_speech_and_lines_up_with_the_input():
         assert speech48.shape == x48.shape
         c48 = soxr.resample(clean, sr, 48000)
         # the runtime's 30 ms delay is removed to the sample: SI-SDR peaks at lag 0
-        scores = {lag: si_sdr(reference=c48[200:-200], estimate=speech48[200 + lag:len(speech48) - 200 + lag]) for lag in (-2, -1, 0, 1, 2)}
+        scores = {
+            lag: si_sdr(reference=c48[200:-200], estimate=speech48[200 + lag : len(speech48) - 200 + lag])
+            for lag in (-2, -1, 0, 1, 2)
+        }
         assert max(scores, key=scores.get) == 0, scores
         speech = soxr.resample(speech48, 48000, sr)[: clean.size]
-        gains.append((pesq(reference=clean, estimate=speech, sample_rate=sr) - pesq(reference=clean, estimate=noisy, sample_rate=sr),
-                      si_sdr_i(reference=clean, estimate=speech, mixture=noisy)))
-    print("DeepFilterNet3 on valentini_p287 (PESQ-wb gain, SI-SDRi dB):", [(round(a, 2), round(b, 2)) for a, b in gains])
+        gains.append(
+            (
+                pesq(reference=clean, estimate=speech, sample_rate=sr)
+                - pesq(reference=clean, estimate=noisy, sample_rate=sr),
+                si_sdr_i(reference=clean, estimate=speech, mixture=noisy),
+            )
+        )
+    print(
+        "DeepFilterNet3 on valentini_p287 (PESQ-wb gain, SI-SDRi dB):", [(round(a, 2), round(b, 2)) for a, b in gains]
+    )
     assert np.mean([g[0] for g in gains]) > 0.1
 
 

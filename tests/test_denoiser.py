@@ -14,7 +14,7 @@ def _stream(model: Denoiser, x: np.ndarray, seed: int = 1, **kw) -> np.ndarray:
     stream, rng, out, i = StreamingDenoiser(model, **kw), np.random.default_rng(seed), [], 0
     while i < len(x):
         n = int(rng.integers(1, 700))
-        out.append(stream.process(x[i:i + n]))
+        out.append(stream.process(x[i : i + n]))
         i += n
     out.append(stream.flush())
     return np.concatenate(out)
@@ -30,7 +30,7 @@ def test_streaming_equals_offline_and_latency(sample_rate):
     streamed = _stream(model, x)
     lat = model.latency
     assert len(x) + lat <= len(streamed) < len(x) + lat + model.hop  # flush completes the last hop
-    assert np.abs(streamed[lat:lat + len(x)] - offline).max() < 1e-5
+    assert np.abs(streamed[lat : lat + len(x)] - offline).max() < 1e-5
     impulse = np.zeros(sample_rate, np.float32)
     impulse[sample_rate // 3] = 1.0
     out = _stream(model, impulse, seed=2)
@@ -52,10 +52,10 @@ def test_streaming_noise_limit_equals_the_offline_mix_back():
     for kw in ({"atten_lim": 12.0}, {}):
         model.default_atten_lim = None if kw else 12.0
         limited = StemPlan.for_model(model, atten_lim=kw.get("atten_lim"))(block)["speech"][0]
-        streamed = _stream(model, x, **kw)[lat:lat + len(x)]
+        streamed = _stream(model, x, **kw)[lat : lat + len(x)]
         assert np.abs(streamed - limited).max() < 1e-5
     model.default_atten_lim = 12.0
-    full = _stream(model, x, atten_lim=float("inf"))[lat:lat + len(x)]
+    full = _stream(model, x, atten_lim=float("inf"))[lat : lat + len(x)]
     assert np.abs(full - block[0, 0]).max() < 1e-5 and np.abs(full - streamed).max() > 1e-3
 
 
@@ -93,7 +93,7 @@ def test_a_16k_model_runs_natively_at_48k_and_keeps_the_high_band():
     with torch.no_grad():
         offline = fast(torch.from_numpy(x)[None, None])[0, 0, 0].numpy()
     streamed = _stream(fast, x)
-    assert np.abs(streamed[fast.latency:fast.latency + len(x)] - offline).max() < 1e-5
+    assert np.abs(streamed[fast.latency : fast.latency + len(x)] - offline).max() < 1e-5
     out = Separator(model=model).separate_tensor(x[None], 48000)["speech"][0].numpy()
     assert np.abs(out - offline).max() < 1e-5, "the engine runs the 48 kHz version, no resampling"
     spectrum = np.abs(np.fft.rfft(out))

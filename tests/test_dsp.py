@@ -24,7 +24,9 @@ def valid_stems():
     return {s: load_audio(shared(f"{VALID}/{s}.flac"))[0] for s in ("vocals", "drums", "bass", "other")}
 
 
-@pytest.mark.parametrize("name, target, min_gain", [("hpss", "drums", 3.0), ("repet-sim", "vocals", 3.0), ("center", "vocals", 3.0)])
+@pytest.mark.parametrize(
+    "name, target, min_gain", [("hpss", "drums", 3.0), ("repet-sim", "vocals", 3.0), ("center", "vocals", 3.0)]
+)
 def test_music_methods_beat_the_mixture_on_real_stems(valid_stems, name, target, min_gain):
     mix = sum(valid_stems.values())
     out = Separator(name).separate_tensor(mix, 44100)
@@ -32,13 +34,18 @@ def test_music_methods_beat_the_mixture_on_real_stems(valid_stems, name, target,
     gain = sdr(reference=valid_stems[target], estimate=est) - sdr(reference=valid_stems[target], estimate=mix)
     assert gain > min_gain, f"{name}/{target}: only {gain:+.2f} dB over the mixture"
     # a silent estimate also scores 0 dB, far above a quiet source's mixture: the estimate must carry the source
-    assert np.sqrt((est ** 2).mean()) > 0.3 * np.sqrt((np.asarray(valid_stems[target]) ** 2).mean()), f"{name}/{target} is nearly silent"
+    assert np.sqrt((est**2).mean()) > 0.3 * np.sqrt((np.asarray(valid_stems[target]) ** 2).mean()), (
+        f"{name}/{target} is nearly silent"
+    )
     total = sum(v.numpy() for v in out.values())
     assert np.abs(total - mix).max() < 1e-4  # the stems add up to the mixture
 
 
 def test_hpss_on_a_cc0_training_song():
-    stems = {s: load_audio(shared(f"music/train/caesium/{s}.ogg"), start=100, duration=20)[0] for s in ("vocals", "drums", "bass", "other")}
+    stems = {
+        s: load_audio(shared(f"music/train/caesium/{s}.ogg"), start=100, duration=20)[0]
+        for s in ("vocals", "drums", "bass", "other")
+    }
     mix = sum(stems.values())
     est = Separator("hpss").separate_tensor(mix, 44100)["drums"].numpy()
     assert sdr(reference=stems["drums"], estimate=est) > sdr(reference=stems["drums"], estimate=mix) + 2.0
@@ -49,7 +56,7 @@ def test_center_needs_the_centre(valid_stems):
     v = valid_stems["vocals"].mean(0)
     panned = np.stack([v, np.zeros_like(v)])
     out = Separator("center").separate_tensor(panned, 44100)["vocals"].numpy()
-    assert np.sqrt((out ** 2).mean()) < 0.05 * np.sqrt((panned ** 2).mean())
+    assert np.sqrt((out**2).mean()) < 0.05 * np.sqrt((panned**2).mean())
 
 
 def test_spectral_gate_denoises_real_speech_in_real_noise():
@@ -57,7 +64,7 @@ def test_spectral_gate_denoises_real_speech_in_real_noise():
     speech = resample(speech[:1], sr, 16000)
     noise, nsr = load_audio(shared("noise/speech_commands_background/running_tap_30s.flac"))
     noise = resample(noise[:1], nsr, 16000)[:, : speech.shape[1]]
-    noise = noise * np.sqrt((speech ** 2).mean() / (noise ** 2).mean())  # 0 dB SNR
+    noise = noise * np.sqrt((speech**2).mean() / (noise**2).mean())  # 0 dB SNR
     noisy = speech + noise
     sep = Separator("spectral-gate")
     est = sep.separate_tensor(noisy, 16000)["speech"].numpy()

@@ -48,8 +48,12 @@ def valid_track():
 @pytest.mark.parametrize("case", ["stereo4", "mono2", "short", "overlap"])
 def test_bsseval_v4_matches_museval_on_random_signals(case):
     rng = np.random.default_rng(len(case))
-    shape, win, hop = {"stereo4": ((4, 2, 3 * 44100 + 1234), 44100, 44100), "mono2": ((2, 1, 2 * 16000), 16000, 16000),
-                       "short": ((3, 2, 20000), 44100, 44100), "overlap": ((2, 2, 3 * 8000), 8000, 4000)}[case]
+    shape, win, hop = {
+        "stereo4": ((4, 2, 3 * 44100 + 1234), 44100, 44100),
+        "mono2": ((2, 1, 2 * 16000), 16000, 16000),
+        "short": ((3, 2, 20000), 44100, 44100),
+        "overlap": ((2, 2, 3 * 8000), 8000, 4000),
+    }[case]
     ref = rng.standard_normal(shape)
     est = ref + 0.3 * rng.standard_normal(shape) + 0.2 * np.roll(ref, 1, axis=0)
     _assert_parity(ref, est, win, hop, tol=1e-6)
@@ -74,8 +78,11 @@ def test_bsseval_v4_scores_a_track_one_sample_past_whole_seconds_at_44k():
 def test_bsseval_v4_matches_museval_on_real_stems(valid_track):
     mix, ref, _, sr = valid_track
     rng = np.random.default_rng(0)
-    for est in (oracle_separate("irm", ref, mix), oracle_separate("ibm", ref, mix),
-                ref + 0.2 * ref[[1, 2, 3, 0]] + 0.01 * rng.standard_normal(ref.shape)):
+    for est in (
+        oracle_separate("irm", ref, mix),
+        oracle_separate("ibm", ref, mix),
+        ref + 0.2 * ref[[1, 2, 3, 0]] + 0.01 * rng.standard_normal(ref.shape),
+    ):
         _assert_parity(ref, est)
 
 
@@ -102,18 +109,31 @@ def test_other_metrics_match_reference_packages():
     rng = np.random.default_rng(1)
     ref = rng.standard_normal((3, 16000))
     est = ref[[1, 2, 0]] + 0.4 * rng.standard_normal((3, 16000))
-    np.testing.assert_allclose(bss_sdr(reference=ref[[1, 2, 0]], estimate=est), fast_bss_eval.sdr(ref[[1, 2, 0]], est), atol=1e-6)
+    np.testing.assert_allclose(
+        bss_sdr(reference=ref[[1, 2, 0]], estimate=est), fast_bss_eval.sdr(ref[[1, 2, 0]], est), atol=1e-6
+    )
     t_ref, t_est = torch.from_numpy(ref), torch.from_numpy(est)
-    assert abs(si_sdr(reference=ref[1], estimate=est[0])
-               - float(tm.scale_invariant_signal_distortion_ratio(t_est[0], t_ref[1], zero_mean=True))) < 1e-6
+    assert (
+        abs(
+            si_sdr(reference=ref[1], estimate=est[0])
+            - float(tm.scale_invariant_signal_distortion_ratio(t_est[0], t_ref[1], zero_mean=True))
+        )
+        < 1e-6
+    )
     scores, perm = pit(reference=ref, estimate=est)
-    tm_best, tm_perm = tm.permutation_invariant_training(t_est[None], t_ref[None], tm.scale_invariant_signal_distortion_ratio,
-                                                          mode="speaker-wise", eval_func="max")
+    tm_best, tm_perm = tm.permutation_invariant_training(
+        t_est[None], t_ref[None], tm.scale_invariant_signal_distortion_ratio, mode="speaker-wise", eval_func="max"
+    )
     assert perm.tolist() == [2, 0, 1]  # reference j is matched to estimate perm[j]
     assert abs(scores.mean() - float(tm_best)) < 1e-3  # torchmetrics' SI-SDR does not remove the mean by default
     mix = ref.sum(0)
-    assert abs(si_sdr_i(reference=ref[0], estimate=est[2], mixture=mix)
-               - (si_sdr(reference=ref[0], estimate=est[2]) - si_sdr(reference=ref[0], estimate=mix))) < 1e-9
+    assert (
+        abs(
+            si_sdr_i(reference=ref[0], estimate=est[2], mixture=mix)
+            - (si_sdr(reference=ref[0], estimate=est[2]) - si_sdr(reference=ref[0], estimate=mix))
+        )
+        < 1e-9
+    )
     assert sdr_i(reference=ref[0], estimate=ref[0] * 0.9, mixture=mix) > 15
 
 
@@ -127,7 +147,9 @@ def test_pesq_and_stoi_rank_noise_levels():
     assert p[0] > 4.4 and p[0] > p[1] > p[2]
     assert s[0] > 0.99 and s[0] > s[1] > s[2]
     up = np.stack([np.interp(np.arange(0, clean.shape[1], 16000 / 44100), np.arange(clean.shape[1]), clean[0])])
-    assert pesq(reference=up[0], estimate=up[0], sample_rate=44100, mode="nb") > 4.0, "resampled to 8 kHz for narrow band"
+    assert pesq(reference=up[0], estimate=up[0], sample_rate=44100, mode="nb") > 4.0, (
+        "resampled to 8 kHz for narrow band"
+    )
 
 
 def test_oracles_far_above_the_mixture(valid_track):
@@ -138,7 +160,9 @@ def test_oracles_far_above_the_mixture(valid_track):
     assert np.all(irm > base + 8), (names, irm, base)
     assert np.mean(mwf) > np.mean(irm), "the oracle multichannel Wiener filter beats the oracle ratio mask"
     for kind in ("irm", "ibm", "mwf"):
-        assert np.allclose(oracle_separate(kind, ref, mix).sum(0), mix, atol=1e-6), f"{kind} estimates sum to the mixture"
+        assert np.allclose(oracle_separate(kind, ref, mix).sum(0), mix, atol=1e-6), (
+            f"{kind} estimates sum to the mixture"
+        )
 
 
 def test_quality_signals_rank_good_and_bad_separations(valid_track):
@@ -152,8 +176,10 @@ def test_quality_signals_rank_good_and_bad_separations(valid_track):
     spec = stft(torch.from_numpy(good))
     keep = torch.from_numpy((np.random.default_rng(0).random(tuple(spec.shape)) > 0.3).astype(np.float64))
     flicker = stft.inverse(spec * keep, mix.shape[-1]).numpy()
-    q = {k: quality_signals(mix, dict(zip(names, v)), sr) for k, v in
-         {"good": good, "swapped": swapped, "under": under, "flicker": flicker, "scaled": 0.7 * good}.items()}
+    q = {
+        k: quality_signals(mix, dict(zip(names, v)), sr)
+        for k, v in {"good": good, "swapped": swapped, "under": under, "flicker": flicker, "scaled": 0.7 * good}.items()
+    }
     g = q["good"]
     for stem in ("vocals", "drums"):
         assert q["swapped"]["stems"][stem]["profile"] < 0.5 * g["stems"][stem]["profile"], stem
@@ -171,11 +197,32 @@ def test_quality_signals_rank_good_and_bad_separations(valid_track):
 def test_evaluate_cli_end_to_end(tmp_path):
     """`demixer evaluate` on music/valid: a trained checkpoint, a DSP model, the baseline and the oracles."""
     run = tmp_path / "run"
-    r = run_cli("train", "-c", ROOT / "configs" / "tiny-test.yaml", f"data.train=[{shared('music/train')}]", "--out", run,
-                "schedule.epochs=1", "data.items_per_epoch=4", "train.progress=false", "train.tensorboard=false")
+    r = run_cli(
+        "train",
+        "-c",
+        ROOT / "configs" / "tiny-test.yaml",
+        f"data.train=[{shared('music/train')}]",
+        "--out",
+        run,
+        "schedule.epochs=1",
+        "data.items_per_epoch=4",
+        "train.progress=false",
+        "train.tensorboard=false",
+    )
     assert r.returncode == 0, r.stderr
     out = tmp_path / "eval"
-    args = ["evaluate", "-n", run / "best.safetensors", "-n", "hpss", shared(VALID), "-o", out, "--oracle", "--no-progress"]
+    args = [
+        "evaluate",
+        "-n",
+        run / "best.safetensors",
+        "-n",
+        "hpss",
+        shared(VALID),
+        "-o",
+        out,
+        "--oracle",
+        "--no-progress",
+    ]
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr
     for model in ("run-best", "hpss", "mixture", "oracle-irm", "oracle-ibm", "oracle-mwf"):
@@ -200,7 +247,9 @@ def test_evaluate_cli_end_to_end(tmp_path):
     assert all(irm[s]["SDR"] > base[s]["SDR"] + 8 for s in irm)
     before = (out / "hpss" / f"{track}.json").stat().st_mtime_ns
     again = run_cli(*args)
-    assert again.returncode == 0 and (out / "hpss" / f"{track}.json").stat().st_mtime_ns == before, "finished tracks are skipped"
+    assert again.returncode == 0 and (out / "hpss" / f"{track}.json").stat().st_mtime_ns == before, (
+        "finished tracks are skipped"
+    )
     assert again.stdout.splitlines()[3:] == r.stdout.splitlines()[3:], "a resumed run reports the same numbers"
 
 
@@ -219,26 +268,55 @@ def test_evaluate_speakers_and_denoise_layouts(tmp_path):
         sf.write(tmp_path / "librimix" / "s1" / f"m{k}.wav", a[0, :n], sr)
         sf.write(tmp_path / "librimix" / "s2" / f"m{k}.wav", b[0, :n], sr)
         sf.write(tmp_path / "librimix" / "mix_clean" / f"m{k}.wav", a[0, :n] + b[0, :n], sr)
-    r = run_cli("evaluate", "-n", "oracle-irm", tmp_path / "librimix", "-o", tmp_path / "e1", "--no-progress", "--no-html")
+    r = run_cli(
+        "evaluate", "-n", "oracle-irm", tmp_path / "librimix", "-o", tmp_path / "e1", "--no-progress", "--no-html"
+    )
     assert r.returncode == 0, r.stderr
     assert "speakers" in r.stdout and "SI-SDRi" in r.stdout
     rows = [line.split() for line in r.stdout.splitlines() if line.startswith("oracle-irm")]
     assert all(float(row[3]) > 8 for row in rows), rows  # SI-SDRi of the oracle mask
     # a second model into the same folder: results.csv and the summary keep the first run's models
-    r = run_cli("evaluate", "-n", "oracle-ibm", tmp_path / "librimix", "-o", tmp_path / "e1", "--no-progress", "--no-html",
-                "--no-baseline")
+    r = run_cli(
+        "evaluate",
+        "-n",
+        "oracle-ibm",
+        tmp_path / "librimix",
+        "-o",
+        tmp_path / "e1",
+        "--no-progress",
+        "--no-html",
+        "--no-baseline",
+    )
     assert r.returncode == 0, r.stderr
     models = {line.split(",")[0] for line in (tmp_path / "e1" / "results.csv").read_text().splitlines()[1:]}
     assert models == {"oracle-irm", "oracle-ibm", "mixture"}
-    assert [line.split()[:4] for line in r.stdout.splitlines() if line.startswith("oracle-irm")] == [row[:4] for row in rows]
-    r = run_cli("evaluate", "-n", "spectral-gate", shared("denoising_pairs"), "-o", tmp_path / "e2", "--no-progress", "--no-html")
+    assert [line.split()[:4] for line in r.stdout.splitlines() if line.startswith("oracle-irm")] == [
+        row[:4] for row in rows
+    ]
+    r = run_cli(
+        "evaluate",
+        "-n",
+        "spectral-gate",
+        shared("denoising_pairs"),
+        "-o",
+        tmp_path / "e2",
+        "--no-progress",
+        "--no-html",
+    )
     assert r.returncode == 0, r.stderr
     assert "PESQ-wb" in r.stdout and "ESTOI" in r.stdout
 
 
 def test_inspect_and_separate_report(tmp_path):
-    r = run_cli("separate", "-n", "hpss", shared(VALID) / "musdb18_easton_ellises_falcon69_excerpt" / "mixture.flac",
-                "-o", tmp_path, "--report")
+    r = run_cli(
+        "separate",
+        "-n",
+        "hpss",
+        shared(VALID) / "musdb18_easton_ellises_falcon69_excerpt" / "mixture.flac",
+        "-o",
+        tmp_path,
+        "--report",
+    )
     assert r.returncode == 0, r.stderr
     stems = tmp_path / "hpss" / "mixture"
     q = json.loads((stems / "mixture.quality.json").read_text())
@@ -259,10 +337,23 @@ def test_evaluate_musdb_stem_mp4(tmp_path, valid_track):
     """MUSDB18 .stem.mp4 input: the stems come from the file's streams, the mixture from stream 0."""
     mix, ref, names, sr = valid_track
     write_stem_mp4(tmp_path / "db" / "excerpt.stem.mp4", dict(zip(names, ref)), sr)
-    r = run_cli("evaluate", "-n", "oracle-irm", tmp_path / "db", "-o", tmp_path / "e", "--no-progress", "--no-html", "--no-quality")
+    r = run_cli(
+        "evaluate",
+        "-n",
+        "oracle-irm",
+        tmp_path / "db",
+        "-o",
+        tmp_path / "e",
+        "--no-progress",
+        "--no-html",
+        "--no-quality",
+    )
     assert r.returncode == 0, r.stderr
-    rows = {(line.split()[0], line.split()[1]): float(line.split()[2]) for line in r.stdout.splitlines()
-            if line.startswith(("oracle-irm", "mixture"))}
+    rows = {
+        (line.split()[0], line.split()[1]): float(line.split()[2])
+        for line in r.stdout.splitlines()
+        if line.startswith(("oracle-irm", "mixture"))
+    }
     for stem in names:
         assert rows[("oracle-irm", stem)] > rows[("mixture", stem)] + 8, (stem, rows)
     r = run_cli("separate", "-n", "oracle-irm", tmp_path / "db" / "excerpt.stem.mp4", "-o", tmp_path / "s")
@@ -275,8 +366,20 @@ def test_evaluate_two_stems_scores_the_rest_against_the_sum_of_the_other_stems(t
     from demixer.audio import load_audio
     from demixer.separation import Separator
 
-    r = run_cli("evaluate", "-n", "hpss", "--two-stems", "drums", shared(VALID), "-o", tmp_path / "e",
-                "--no-progress", "--no-html", "--no-quality", "--no-baseline")
+    r = run_cli(
+        "evaluate",
+        "-n",
+        "hpss",
+        "--two-stems",
+        "drums",
+        shared(VALID),
+        "-o",
+        tmp_path / "e",
+        "--no-progress",
+        "--no-html",
+        "--no-quality",
+        "--no-baseline",
+    )
     assert r.returncode == 0, r.stderr
     track = "musdb18_easton_ellises_falcon69_excerpt"
     metrics = json.loads((tmp_path / "e" / "hpss+drums" / f"{track}.json").read_text())["demixer"]["metrics"]
@@ -287,7 +390,9 @@ def test_evaluate_two_stems_scores_the_rest_against_the_sum_of_the_other_stems(t
     est = Separator("hpss").separate_tensor(torch.from_numpy(mix), sr)
     rest = refs["vocals"] + refs["bass"] + refs["other"]
     assert metrics["no_drums"]["uSDR"] == pytest.approx(sdr(reference=rest, estimate=est["other"].numpy()), abs=0.01)
-    assert metrics["drums"]["uSDR"] == pytest.approx(sdr(reference=refs["drums"], estimate=est["drums"].numpy()), abs=0.01)
+    assert metrics["drums"]["uSDR"] == pytest.approx(
+        sdr(reference=refs["drums"], estimate=est["drums"].numpy()), abs=0.01
+    )
     r = run_cli("evaluate", "-n", "hpss", "--two-stems", "vocals", shared(VALID), "-o", tmp_path / "f", "--no-progress")
     assert r.returncode != 0 and "vocals" in r.stderr  # hpss has no vocals stem: a clear error, no traceback
     assert "Traceback" not in r.stderr
@@ -302,7 +407,9 @@ def test_evaluate_follows_linked_track_folders_and_scores_odd_lengths(tmp_path):
     for song in ("song_a", "song_b"):
         (real / song).mkdir(parents=True)
         for stem in ("vocals", "drums", "bass", "other"):
-            sf.write(real / song / f"{stem}.wav", 0.1 * rng.standard_normal((2 * 44100 + 1, 2)).astype(np.float32), 44100)
+            sf.write(
+                real / song / f"{stem}.wav", 0.1 * rng.standard_normal((2 * 44100 + 1, 2)).astype(np.float32), 44100
+            )
     dataset = tmp_path / "set"
     dataset.mkdir()
     (dataset / "song_a").symlink_to(real / "song_a", target_is_directory=True)

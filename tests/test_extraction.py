@@ -16,8 +16,17 @@ from demixer.models.extraction import SpeakerExtractorConfig, TargetSpeakerExtra
 from .conftest import run_cli, shared
 
 SR = 8000
-TINY = dict(filters=32, bottleneck=16, hidden=32, blocks=3, repeats=2, speaker_dim=16, encoder_channels=16,
-            encoder_layers=2, n_mels=20)
+TINY = dict(
+    filters=32,
+    bottleneck=16,
+    hidden=32,
+    blocks=3,
+    repeats=2,
+    speaker_dim=16,
+    encoder_channels=16,
+    encoder_layers=2,
+    n_mels=20,
+)
 
 
 def tiny_extractor(**changes) -> TargetSpeakerExtractor:
@@ -80,24 +89,33 @@ def test_enroll_sets_the_voice_and_checks_the_clip():
 
 def test_target_speaker_dataset_pairs_the_enrolment_with_the_target(tmp_path):
     root = write_voices(tmp_path / "voices", {"low": 110.0, "high": 330.0, "mid": 200.0})
-    data = TargetSpeakerDataset(root, speakers=2, sample_rate=SR, segment=1.5, items=12, enrollment=2.0,
-                                speaker_pattern=r"^([a-z]+)_")
+    data = TargetSpeakerDataset(
+        root, speakers=2, sample_rate=SR, segment=1.5, items=12, enrollment=2.0, speaker_pattern=r"^([a-z]+)_"
+    )
     assert data.sources == ("target", "residual")
     for i in range(len(data)):
         mix, sources, enrollment = data[i]
         assert sources.shape == (2, 1, 12000) and enrollment.shape == (1, 16000)
         assert torch.equal(mix, sources.sum(0))
+
         # the enrolment clip's pitch is the target's, not the residual's
         def pitch(x: np.ndarray) -> float:
             spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
             return float(np.argmax(spec[: x.size // 8]) * SR / x.size)
+
         target_pitch, enrol_pitch = pitch(sources[0, 0].numpy()), pitch(enrollment[0].numpy())
         assert abs(enrol_pitch - target_pitch) < 0.1 * target_pitch, (i, enrol_pitch, target_pitch)
 
 
 def test_dataset_on_real_utterances():
-    data = TargetSpeakerDataset([p for p in sorted(shared("speech").iterdir())], speakers=2, sample_rate=SR,
-                                segment=2.0, items=4, enrollment=3.0)
+    data = TargetSpeakerDataset(
+        [p for p in sorted(shared("speech").iterdir())],
+        speakers=2,
+        sample_rate=SR,
+        segment=2.0,
+        items=4,
+        enrollment=3.0,
+    )
     mix, sources, enrollment = data[0]
     assert torch.equal(mix, sources.sum(0)) and enrollment.shape == (1, 3 * SR)
     assert float(enrollment.pow(2).mean().sqrt()) == pytest.approx(10 ** (-25 / 20), rel=0.05)
@@ -109,16 +127,28 @@ def test_training_learns_to_follow_the_enrolment_and_separate_uses_it(tmp_path):
 
     voices = write_voices(tmp_path / "train", {"a": 120.0, "b": 190.0, "c": 290.0, "d": 420.0}, files=4)
     valid = write_voices(tmp_path / "valid", {"a": 120.0, "c": 290.0}, files=2)
-    cfg = load_config(data={
-        "model": {"architecture": "speaker_extractor", "config": {**TINY, "sample_rate": SR}},
-        "data": {"kind": "extract", "train": [str(voices)], "valid": [str(valid)], "segment": 1.0, "items_per_epoch": 64,
-                 "valid_items": 8, "batch_size": 8, "enrollment": 1.5, "speaker_pattern": r"^([a-z])_", "overlap": [1.0, 1.0],
-                 "gain_db": [-2.0, 2.0]},
-        "loss": {"terms": {"si_sdr": 1.0}},
-        "optim": {"lr": 0.003},
-        "schedule": {"epochs": 12, "warmup_steps": 0},
-        "train": {"out": str(tmp_path / "run"), "progress": False, "tensorboard": False, "threads": 1},
-    })
+    cfg = load_config(
+        data={
+            "model": {"architecture": "speaker_extractor", "config": {**TINY, "sample_rate": SR}},
+            "data": {
+                "kind": "extract",
+                "train": [str(voices)],
+                "valid": [str(valid)],
+                "segment": 1.0,
+                "items_per_epoch": 64,
+                "valid_items": 8,
+                "batch_size": 8,
+                "enrollment": 1.5,
+                "speaker_pattern": r"^([a-z])_",
+                "overlap": [1.0, 1.0],
+                "gain_db": [-2.0, 2.0],
+            },
+            "loss": {"terms": {"si_sdr": 1.0}},
+            "optim": {"lr": 0.003},
+            "schedule": {"epochs": 12, "warmup_steps": 0},
+            "train": {"out": str(tmp_path / "run"), "progress": False, "tensorboard": False, "threads": 1},
+        }
+    )
     result = train(cfg)
     assert result.best.exists()
 
@@ -133,7 +163,9 @@ def test_training_learns_to_follow_the_enrolment_and_separate_uses_it(tmp_path):
     gains, crossed = {}, {}
     for name, ref, other in (("a", a, c), ("c", c, a)):
         out = tmp_path / f"out_{name}"
-        r = run_cli("separate", "-n", result.best, "--enroll", tmp_path / f"enrol_{name}.wav", tmp_path / "mix.wav", "-o", out)
+        r = run_cli(
+            "separate", "-n", result.best, "--enroll", tmp_path / f"enrol_{name}.wav", tmp_path / "mix.wav", "-o", out
+        )
         assert r.returncode == 0, r.stderr
         target, _ = sf.read(next(out.rglob("target.wav")), dtype="float32")
         residual, _ = sf.read(next(out.rglob("residual.wav")), dtype="float32")
@@ -146,5 +178,7 @@ def test_training_learns_to_follow_the_enrolment_and_separate_uses_it(tmp_path):
 
     r = run_cli("separate", "-n", result.best, tmp_path / "mix.wav", "-o", tmp_path / "none")
     assert r.returncode == 2 and "--enroll" in r.stderr
-    r = run_cli("separate", "-n", "hpss", "--enroll", tmp_path / "enrol_a.wav", tmp_path / "mix.wav", "-o", tmp_path / "x")
+    r = run_cli(
+        "separate", "-n", "hpss", "--enroll", tmp_path / "enrol_a.wav", tmp_path / "mix.wav", "-o", tmp_path / "x"
+    )
     assert r.returncode == 2 and "does not take an enrolment clip" in r.stderr

@@ -91,35 +91,62 @@ def _umx_files(tmp: Path) -> dict[str, bytes]:
     return files
 
 
-def _manifest(path: Path, url: str, files: dict[str, bytes], checks: dict[str, dict] | None = None, name: str = "tiny-umx") -> Path:
+def _manifest(
+    path: Path, url: str, files: dict[str, bytes], checks: dict[str, dict] | None = None, name: str = "tiny-umx"
+) -> Path:
     checks = checks or {}
     entry = {
-        "architecture": "open_unmix", "format": "umx", "sources": ["vocals", "accompaniment"], "sample_rate": 44100,
-        "tasks": ["karaoke"], "licence": "test", "description": "test model", "config": UMX_CONFIG,
-        "files": [{"name": n, "url": f"{url}/{n}", "role": n.split("-")[0],
-                   **checks.get(n, {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)})} for n, b in files.items()],
+        "architecture": "open_unmix",
+        "format": "umx",
+        "sources": ["vocals", "accompaniment"],
+        "sample_rate": 44100,
+        "tasks": ["karaoke"],
+        "licence": "test",
+        "description": "test model",
+        "config": UMX_CONFIG,
+        "files": [
+            {
+                "name": n,
+                "url": f"{url}/{n}",
+                "role": n.split("-")[0],
+                **checks.get(n, {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}),
+            }
+            for n, b in files.items()
+        ],
     }
     path.write_text(json.dumps({"models": {name: entry}}))
     return path
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "demixer", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "demixer", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+    )
 
 
 @pytest.fixture
 def store(tmp_path):
     files = _umx_files(tmp_path)
     server = _Server(files)
-    env = {"DEMIXER_CACHE_DIR": str(tmp_path / "cache"), "DEMIXER_MANIFEST": str(_manifest(tmp_path / "m.json", server.url, files))}
+    env = {
+        "DEMIXER_CACHE_DIR": str(tmp_path / "cache"),
+        "DEMIXER_MANIFEST": str(_manifest(tmp_path / "m.json", server.url, files)),
+    }
     yield server, files, env, tmp_path
     server.close()
 
 
 def _cached(tmp_path: Path) -> list[str]:
     root = tmp_path / "cache"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.endswith(".lock")) if root.exists() else []
+    return (
+        sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.endswith(".lock"))
+        if root.exists()
+        else []
+    )
 
 
 def test_download_verify_and_separate_offline(store):
@@ -127,7 +154,9 @@ def test_download_verify_and_separate_offline(store):
     r = _cli("models", "download", "tiny-umx", env=env)
     assert r.returncode == 0, r.stderr
     assert "2 file(s) verified" in r.stdout
-    assert _cached(tmp) == sorted([f"checkpoints/tiny-umx/{n}" for n in files] + [f"checkpoints/tiny-umx/{n}.sha256" for n in files])
+    assert _cached(tmp) == sorted(
+        [f"checkpoints/tiny-umx/{n}" for n in files] + [f"checkpoints/tiny-umx/{n}.sha256" for n in files]
+    )
     for n, b in files.items():
         assert (tmp / "cache" / "checkpoints" / "tiny-umx" / n).read_bytes() == b
     listed = {row["name"]: row for row in json.loads(_cli("models", "list", "--json", env=env).stdout)}
@@ -172,7 +201,9 @@ def test_offline_never_connects_and_says_where_files_go(store):
     server, files, env, tmp = store
     x = np.zeros((4410, 2), np.float32)
     sf.write(tmp / "mix.wav", x, 44100)
-    r = _cli("separate", "-n", "tiny-umx", "-o", str(tmp / "out"), str(tmp / "mix.wav"), env={**env, "DEMIXER_OFFLINE": "1"})
+    r = _cli(
+        "separate", "-n", "tiny-umx", "-o", str(tmp / "out"), str(tmp / "mix.wav"), env={**env, "DEMIXER_OFFLINE": "1"}
+    )
     assert r.returncode == 1
     assert server.requests == []
     cache = tmp / "cache" / "checkpoints" / "tiny-umx"
@@ -217,8 +248,21 @@ def test_wrong_expected_prefix_is_a_checksum_error(store):
 
 def test_bad_manifest_is_named(tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"models": {"x": {"architecture": "unet", "format": "demixer", "sources": ["a"],
-                                                  "sample_rate": 44100, "files": [{"name": "../evil", "url": "http://h/x"}]}}}))
+    bad.write_text(
+        json.dumps(
+            {
+                "models": {
+                    "x": {
+                        "architecture": "unet",
+                        "format": "demixer",
+                        "sources": ["a"],
+                        "sample_rate": 44100,
+                        "files": [{"name": "../evil", "url": "http://h/x"}],
+                    }
+                }
+            }
+        )
+    )
     r = _cli("models", "list", env={"DEMIXER_MANIFEST": str(bad)})
     assert r.returncode == 1 and "plain file name" in r.stderr and str(bad) in r.stderr
 
@@ -263,7 +307,9 @@ def test_service_offers_only_cached_published_models(store, monkeypatch):
         names = {m["name"] for m in httpx.get(f"{server.url}/models", timeout=10).json()}
         assert "tiny-umx" in names and "umxhq" not in names  # shipped in the manifest, not in this cache
         seen = len(http.requests)
-        sf.write(tmp / "mix.wav", (0.2 * np.random.default_rng(0).standard_normal((22050, 2))).astype(np.float32), 44100)
+        sf.write(
+            tmp / "mix.wav", (0.2 * np.random.default_rng(0).standard_normal((22050, 2))).astype(np.float32), 44100
+        )
         r = submit(server, tmp / "mix.wav", name="tiny-umx")
         assert r.status_code == 202, r.text
         job = wait_done(server, r.json()["id"])

@@ -53,14 +53,26 @@ def test_open_unmix_matches_reference(openunmix, tmp_path, channels, wiener):
         net = openunmix.OpenUnmix(nb_bins=1025, nb_channels=channels, hidden_size=32, max_bin=700)
         _randomise_umx(net)
         ref_nets[t] = net.eval()
-    ref = openunmix.Separator(ref_nets, niter=wiener, n_fft=2048, n_hop=512, nb_channels=channels, sample_rate=44100.0,
-                              wiener_win_len=300).eval()
+    ref = openunmix.Separator(
+        ref_nets, niter=wiener, n_fft=2048, n_hop=512, nb_channels=channels, sample_rate=44100.0, wiener_win_len=300
+    ).eval()
     files = {}
     for t, net in ref_nets.items():  # through the published format: one state dict file per target
         files[t] = tmp_path / f"{t}.pth"
         torch.save(net.state_dict(), files[t])
-    ours = build_umx(targets, 44100, {"audio_channels": channels, "n_fft": 2048, "hop_length": 512, "hidden_size": 32,
-                                      "max_bin": 700, "wiener_iterations": wiener}, files)
+    ours = build_umx(
+        targets,
+        44100,
+        {
+            "audio_channels": channels,
+            "n_fft": 2048,
+            "hop_length": 512,
+            "hidden_size": 32,
+            "max_bin": 700,
+            "wiener_iterations": wiener,
+        },
+        files,
+    )
     x = 0.3 * torch.randn(1, channels, 44100 * 8 + 123)  # > 300 frames: several Wiener windows
     with torch.inference_mode():
         a, b = ref(x), ours(x)
@@ -69,7 +81,9 @@ def test_open_unmix_matches_reference(openunmix, tmp_path, channels, wiener):
 
 
 def test_open_unmix_gradients_flow():
-    model = OpenUnmix(OpenUnmixConfig(sources=("a", "b"), n_fft=512, hop_length=128, hidden_size=16, max_bin=128)).train()
+    model = OpenUnmix(
+        OpenUnmixConfig(sources=("a", "b"), n_fft=512, hop_length=128, hidden_size=16, max_bin=128)
+    ).train()
     x = torch.randn(2, 2, 4096, requires_grad=True)
     model(x).square().mean().backward()
     assert x.grad is not None and all(p.grad is not None for p in model.parameters() if p.requires_grad)
@@ -80,11 +94,30 @@ def demucs():
     return pytest.importorskip("demucs.htdemucs")
 
 
-SMALL = dict(channels=8, depth=4, bottom_channels=32, t_layers=3, t_heads=4, segment=Fraction(2, 1), norm_starts=2,
-             dconv_mode=3)
-PUBLISHED = dict(channels=48, growth=2, nfft=4096, depth=4, dconv_mode=3, dconv_depth=2, dconv_comp=8, dconv_init=1e-3,
-                 bottom_channels=512, t_layers=5, t_heads=8, t_hidden_scale=4.0, t_layer_scale=True, t_gelu=True,
-                 segment=Fraction(39, 5), samplerate=44100, freq_emb=0.2, norm_starts=4, norm_groups=4)
+SMALL = dict(
+    channels=8, depth=4, bottom_channels=32, t_layers=3, t_heads=4, segment=Fraction(2, 1), norm_starts=2, dconv_mode=3
+)
+PUBLISHED = dict(
+    channels=48,
+    growth=2,
+    nfft=4096,
+    depth=4,
+    dconv_mode=3,
+    dconv_depth=2,
+    dconv_comp=8,
+    dconv_init=1e-3,
+    bottom_channels=512,
+    t_layers=5,
+    t_heads=8,
+    t_hidden_scale=4.0,
+    t_layer_scale=True,
+    t_gelu=True,
+    segment=Fraction(39, 5),
+    samplerate=44100,
+    freq_emb=0.2,
+    norm_starts=4,
+    norm_groups=4,
+)
 SOURCES = ["drums", "bass", "other", "vocals"]
 
 
@@ -99,8 +132,13 @@ def _reference_htdemucs(demucs, kwargs, seed=0):
 
 def _package(ref) -> dict:
     """A Demucs model package as ``demucs.states.serialize_model`` writes it (half-precision state)."""
-    return {"klass": type(ref), "args": (), "kwargs": dict(ref._init_args_kwargs[1], sources=SOURCES),
-            "state": {k: v.half() for k, v in ref.state_dict().items()}, "training_args": {}}
+    return {
+        "klass": type(ref),
+        "args": (),
+        "kwargs": dict(ref._init_args_kwargs[1], sources=SOURCES),
+        "state": {k: v.half() for k, v in ref.state_dict().items()},
+        "training_args": {},
+    }
 
 
 @pytest.mark.parametrize("kwargs", [SMALL, PUBLISHED], ids=["small", "published-htdemucs"])
@@ -159,14 +197,40 @@ def test_roformer_checkpoint_file(tmp_path):
     bsr = pytest.importorskip("bs_roformer")
     torch.manual_seed(0)
     bands = (64, 65)
-    ref = bsr.BSRoformer(dim=32, depth=1, stereo=True, num_stems=1, time_transformer_depth=1, freq_transformer_depth=1,
-                         freqs_per_bands=bands, dim_head=16, heads=2, stft_n_fft=256, stft_hop_length=64,
-                         stft_win_length=256, mask_estimator_depth=2).eval()
+    ref = bsr.BSRoformer(
+        dim=32,
+        depth=1,
+        stereo=True,
+        num_stems=1,
+        time_transformer_depth=1,
+        freq_transformer_depth=1,
+        freqs_per_bands=bands,
+        dim_head=16,
+        heads=2,
+        stft_n_fft=256,
+        stft_hop_length=64,
+        stft_win_length=256,
+        mask_estimator_depth=2,
+    ).eval()
     path = tmp_path / "model.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in ref.state_dict().items()}}, path)  # a Lightning-style file
-    ours = build_roformer("bs_roformer", ("vocals",), 44100,
-                          {"dim": 32, "depth": 1, "freqs_per_bands": list(bands), "dim_head": 16, "heads": 2, "n_fft": 256,
-                           "hop_length": 64, "win_length": 256, "mask_estimator_depth": 2}, path)
+    ours = build_roformer(
+        "bs_roformer",
+        ("vocals",),
+        44100,
+        {
+            "dim": 32,
+            "depth": 1,
+            "freqs_per_bands": list(bands),
+            "dim_head": 16,
+            "heads": 2,
+            "n_fft": 256,
+            "hop_length": 64,
+            "win_length": 256,
+            "mask_estimator_depth": 2,
+        },
+        path,
+    )
     x = 0.2 * torch.randn(1, 2, 8192)
     with torch.inference_mode():
         a, b = ref(x), ours(x)

@@ -36,8 +36,13 @@ def _quiet():
 def test_bs_roformer_parity(stereo, stems):
     torch.manual_seed(stems)
     ref = ref_pkg.BSRoformer(stereo=stereo, num_stems=stems, freqs_per_bands=BANDS, **_ref_kwargs(2)).eval()
-    ours = _ours(BSRoformer, sources=tuple(f"s{i}" for i in range(stems)), audio_channels=2 if stereo else 1,
-                 mask_estimator_depth=2, freqs_per_bands=BANDS)
+    ours = _ours(
+        BSRoformer,
+        sources=tuple(f"s{i}" for i in range(stems)),
+        audio_channels=2 if stereo else 1,
+        mask_estimator_depth=2,
+        freqs_per_bands=BANDS,
+    )
     ours.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(2, 2 if stereo else 1, 256 * 50)
     with torch.no_grad():
@@ -50,10 +55,22 @@ def test_bs_roformer_parity(stereo, stems):
 @pytest.mark.parametrize("stereo,stems", [(True, 1), (False, 2)])
 def test_mel_roformer_parity(stereo, stems):
     torch.manual_seed(10 + stems)
-    ref = ref_pkg.MelBandRoformer(stereo=stereo, num_stems=stems, num_bands=32, sample_rate=44100, attn_dropout=0.0,
-                                  ff_dropout=0.0, **_ref_kwargs(1)).eval()
-    ours = _ours(MelRoformer, sources=tuple(f"s{i}" for i in range(stems)), audio_channels=2 if stereo else 1,
-                 mask_estimator_depth=1, num_bands=32)
+    ref = ref_pkg.MelBandRoformer(
+        stereo=stereo,
+        num_stems=stems,
+        num_bands=32,
+        sample_rate=44100,
+        attn_dropout=0.0,
+        ff_dropout=0.0,
+        **_ref_kwargs(1),
+    ).eval()
+    ours = _ours(
+        MelRoformer,
+        sources=tuple(f"s{i}" for i in range(stems)),
+        audio_channels=2 if stereo else 1,
+        mask_estimator_depth=1,
+        num_bands=32,
+    )
     ours.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(1, 2 if stereo else 1, 256 * 60)
     with torch.no_grad():
@@ -67,12 +84,15 @@ def test_published_config_key_layout():
     (checked with depth 1 to stay small: deeper models repeat the same blocks)."""
     viperx = dict(dim=512, depth=1, time_transformer_depth=1, freq_transformer_depth=1, dim_head=64, heads=8)
     bands = (2,) * 24 + (4,) * 12 + (12,) * 8 + (24,) * 8 + (48,) * 8 + (128, 129)
-    ref = ref_pkg.BSRoformer(**viperx, stereo=True, num_stems=1, freqs_per_bands=bands, stft_hop_length=441,
-                             mask_estimator_depth=2)
+    ref = ref_pkg.BSRoformer(
+        **viperx, stereo=True, num_stems=1, freqs_per_bands=bands, stft_hop_length=441, mask_estimator_depth=2
+    )
     ours = BSRoformer(RoformerConfig(**viperx, freqs_per_bands=bands, hop_length=441, mask_estimator_depth=2))
     assert {k: v.shape for k, v in ref.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
     kim = dict(dim=384, depth=1, time_transformer_depth=1, freq_transformer_depth=1, dim_head=64, heads=8)
-    ref = ref_pkg.MelBandRoformer(**kim, stereo=True, num_stems=1, num_bands=60, stft_hop_length=441, mask_estimator_depth=2)
+    ref = ref_pkg.MelBandRoformer(
+        **kim, stereo=True, num_stems=1, num_bands=60, stft_hop_length=441, mask_estimator_depth=2
+    )
     ours = MelRoformer(RoformerConfig(**kim, num_bands=60, hop_length=441, mask_estimator_depth=2))
     assert {k: v.shape for k, v in ref.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
 
@@ -86,8 +106,17 @@ def test_mel_bands_match_librosa():
 
 
 def test_shapes_gradients_and_checkpoint(tmp_path):
-    model = build_model("bs_roformer", {**SMALL, "sources": ["vocals", "other"], "n_fft": 1024, "hop_length": 256,
-                                        "win_length": 1024, "freqs_per_bands": list(BANDS)})
+    model = build_model(
+        "bs_roformer",
+        {
+            **SMALL,
+            "sources": ["vocals", "other"],
+            "n_fft": 1024,
+            "hop_length": 256,
+            "win_length": 1024,
+            "freqs_per_bands": list(BANDS),
+        },
+    )
     x = torch.randn(1, 2, 5000, requires_grad=True)
     y = model(x)
     assert y.shape == (1, 2, 2, 5000)
@@ -97,8 +126,10 @@ def test_shapes_gradients_and_checkpoint(tmp_path):
     again = load_checkpoint(path)
     with torch.no_grad():
         assert torch.equal(model(x.detach()), again(x.detach()))
-    mel = build_model("mel_roformer", {**SMALL, "n_fft": 1024, "hop_length": 256, "win_length": 1024, "num_bands": 16,
-                                       "mask_estimator_depth": 1})
+    mel = build_model(
+        "mel_roformer",
+        {**SMALL, "n_fft": 1024, "hop_length": 256, "win_length": 1024, "num_bands": 16, "mask_estimator_depth": 1},
+    )
     assert mel.eval()(torch.randn(1, 2, 300)).shape == (1, 1, 2, 300), "short inputs too (zero-padded frames)"
 
 
@@ -123,8 +154,18 @@ def test_bounded_attention_groups_give_the_same_output(cls, kw):
 @pytest.mark.parametrize("cls", [BSRoformer, MelRoformer])
 def test_mapped_weights_give_the_same_output(cls, tmp_path):
     """Checkpoints load as views of the memory-mapped file; the mask MLPs are paged out after each use."""
-    cfg = RoformerConfig(dim=32, depth=1, dim_head=16, heads=2, n_fft=512, hop_length=128, win_length=512,
-                         freqs_per_bands=(128, 129), num_bands=8, mask_estimator_depth=2)
+    cfg = RoformerConfig(
+        dim=32,
+        depth=1,
+        dim_head=16,
+        heads=2,
+        n_fft=512,
+        hop_length=128,
+        win_length=512,
+        freqs_per_bands=(128, 129),
+        num_bands=8,
+        mask_estimator_depth=2,
+    )
     torch.manual_seed(0)
     model = cls(cfg).eval()
     path = save_checkpoint(model, tmp_path / "m.safetensors")

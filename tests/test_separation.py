@@ -79,15 +79,20 @@ def test_short_track_is_one_chunk():
     assert [(c.start, c.length) for c in chunks] == [(0, 5)]
 
 
-@pytest.mark.parametrize("model_factory, segment, seconds", [
-    (lambda: ConvModel(101), 0.5, 7.3),
-    (lambda: ElasticConvModel(101), 0.5, 7.3),
-    (lambda: TinyMaskModel(TinyMaskConfig(sample_rate=8000, n_fft=256, hop_length=64)), 0.7, 9.1),
-])
+@pytest.mark.parametrize(
+    "model_factory, segment, seconds",
+    [
+        (lambda: ConvModel(101), 0.5, 7.3),
+        (lambda: ElasticConvModel(101), 0.5, 7.3),
+        (lambda: TinyMaskModel(TinyMaskConfig(sample_rate=8000, n_fft=256, hop_length=64)), 0.7, 9.1),
+    ],
+)
 @pytest.mark.parametrize("overlap, batch", [(0.25, 1), (0.5, 3)])
 def test_chunked_equals_unchunked_seams_included(model_factory, segment, seconds, overlap, batch):
     model = model_factory().eval()
-    x = tone(seconds, 8000, 2) + 0.3 * np.random.default_rng(2).standard_normal((2, int(seconds * 8000))).astype(np.float32)
+    x = tone(seconds, 8000, 2) + 0.3 * np.random.default_rng(2).standard_normal((2, int(seconds * 8000))).astype(
+        np.float32
+    )
     whole = Separator(model=model, segment=seconds + 1).separate_tensor(x, 8000)
     chunked = Separator(model=model, segment=segment, overlap=overlap, batch_size=batch).separate_tensor(x, 8000)
     for s in model.sources:
@@ -199,15 +204,24 @@ def test_band_extension_gives_a_low_rate_model_the_input_band(tmp_path):
     stems = {k: v.numpy() for k, v in sep.separate_tensor(x, 16000).items()}
     high = butter(8, 4400, "highpass", fs=16000, output="sos")
     err = sosfiltfilt(high, x - sum(stems.values()))
-    assert np.sqrt(np.mean(err ** 2)) < 0.02 * np.sqrt(np.mean(sosfiltfilt(high, x) ** 2)), "the high band is all given out"
+    assert np.sqrt(np.mean(err**2)) < 0.02 * np.sqrt(np.mean(sosfiltfilt(high, x) ** 2)), (
+        "the high band is all given out"
+    )
     for s in stems.values():
         assert np.sqrt(np.mean(sosfiltfilt(high, s) ** 2)) > 1e-3, "each stem has content above 4 kHz"
     src = save_audio(tmp_path / "meeting.wav", x, 16000, OutputFormat(container="wav", encoding="float32"))
     runs = []
     for block in (1 << 18, 3001):
         outputs = {s: tmp_path / f"b{block}" / f"{s}.wav" for s in sep.plan.outputs}
-        separate_file(sep.model, src, outputs, sep.plan, sep.settings, OutputFormat(container="wav", encoding="float32"),
-                      block_frames=block)
+        separate_file(
+            sep.model,
+            src,
+            outputs,
+            sep.plan,
+            sep.settings,
+            OutputFormat(container="wav", encoding="float32"),
+            block_frames=block,
+        )
         runs.append({s: load_audio(p)[0] for s, p in outputs.items()})
     for s in stems:
         assert np.abs(runs[0][s] - stems[s]).max() < 1e-4

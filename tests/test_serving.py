@@ -43,12 +43,26 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self.log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("DEMIXER_API_KEY", None)
-        self.proc = subprocess.Popen([sys.executable, "-m", "demixer", "serve", "--port", str(self.port),
-                                      "--data-dir", str(self.data_dir), *self.flags], stdout=self.log, stderr=self.log, env=env)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "demixer",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                *self.flags,
+            ],
+            stdout=self.log,
+            stderr=self.log,
+            env=env,
+        )
         deadline = time.time() + 90
         while time.time() < deadline:
             assert self.proc.poll() is None, self.logs()
@@ -90,13 +104,22 @@ def server_factory(tmp_path):
         s.stop()
 
 
-def submit(server: Server, path: Path, headers: dict | None = None, filename: str | None = None, **fields) -> httpx.Response:
+def submit(
+    server: Server, path: Path, headers: dict | None = None, filename: str | None = None, **fields
+) -> httpx.Response:
     with open(path, "rb") as f:
-        return httpx.post(f"{server.url}/jobs", files={"file": (filename or path.name, f)},
-                          data={k: str(v) for k, v in fields.items()}, headers=headers or {}, timeout=60)
+        return httpx.post(
+            f"{server.url}/jobs",
+            files={"file": (filename or path.name, f)},
+            data={k: str(v) for k, v in fields.items()},
+            headers=headers or {},
+            timeout=60,
+        )
 
 
-def wait_done(server: Server, job_id: str, timeout: float = 120, headers: dict | None = None, until=("done", "failed")) -> dict:
+def wait_done(
+    server: Server, job_id: str, timeout: float = 120, headers: dict | None = None, until=("done", "failed")
+) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = httpx.get(f"{server.url}/jobs/{job_id}", headers=headers or {}, timeout=10).json()
@@ -128,7 +151,9 @@ def test_job_round_trip_over_http(server_factory, tmp_path):
     assert r.headers["location"] == f"/jobs/{job_id}"
     job = wait_done(server, job_id)
     assert job["state"] == "done", job
-    assert job["model"] == "demixer-4stem" and job["stems"] == list(FOUR) and job["progress"] == 1.0  # the music default
+    assert (
+        job["model"] == "demixer-4stem" and job["stems"] == list(FOUR) and job["progress"] == 1.0
+    )  # the music default
     assert job["timings"]["audio_s"] == pytest.approx(5.9, abs=0.01) and job["timings"]["rtf"] > 0
     assert set(job["quality"]["stems"]) == set(FOUR) and job["quality"]["consistency_db"] > 5
 
@@ -144,7 +169,7 @@ def test_job_round_trip_over_http(server_factory, tmp_path):
         if stem == "drums":  # the real drums of this MUSDB song came back (measured 8.6 dB museval median)
             drums_ref = sf.read(clip.parent / "drums_reference.flac", dtype="float32")[0]
             assert sdr(reference=drums_ref.T, estimate=audio.T) > 5.0
-    assert 10 * np.log10(np.sum(mixture ** 2) / np.sum((total - mixture) ** 2)) > 5  # the stems roughly add up
+    assert 10 * np.log10(np.sum(mixture**2) / np.sum((total - mixture) ** 2)) > 5  # the stems roughly add up
     for stem in ("mixture", *FOUR):
         for kind in ("waveform", "spectrogram"):
             r = httpx.get(f"{server.url}/jobs/{job_id}/images/{stem}/{kind}")
@@ -163,7 +188,11 @@ def test_job_round_trip_over_http(server_factory, tmp_path):
     assert httpx.get(f"{server.url}/docs").status_code == 200
     assert "/jobs/{job_id}/archive" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
     page = httpx.get(f"{server.url}/")
-    assert page.status_code == 200 and "/static/app.js" in page.text and "http" not in page.text.split("<body>")[1].split("/docs")[0]
+    assert (
+        page.status_code == 200
+        and "/static/app.js" in page.text
+        and "http" not in page.text.split("<body>")[1].split("/docs")[0]
+    )
 
     assert httpx.delete(f"{server.url}/jobs/{job_id}").status_code == 204
     assert httpx.get(f"{server.url}/jobs/{job_id}").status_code == 404
@@ -199,15 +228,18 @@ def test_bad_uploads_are_refused_with_clear_messages(server_factory, tmp_path):
     assert submit(server, long, duration=4).status_code == 202  # a part of it fits
 
     big = tmp_path / "big.wav"
-    sf.write(big, np.random.default_rng(0).uniform(-0.5, 0.5, (44100 * 3, 2)).astype(np.float32), 44100, subtype="FLOAT")
+    sf.write(
+        big, np.random.default_rng(0).uniform(-0.5, 0.5, (44100 * 3, 2)).astype(np.float32), 44100, subtype="FLOAT"
+    )
     r = submit(server, big)
     assert r.status_code == 413 and "at most 1 MB" in r.json()["detail"]
 
     def chunked():  # no Content-Length: the limit is enforced while the body streams in
-        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.wav\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.wav"\r\n\r\n'
         for _ in range(40):
             yield b"\0" * 65536
         yield b"\r\n--b--\r\n"
+
     r = httpx.post(f"{server.url}/jobs", content=chunked(), headers={"content-type": "multipart/form-data; boundary=b"})
     assert r.status_code == 413
 
@@ -267,7 +299,7 @@ def test_fifty_concurrent_uploads_complete_or_get_429(server_factory, tmp_path):
     accepted: list[str] = []
     refused: list[httpx.Response] = []
     rss = []
-    for wave in range(3):  # later waves show memory levels off instead of growing per job
+    for _wave in range(3):  # later waves show memory levels off instead of growing per job
         with cf.ThreadPoolExecutor(50) as pool:
             responses = list(pool.map(one, range(50)))
         codes = [r.status_code for r in responses]
@@ -283,8 +315,10 @@ def test_fifty_concurrent_uploads_complete_or_get_429(server_factory, tmp_path):
     listed = {j["id"] for j in httpx.get(f"{server.url}/jobs", params={"limit": 500}).json()}
     assert listed == set(accepted)  # nothing lost, nothing half-made from refused uploads
     assert len(list((server.data_dir / "jobs").iterdir())) == len(accepted)
-    print(f"accepted {len(accepted)}, refused {len(refused)} of 150; server RSS {rss_before / 2**20:.0f} MiB at start, "
-          f"then after each wave {', '.join(f'{r / 2**20:.0f}' for r in rss)}")
+    print(
+        f"accepted {len(accepted)}, refused {len(refused)} of 150; server RSS {rss_before / 2**20:.0f} MiB at start, "
+        f"then after each wave {', '.join(f'{r / 2**20:.0f}' for r in rss)}"
+    )
     assert rss[0] < rss_before + 400 * 2**20
     # the allocator can still be settling after one wave of the 4-stem model (a clean clone once grew 80 MiB in wave
     # 2, other runs -40 to +18): the leak check compares the third wave with the second
@@ -371,27 +405,37 @@ def test_web_page_in_headless_chromium(server_factory, tmp_path):
     server = server_factory()
     clip = real_clip(tmp_path)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"]
+        )
         try:
             page = browser.new_page(accept_downloads=True)
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             external: list[str] = []
-            page.on("request", lambda r: None if r.url.startswith(server.url) or r.url.startswith("blob:") or r.url.startswith("data:")
-                    else external.append(r.url))
+            page.on(
+                "request",
+                lambda r: (
+                    None
+                    if r.url.startswith(server.url) or r.url.startswith("blob:") or r.url.startswith("data:")
+                    else external.append(r.url)
+                ),
+            )
             page.goto(server.url)
             page.wait_for_selector("#model optgroup", state="attached")  # models came from GET /models
             assert "hpss" in page.inner_text("#model")
 
             # drag and drop the real clip onto the page
             data = base64.b64encode(clip.read_bytes()).decode()
-            transfer = page.evaluate_handle("""([name, b64]) => {
+            transfer = page.evaluate_handle(
+                """([name, b64]) => {
                 const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
                 const t = new DataTransfer();
                 t.items.add(new File([bytes], name, {type: "audio/flac"}));
                 return t;
-            }""", [clip.name, data])
+            }""",
+                [clip.name, data],
+            )
             page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
             assert "real clip.flac" in page.inner_text("#chosen")
             page.check("input[name=task][value=music]")
@@ -402,7 +446,9 @@ def test_web_page_in_headless_chromium(server_factory, tmp_path):
             assert page.inner_text("#job-state") == "done"
             stems = page.eval_on_selector_all("#stems .stem", "rows => rows.map(r => r.dataset.stem)")
             assert stems == list(FOUR)
-            page.wait_for_function("[...document.querySelectorAll('.stem img')].every(i => i.complete && i.naturalWidth > 0)")
+            page.wait_for_function(
+                "[...document.querySelectorAll('.stem img')].every(i => i.complete && i.naturalWidth > 0)"
+            )
             assert page.locator(".stem img").count() == 10  # mixture + 4 stems, waveform + spectrogram each
             assert "consistency" in page.inner_text("#quality")
             assert "RTF" in page.inner_text("#job-timings")
@@ -430,13 +476,16 @@ def test_web_page_in_headless_chromium(server_factory, tmp_path):
                 page.click("#zip")
             zip_path = tmp_path / "stems.zip"
             info.value.save_as(zip_path)
-            assert sorted(zipfile.ZipFile(zip_path).namelist()) == sorted([f"real_clip/{s}.flac" for s in FOUR]
-                                                                          + ["real_clip/quality.json"])
+            assert sorted(zipfile.ZipFile(zip_path).namelist()) == sorted(
+                [f"real_clip/{s}.flac" for s in FOUR] + ["real_clip/quality.json"]
+            )
             page.wait_for_selector("#jobs li")
             assert "done" in page.inner_text("#jobs")
 
             # an upload the server refuses shows its reason
-            page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello" * 50}])
+            page.set_input_files(
+                "#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello" * 50}]
+            )
             page.click("#submit")
             page.wait_for_function("document.getElementById('message').textContent.includes('415')")
             assert "notes.txt" in page.inner_text("#message")

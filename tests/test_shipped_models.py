@@ -41,8 +41,11 @@ def _card_basics(card):
     assert d["format"] == CARD_FORMAT
     model = card.load(load_model)  # checks the sha256 (a blend: each member's)
     assert list(model.sources) == d["sources"] and model.sample_rate == d["sample_rate"]
-    assert card.facts == {"sources": list(model.sources), "sample_rate": model.sample_rate,
-                          "audio_channels": model.audio_channels}, "what `models list` shows without loading"
+    assert card.facts == {
+        "sources": list(model.sources),
+        "sample_rate": model.sample_rate,
+        "audio_channels": model.audio_channels,
+    }, "what `models list` shows without loading"
     assert d["training"]["hardware"] and d["metrics"]["validation"] and d["metrics"]["evaluations"]
     assert d["known_weaknesses"], "a card must say what the model does badly"
     for task in card.tasks:
@@ -86,8 +89,11 @@ def test_inference_defaults_are_the_validation_best(card):
         assert getattr(model, INFERENCE[key]) == value
     if "atten_lim" in d["inference"]:
         rows = next(iter(d["metrics"]["validation"]["selection"].values()))  # one set: the validation speakers
-        swept = {float(label.rsplit("atten-lim ", 1)[1].rstrip(")")): r["pesq_gain"]
-                 for label, r in rows.items() if "atten-lim" in label}
+        swept = {
+            float(label.rsplit("atten-lim ", 1)[1].rstrip(")")): r["pesq_gain"]
+            for label, r in rows.items()
+            if "atten-lim" in label
+        }
         assert len(swept) >= 3 and float("inf") in swept
         assert max(swept, key=swept.get) == d["inference"]["atten_lim"], swept
 
@@ -130,8 +136,11 @@ def _gains(items, *names):
     out = {}
     for name in names:
         sep = Separator(name)
-        out[name] = [si_sdr(reference=clean, estimate=sep.separate_tensor(noisy, sr)["speech"].numpy())
-                     - si_sdr(reference=clean, estimate=noisy) for noisy, clean, sr in items]
+        out[name] = [
+            si_sdr(reference=clean, estimate=sep.separate_tensor(noisy, sr)["speech"].numpy())
+            - si_sdr(reference=clean, estimate=noisy)
+            for noisy, clean, sr in items
+        ]
     return out
 
 
@@ -158,8 +167,15 @@ def test_denoiser_on_held_out_speakers_in_real_noise():
     (measured at shipping: 5.2 dB mean SI-SDR gain against 3.5 for spectral gating)."""
     from demixer.data.denoise import NoiseMixDataset
 
-    ds = NoiseMixDataset([shared("speech/vctk"), shared("speech/vctk_rtvc")], [shared("noise")], sample_rate=16000,
-                         segment=3.0, items=12, seed=11, validation=True)
+    ds = NoiseMixDataset(
+        [shared("speech/vctk"), shared("speech/vctk_rtvc")],
+        [shared("noise")],
+        sample_rate=16000,
+        segment=3.0,
+        items=12,
+        seed=11,
+        validation=True,
+    )
     items = []
     for i in range(len(ds)):
         src = ds.make(i, ds.rng(i))
@@ -257,7 +273,12 @@ def test_music_model_on_real_music_beats_the_training_free_separators(cli, tmp_p
     assert min(ours.values()) > 0.0, ours
 
 
-HELD_OUT_TALKERS = ("speech/librispeech_rtvc", "speech/vctk", "speech/vctk_rtvc", "denoising_pairs/valentini_p287/clean")
+HELD_OUT_TALKERS = (
+    "speech/librispeech_rtvc",
+    "speech/vctk",
+    "speech/vctk_rtvc",
+    "denoising_pairs/valentini_p287/clean",
+)
 
 
 @needs("demixer-2spk")
@@ -271,8 +292,16 @@ def test_two_speaker_model_on_held_out_real_talkers():
     from demixer.data import SpeakerMixDataset
     from demixer.separation import Separator
 
-    ds = SpeakerMixDataset([shared(p) for p in HELD_OUT_TALKERS], speakers=2, sample_rate=8000, segment=4.0,
-                           overlap=(0.3, 1.0), items=16, seed=11, validation=True)
+    ds = SpeakerMixDataset(
+        [shared(p) for p in HELD_OUT_TALKERS],
+        speakers=2,
+        sample_rate=8000,
+        segment=4.0,
+        overlap=(0.3, 1.0),
+        items=16,
+        seed=11,
+        validation=True,
+    )
     sep = Separator("demixer-2spk")
     gains = []
     for i in range(len(ds)):
@@ -280,7 +309,10 @@ def test_two_speaker_model_on_held_out_real_talkers():
         mix = src.sum(0)
         out = sep.separate_tensor(mix[None], 8000)
         est = [out[s].numpy()[0] for s in ("speaker1", "speaker2")]
-        best = max(np.mean([si_sdr(reference=src[k], estimate=est[p]) for k, p in enumerate(perm)]) for perm in permutations(range(2)))
+        best = max(
+            np.mean([si_sdr(reference=src[k], estimate=est[p]) for k, p in enumerate(perm)])
+            for perm in permutations(range(2))
+        )
         gains.append(best - np.mean([si_sdr(reference=src[k], estimate=mix) for k in range(2)]))
     assert np.mean(gains) > 2.5 and np.median(gains) > 2.0, gains
 

@@ -27,11 +27,25 @@ def _md5(folder):
 def test_music_synth_cli_layout_and_determinism(tmp_path):
     singing = shared("sources/singing")
     for name in ("a", "b"):
-        r = run_cli("data", "synth", "music", "--out", tmp_path / name, "--minutes", "0.3", "--seed", "5",
-                    "--vocals", singing, "--no-progress")
+        r = run_cli(
+            "data",
+            "synth",
+            "music",
+            "--out",
+            tmp_path / name,
+            "--minutes",
+            "0.3",
+            "--seed",
+            "5",
+            "--vocals",
+            singing,
+            "--no-progress",
+        )
         assert r.returncode == 0, r.stderr
     songs = sorted((tmp_path / "a").iterdir())
-    assert songs and all(sorted(p.name for p in s.glob("*.wav")) == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"] for s in songs)
+    assert songs and all(
+        sorted(p.name for p in s.glob("*.wav")) == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"] for s in songs
+    )
     assert [_md5(s) for s in songs] == [_md5(tmp_path / "b" / s.name) for s in songs], "same seed, same files"
     for song in songs:
         info = json.loads((song / "info.json").read_text())
@@ -39,7 +53,7 @@ def test_music_synth_cli_layout_and_determinism(tmp_path):
         for stem in ("vocals", "drums", "bass", "other"):
             audio, sr = load_audio(song / f"{stem}.wav")
             assert sr == 44100 and audio.shape[0] == 2
-            assert 10 * np.log10(np.mean(audio ** 2) + 1e-12) > -45, f"{song.name}/{stem} is silent"
+            assert 10 * np.log10(np.mean(audio**2) + 1e-12) > -45, f"{song.name}/{stem} is silent"
     ds = StemDataset(tmp_path / "a", ["vocals", "drums", "bass", "other"], segment=2.0, items=2)
     mix, src = ds[0]
     assert torch.equal(mix, src.sum(0))
@@ -57,22 +71,50 @@ def test_tts_vocals_follow_the_melody():
 
 
 def test_speech_synth_voices_and_layouts(tmp_path):
-    r = run_cli("data", "synth", "speech", "--out", tmp_path, "--minutes", "0.5", "--seed", "1",
-                "--speech", shared("speech/librispeech"), "--no-progress")
+    r = run_cli(
+        "data",
+        "synth",
+        "speech",
+        "--out",
+        tmp_path,
+        "--minutes",
+        "0.5",
+        "--seed",
+        "1",
+        "--speech",
+        shared("speech/librispeech"),
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     voices = sorted(p.name for p in (tmp_path / "utterances").iterdir())
     engines = {v.split("_")[0] for v in voices}
     assert {"espeak", "flite", "festival", "real"} <= engines, voices
     utts = SpeakerMixDataset([tmp_path / "utterances"], speakers=2, sample_rate=16000, segment=2.0, items=2)
     assert len(utts.speakers) == len(voices)
-    tracks = StemDataset(tmp_path / "tracks", ["speaker1", "speaker2"], sample_rate=16000, channels=1, segment=1.0, items=2)
+    tracks = StemDataset(
+        tmp_path / "tracks", ["speaker1", "speaker2"], sample_rate=16000, channels=1, segment=1.0, items=2
+    )
     mix, src = tracks[0]
     assert src.shape == (2, 1, 16000) and torch.equal(mix, src.sum(0))
 
 
 def test_noise_synth_and_colours(tmp_path):
-    r = run_cli("data", "synth", "noise", "--out", tmp_path / "noise", "--minutes", "2", "--seed", "2",
-                "--noise", shared("noise"), "--speech", shared("speech/cmu_arctic"), "--no-progress")
+    r = run_cli(
+        "data",
+        "synth",
+        "noise",
+        "--out",
+        tmp_path / "noise",
+        "--minutes",
+        "2",
+        "--seed",
+        "2",
+        "--noise",
+        shared("noise"),
+        "--speech",
+        shared("speech/cmu_arctic"),
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     kinds = [json.loads(p.read_text())["kind"] for p in sorted((tmp_path / "noise").glob("*/info.json"))]
     assert len(kinds) == 12 and all(k.startswith(("colour:", "real:", "babble")) for k in kinds)

@@ -6,6 +6,8 @@ import csv
 import itertools
 import math
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -16,7 +18,15 @@ from safetensors.torch import load_file
 from demixer.evaluation.metrics import si_sdr
 from demixer.models.checkpoint import build_model, read_metadata
 from demixer.training import ConfigError, TrainingLoss, load_config, pit
-from demixer.training.losses import ActiveWindowSDR, CompressedSpectral, MultiResolutionSTFT, WindowedSDR, neg_sdr, neg_si_sdr, window_sdr
+from demixer.training.losses import (
+    ActiveWindowSDR,
+    CompressedSpectral,
+    MultiResolutionSTFT,
+    WindowedSDR,
+    neg_sdr,
+    neg_si_sdr,
+    window_sdr,
+)
 from demixer.training.trainer import Trainer, train
 
 from .conftest import ROOT, run_cli, shared, speaker_training_config
@@ -86,8 +96,16 @@ def test_losses_agree_with_metrics_and_survive_silence():
     ours = -float(neg_si_sdr(torch.from_numpy(est), torch.from_numpy(ref)))
     assert abs(ours - si_sdr(reference=ref[0, 0], estimate=est[0, 0])) < 1e-3
     silent = torch.zeros(1, 2, 2, 4000)
-    for terms in ({"l1_wave": 1}, {"l1_spec": 1}, {"mrstft": 1}, {"cspec": 1}, {"si_sdr": 1}, {"sdr": 1},
-                  {"sdr_win": 1}, {"l1_wave": 1, "sdr_active": 0.02}):
+    for terms in (
+        {"l1_wave": 1},
+        {"l1_spec": 1},
+        {"mrstft": 1},
+        {"cspec": 1},
+        {"si_sdr": 1},
+        {"sdr": 1},
+        {"sdr_win": 1},
+        {"l1_wave": 1, "sdr_active": 0.02},
+    ):
         value = TrainingLoss(terms)(torch.randn(1, 2, 2, 4000, requires_grad=True), silent)
         assert torch.isfinite(value), terms
     assert torch.isfinite(MultiResolutionSTFT()(silent + 0.1, silent)).all()
@@ -142,7 +160,9 @@ def test_active_window_sdr_scores_only_the_windows_where_the_source_plays():
     base = loss(est, ref)
     leaky = est.clone()
     leaky[:, 0, :, 1000:2000] += 0.1 * ref[:, 1, :, 1000:2000]
-    assert float(loss(leaky, ref)[0, 0]) == float(base[0, 0]), "leakage into a silent window is not this term's business"
+    assert float(loss(leaky, ref)[0, 0]) == float(base[0, 0]), (
+        "leakage into a silent window is not this term's business"
+    )
     # the silent window is left out of the mean, not counted as 0 dB: the mean of the two active windows' SDR
     parts = [(slice(None), slice(0, 1), slice(None), slice(1000 * w, 1000 * (w + 1))) for w in (0, 2)]
     expected = torch.stack([neg_sdr(est[p], ref[p])[0, 0] for p in parts]).mean()
@@ -174,7 +194,9 @@ def test_select_by_window_median_and_a_changed_select_starts_a_new_best(tmp_path
     common = ["data.items_per_epoch=8", "data.segment=2.0"]
     first = train(_stems_config(tmp_path, *common, "schedule.epochs=1"))
     row = list(csv.DictReader((tmp_path / "run" / "valid.csv").open()))[-1]
-    medians = [float(row[f"sdr_median_{s}"]) for s in ("vocals", "drums", "bass", "other") if row.get(f"sdr_median_{s}")]
+    medians = [
+        float(row[f"sdr_median_{s}"]) for s in ("vocals", "drums", "bass", "other") if row.get(f"sdr_median_{s}")
+    ]
     assert medians and math.isclose(float(row["sdr_median"]), float(np.mean(medians)), abs_tol=1e-4)
     assert math.isclose(first.best_score, float(row["sdr"]), abs_tol=1e-4)  # auto: whole-segment SDR for stems
     state_path = tmp_path / "run" / "state.pt"
@@ -183,8 +205,13 @@ def test_select_by_window_median_and_a_changed_select_starts_a_new_best(tmp_path
     torch.save(state, state_path)
     shutil.copytree(tmp_path / "run", tmp_path / "changed" / "run")
     kept = train(_stems_config(tmp_path, *common, "schedule.epochs=2"), resume=True)
-    assert kept.best_score == 1e9 and read_metadata(tmp_path / "run" / "best.safetensors")["extra"]["training"]["epoch"] == 1
-    changed = train(_stems_config(tmp_path / "changed", *common, "schedule.epochs=2", "train.select=sdr_median"), resume=True)
+    assert (
+        kept.best_score == 1e9
+        and read_metadata(tmp_path / "run" / "best.safetensors")["extra"]["training"]["epoch"] == 1
+    )
+    changed = train(
+        _stems_config(tmp_path / "changed", *common, "schedule.epochs=2", "train.select=sdr_median"), resume=True
+    )
     row = list(csv.DictReader((tmp_path / "changed" / "run" / "valid.csv").open()))[-1]
     assert int(row["epoch"]) == 2 and math.isclose(changed.best_score, float(row["sdr_median"]), abs_tol=1e-4)
     assert read_metadata(tmp_path / "changed" / "run" / "best.safetensors")["extra"]["training"]["epoch"] == 2
@@ -193,8 +220,16 @@ def test_select_by_window_median_and_a_changed_select_starts_a_new_best(tmp_path
 def test_train_cli_checkpoint_separates(tmp_path):
     """`demixer train` writes a checkpoint, logs and TensorBoard events; `demixer separate -n PATH` uses it."""
     out = tmp_path / "run"
-    r = run_cli("train", "-c", TINY, f"data.train=[{shared('music/train')}]", "--out", str(out), "train.progress=false",
-                "train.log_every=2")
+    r = run_cli(
+        "train",
+        "-c",
+        TINY,
+        f"data.train=[{shared('music/train')}]",
+        "--out",
+        str(out),
+        "train.progress=false",
+        "train.log_every=2",
+    )
     assert r.returncode == 0, r.stderr
     assert "training finished at epoch 2" in r.stdout
     for name in ("config.yaml", "last.safetensors", "best.safetensors", "state.pt", "train.csv", "valid.csv"):
@@ -209,8 +244,12 @@ def test_train_cli_checkpoint_separates(tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr, "an existing run is never overwritten silently"
     sep = run_cli("separate", "-n", out / "best.safetensors", "--example", "-o", tmp_path / "sep")
     assert sep.returncode == 0, sep.stderr
-    assert sorted(p.name for p in (tmp_path / "sep" / "run-best" / "example").iterdir()) == \
-        ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+    assert sorted(p.name for p in (tmp_path / "sep" / "run-best" / "example").iterdir()) == [
+        "bass.wav",
+        "drums.wav",
+        "other.wav",
+        "vocals.wav",
+    ]
 
 
 def test_exact_resume_mid_epoch(tmp_path):
@@ -240,8 +279,9 @@ def test_exact_resume_mid_epoch(tmp_path):
     assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) == 0.0
     assert (tmp_path / "a/run/valid.csv").read_text().splitlines()[1:] != []
     strip = lambda p: [line.split(",", 3)[-1] for line in p.read_text().splitlines()]  # noqa: E731  (drop timing)
-    assert [r.split(",")[0] for r in (tmp_path / "b/run/valid.csv").read_text().splitlines()] == \
-        [r.split(",")[0] for r in (tmp_path / "a/run/valid.csv").read_text().splitlines()]
+    assert [r.split(",")[0] for r in (tmp_path / "b/run/valid.csv").read_text().splitlines()] == [
+        r.split(",")[0] for r in (tmp_path / "a/run/valid.csv").read_text().splitlines()
+    ]
     assert strip(tmp_path / "a/run/valid.csv") == strip(tmp_path / "b/run/valid.csv")
 
 
@@ -256,8 +296,15 @@ def test_time_limit_stops_and_resume_continues(tmp_path):
 def test_schedule_minutes_runs_the_cosine_over_time(tmp_path):
     """schedule.minutes: the run ends when the time is spent (epochs is only an upper bound), the epoch in
     progress is validated and saved, and the learning rate has come down the cosine to its floor."""
-    cfg = _stems_config(tmp_path, "schedule.minutes=0.1", "schedule.epochs=100000", "schedule.min_lr_ratio=0.1",
-                        "data.items_per_epoch=8", "optim.lr=0.001", "train.log_every=1")
+    cfg = _stems_config(
+        tmp_path,
+        "schedule.minutes=0.1",
+        "schedule.epochs=100000",
+        "schedule.min_lr_ratio=0.1",
+        "data.items_per_epoch=8",
+        "optim.lr=0.001",
+        "train.log_every=1",
+    )
     r = train(cfg)
     assert r.finished and 1 <= r.epoch < 100000 and r.seconds >= 6.0
     rows = list(csv.DictReader((tmp_path / "run/train.csv").open())) if (tmp_path / "run/train.csv").exists() else []
@@ -300,38 +347,75 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     cmd = ("train", "-c", TINY, f"data.train=[{shared('music/train')}]", "--out", str(out), "--devices", "2", *QUIET)
     r = run_cli(*cmd, timeout=600)
     if r.returncode != 0 and _died_by_signal(r.stderr):
-        warnings.warn(f"a DDP rank died by a signal; retrying once. What the ranks printed:\n{_ranks_report(r.stderr)}")
+        warnings.warn(
+            f"a DDP rank died by a signal; retrying once. What the ranks printed:\n{_ranks_report(r.stderr)}",
+            stacklevel=1,
+        )
         r = run_cli(*cmd, "--overwrite", timeout=600)
-    assert r.returncode == 0, f"exit {r.returncode}; the ranks printed:\n{_ranks_report(r.stderr)}\n--- stdout:\n{r.stdout[-2000:]}"
+    assert r.returncode == 0, (
+        f"exit {r.returncode}; the ranks printed:\n{_ranks_report(r.stderr)}\n--- stdout:\n{r.stdout[-2000:]}"
+    )
     assert "torch.distributed.run" in r.stderr and "--nproc-per-node=2" in r.stderr
     assert "training finished at epoch 2, step 4" in r.stdout  # 8 items / (2 processes x batch 2) = 2 steps per epoch
     assert (out / "best.safetensors").exists()
 
 
 def test_speaker_separation_trains_with_pit(tmp_path):
-    cfg = speaker_training_config(tmp_path / "spk", "unet", {
-        "sources": ["speaker1", "speaker2"], "sample_rate": 8000, "audio_channels": 1, "n_fft": 256, "hop_length": 64,
-        "max_bin": 128, "channels": 4, "depth": 2})
+    cfg = speaker_training_config(
+        tmp_path / "spk",
+        "unet",
+        {
+            "sources": ["speaker1", "speaker2"],
+            "sample_rate": 8000,
+            "audio_channels": 1,
+            "n_fft": 256,
+            "hop_length": 64,
+            "max_bin": 128,
+            "channels": 4,
+            "depth": 2,
+        },
+    )
     r = train(cfg)
     assert r.finished and "si_sdr_speaker1" in r.valid and math.isfinite(r.valid["si_sdr"])
 
 
 def test_denoiser_trains_on_noisy_clean_pairs(tmp_path):
-    cfg = load_config(data={
-        "model": {"architecture": "unet", "config": {"sources": ["speech", "noise"], "sample_rate": 16000, "audio_channels": 1,
-                                                      "n_fft": 512, "hop_length": 128, "max_bin": 256, "channels": 4, "depth": 2}},
-        "data": {"kind": "noisy_clean", "train": [str(shared("denoising_pairs"))], "valid": [str(shared("denoising_pairs"))],
-                 "segment": 1.0, "items_per_epoch": 4, "batch_size": 2},
-        "schedule": {"epochs": 1},
-        "train": {"out": str(tmp_path / "dn"), "progress": False, "tensorboard": False},
-    })
+    cfg = load_config(
+        data={
+            "model": {
+                "architecture": "unet",
+                "config": {
+                    "sources": ["speech", "noise"],
+                    "sample_rate": 16000,
+                    "audio_channels": 1,
+                    "n_fft": 512,
+                    "hop_length": 128,
+                    "max_bin": 256,
+                    "channels": 4,
+                    "depth": 2,
+                },
+            },
+            "data": {
+                "kind": "noisy_clean",
+                "train": [str(shared("denoising_pairs"))],
+                "valid": [str(shared("denoising_pairs"))],
+                "segment": 1.0,
+                "items_per_epoch": 4,
+                "batch_size": 2,
+            },
+            "schedule": {"epochs": 1},
+            "train": {"out": str(tmp_path / "dn"), "progress": False, "tensorboard": False},
+        }
+    )
     r = train(cfg)
     assert r.finished and "si_sdr_speech" in r.valid
 
 
 def test_unet_shapes_and_gradients():
-    m = build_model("unet", {"sources": ["a", "b", "c"], "channels": 4, "depth": 3, "max_bin": 256, "n_fft": 1024,
-                             "hop_length": 256})
+    m = build_model(
+        "unet",
+        {"sources": ["a", "b", "c"], "channels": 4, "depth": 3, "max_bin": 256, "n_fft": 1024, "hop_length": 256},
+    )
     x = torch.randn(2, 2, 11025, requires_grad=True)
     y = m(x)
     assert y.shape == (2, 3, 2, 11025)
@@ -366,27 +450,54 @@ def test_model_init_starts_from_a_finished_run(tmp_path):
     first = _stems_config(tmp_path, "schedule.epochs=1")
     train(first)
     best = tmp_path / "run" / "best.safetensors"
-    cfg = load_config(TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'ft'}", *QUIET,
-                             f"model.init={best}"])
+    cfg = load_config(
+        TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'ft'}", *QUIET, f"model.init={best}"]
+    )
     t = Trainer(cfg)
     start = load_file(str(best))
     assert all(torch.equal(v, start[k]) for k, v in t.model.state_dict().items())
-    wider = load_config(TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'w'}", *QUIET,
-                               f"model.init={best}", "model.config.channels=8"])
+    wider = load_config(
+        TINY,
+        [
+            f"data.train=[{shared('music/train')}]",
+            f"train.out={tmp_path / 'w'}",
+            *QUIET,
+            f"model.init={best}",
+            "model.config.channels=8",
+        ],
+    )
     with pytest.raises(ConfigError, match="does not fit"):
         Trainer(wider)
     # a new head on the trained body: what fits is taken, the head starts afresh
-    two = load_config(TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'k'}", *QUIET,
-                             f"model.init={best}", "model.init_strict=false", "model.config.sources=[vocals,accompaniment]",
-                             "data.groups={accompaniment: [drums, bass, other]}"])
+    two = load_config(
+        TINY,
+        [
+            f"data.train=[{shared('music/train')}]",
+            f"train.out={tmp_path / 'k'}",
+            *QUIET,
+            f"model.init={best}",
+            "model.init_strict=false",
+            "model.config.sources=[vocals,accompaniment]",
+            "data.groups={accompaniment: [drums, bass, other]}",
+        ],
+    )
     t = Trainer(two)
     own = t.model.state_dict()
     taken = [k for k in own if k in start and start[k].shape == own[k].shape]
     assert taken and len(taken) < len(own)
     assert all(torch.equal(own[k], start[k]) for k in taken)
     with pytest.raises(ConfigError, match="model.init"):
-        Trainer(load_config(TINY, [f"data.train=[{shared('music/train')}]", f"train.out={tmp_path / 'm'}", *QUIET,
-                                   f"model.init={tmp_path / 'none.safetensors'}"]))
+        Trainer(
+            load_config(
+                TINY,
+                [
+                    f"data.train=[{shared('music/train')}]",
+                    f"train.out={tmp_path / 'm'}",
+                    *QUIET,
+                    f"model.init={tmp_path / 'none.safetensors'}",
+                ],
+            )
+        )
 
 
 def _from_main_rank(rank: int, port: int, results) -> None:
@@ -418,3 +529,24 @@ def test_timed_runs_take_rank_0s_clock():
     results = mp.Manager().dict()
     mp.start_processes(_from_main_rank, args=(port, results), nprocs=2, join=True, start_method="spawn")
     assert dict(results) == {0: 100.0, 1: 100.0}
+
+
+@pytest.mark.parametrize(
+    "architecture, config, message",
+    [
+        ("unet", {"kernel": 4}, "kernel must be odd"),
+        ("convtasnet", {"kernel": 15}, "kernel must be even"),
+        ("bs_roformer", {"freqs_per_bands": [3, 4]}, "freqs_per_bands must sum"),
+    ],
+)
+def test_bad_model_configs_raise_config_error_even_under_python_O(architecture, config, message):
+    """Config checks are not asserts: they hold under `python -O` and raise the project's ConfigError."""
+    code = (
+        "from demixer.errors import ConfigError\n"
+        "from demixer.models.checkpoint import build_model\n"
+        f"try:\n    build_model({architecture!r}, {config!r})\n"
+        "except ConfigError as exc:\n    print('ConfigError:', exc)\n"
+    )
+    r = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ConfigError:") and message in r.stdout, r.stdout

@@ -9,13 +9,23 @@ Public API::
     demixer.list_models()
 """
 
-from .version import __version__
 from .errors import AudioError, DemixerError, ModelNotFoundError, OptionsError, OutputExistsError  # noqa: E402
 from .models import SeparationModel, list_models, load_model  # noqa: E402
 from .options import SeparationOptions  # noqa: E402
 from .separation import Separator, separate  # noqa: E402
+from .version import __version__
 
 __all__ = [
-    "AudioError", "DemixerError", "ModelNotFoundError", "OptionsError", "OutputExistsError", "SeparationModel",
-    "SeparationOptions", "Separator", "__version__", "list_models", "load_model", "separate",
+    "AudioError",
+    "DemixerError",
+    "ModelNotFoundError",
+    "OptionsError",
+    "OutputExistsError",
+    "SeparationModel",
+    "SeparationOptions",
+    "Separator",
+    "__version__",
+    "list_models",
+    "load_model",
+    "separate",
 ]

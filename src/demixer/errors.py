@@ -55,3 +55,10 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, DemixerError):
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds: the check a model or transform
+    makes of its settings (unlike ``assert``, it also runs under ``python -O``)."""
+    if not condition:
+        raise ConfigError(message)

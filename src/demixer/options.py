@@ -40,42 +40,87 @@ class SeparationOptions:
     """
 
     # -- what to run ---------------------------------------------------------------
-    name: str | None = _opt(None, "-n", "--name", help="model name or checkpoint path (default: the task's model)", metavar="MODEL")
-    task: str = _opt("music", "--task", help="job whose default model to use", choices=("music", "karaoke", "speakers", "denoise", "extract"))
-    two_stems: str | None = _opt(None, "--two-stems", help="output STEM and no_STEM (the sum of the others)", metavar="STEM")
-    stems: list[str] | None = _opt(None, "--stems", help="write only these stems, comma-separated", type=lambda v: _csv(v), metavar="A,B")
+    name: str | None = _opt(
+        None, "-n", "--name", help="model name or checkpoint path (default: the task's model)", metavar="MODEL"
+    )
+    task: str = _opt(
+        "music",
+        "--task",
+        help="job whose default model to use",
+        choices=("music", "karaoke", "speakers", "denoise", "extract"),
+    )
+    two_stems: str | None = _opt(
+        None, "--two-stems", help="output STEM and no_STEM (the sum of the others)", metavar="STEM"
+    )
+    stems: list[str] | None = _opt(
+        None, "--stems", help="write only these stems, comma-separated", type=lambda v: _csv(v), metavar="A,B"
+    )
     # -- engine ----------------------------------------------------------------------
     device: str = _opt("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps")
-    segment: float | None = _opt(None, "--segment", help="chunk length in seconds (default: the model's)", type=float, metavar="SECONDS")
-    overlap: float | None = _opt(None, "--overlap", help="overlap between chunks, a fraction in [0, 0.9] (default: the model's, "
-                                 "0.25 for most)", type=float)
-    shifts: int = _opt(0, "--shifts", help="average N passes with random time shifts (slower, a bit better)", type=int, metavar="N")
+    segment: float | None = _opt(
+        None, "--segment", help="chunk length in seconds (default: the model's)", type=float, metavar="SECONDS"
+    )
+    overlap: float | None = _opt(
+        None,
+        "--overlap",
+        help="overlap between chunks, a fraction in [0, 0.9] (default: the model's, 0.25 for most)",
+        type=float,
+    )
+    shifts: int = _opt(
+        0, "--shifts", help="average N passes with random time shifts (slower, a bit better)", type=int, metavar="N"
+    )
     batch_size: int = _opt(1, "--batch-size", help="chunks per forward pass", type=int, metavar="N")
     jobs: int = _opt(1, "-j", "--jobs", help="files separated in parallel", type=int, metavar="N")
-    atten_lim: float | None = _opt(None, "--atten-lim", help="denoising: remove at most this many dB of noise "
-                                   "(default: the model's, 30 for demixer-denoise; inf: no limit)", type=float, metavar="DB")
-    enroll: str | None = _opt(None, "--enroll", help="target-speaker extraction: a clip (>= 1 s) of the voice to keep", metavar="VOICE")
-    start: float = _opt(0.0, "--start", help="seconds to skip at the start of each input", type=float, metavar="SECONDS")
-    duration: float | None = _opt(None, "--duration", help="seconds to process (default: all, never truncated)", type=float, metavar="SECONDS")
+    atten_lim: float | None = _opt(
+        None,
+        "--atten-lim",
+        help="denoising: remove at most this many dB of noise "
+        "(default: the model's, 30 for demixer-denoise; inf: no limit)",
+        type=float,
+        metavar="DB",
+    )
+    enroll: str | None = _opt(
+        None, "--enroll", help="target-speaker extraction: a clip (>= 1 s) of the voice to keep", metavar="VOICE"
+    )
+    start: float = _opt(
+        0.0, "--start", help="seconds to skip at the start of each input", type=float, metavar="SECONDS"
+    )
+    duration: float | None = _opt(
+        None, "--duration", help="seconds to process (default: all, never truncated)", type=float, metavar="SECONDS"
+    )
     # -- output ----------------------------------------------------------------------
     out: str = _opt("separated", "-o", "--out", help="output root folder", metavar="DIR")
-    filename: str = _opt("{track}/{stem}.{ext}", "--filename", help="output path template under OUT/MODEL: {track} {trackext} {stem} {ext} {model}")
+    filename: str = _opt(
+        "{track}/{stem}.{ext}",
+        "--filename",
+        help="output path template under OUT/MODEL: {track} {trackext} {stem} {ext} {model}",
+    )
     flac: bool = _opt(False, "--flac", help="write FLAC", action="store_true")
     mp3: bool = _opt(False, "--mp3", help="write MP3", action="store_true")
     mp3_bitrate: int = _opt(320, "--mp3-bitrate", help="MP3 bitrate in kb/s", type=int, metavar="KBPS")
     int24: bool = _opt(False, "--int24", help="write 24-bit integer samples", action="store_true")
     float32: bool = _opt(False, "--float32", help="write 32-bit float samples (wav)", action="store_true")
-    clip_mode: str = _opt("rescale", "--clip-mode", help="avoid clipping by rescaling all stems together, clamping, or not at all", choices=CLIP_MODES)
+    clip_mode: str = _opt(
+        "rescale",
+        "--clip-mode",
+        help="avoid clipping by rescaling all stems together, clamping, or not at all",
+        choices=CLIP_MODES,
+    )
     overwrite: bool = _opt(False, "--overwrite", help="replace existing output files", action="store_true")
-    report: bool = _opt(False, "--report", help="also write reference-free quality signals (<track>.quality.json next to the stems)",
-                        action="store_true")
+    report: bool = _opt(
+        False,
+        "--report",
+        help="also write reference-free quality signals (<track>.quality.json next to the stems)",
+        action="store_true",
+    )
 
     def __post_init__(self) -> None:
         self.validate()
 
-    def validate(self) -> "SeparationOptions":
+    def validate(self) -> SeparationOptions:
         """Check ranges and conflicts. Raises :class:`OptionsError` with a message naming the flag."""
         self.stems = _csv(self.stems) or None
+
         def bad(flag: str, why: str) -> None:
             raise OptionsError(f"--{flag}: {why}")
 
@@ -108,7 +153,7 @@ class SeparationOptions:
         if "{stem}" not in self.filename:
             bad("filename", "the template must contain {stem}, or stems would overwrite each other")
         try:
-            self.output_format
+            _ = self.output_format  # checks the format flags together
         except ValueError as exc:
             raise OptionsError(str(exc)) from None
         return self
@@ -119,7 +164,7 @@ class SeparationOptions:
         encoding = "int24" if self.int24 else "float32" if self.float32 else "int16"
         return OutputFormat(container, encoding, self.mp3_bitrate)
 
-    def replace(self, **changes: Any) -> "SeparationOptions":
+    def replace(self, **changes: Any) -> SeparationOptions:
         """A copy with some fields changed (validated)."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
@@ -127,6 +172,6 @@ class SeparationOptions:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> "SeparationOptions":
+    def from_mapping(cls, values: dict[str, Any]) -> SeparationOptions:
         """Build from a mapping (API kwargs, form fields); unknown keys are an error."""
         return cls().replace(**values)

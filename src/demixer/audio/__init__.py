@@ -9,6 +9,17 @@ from .resample import StreamResampler, resample
 from .writer import AudioWriter, OutputFormat, save_audio
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "AudioInfo", "AudioWriter", "OutputFormat", "StreamResampler", "channel_groups",
-    "iter_blocks", "load_audio", "merge_channels", "probe", "resample", "save_audio", "split_channels",
+    "AUDIO_EXTENSIONS",
+    "AudioInfo",
+    "AudioWriter",
+    "OutputFormat",
+    "StreamResampler",
+    "channel_groups",
+    "iter_blocks",
+    "load_audio",
+    "merge_channels",
+    "probe",
+    "resample",
+    "save_audio",
+    "split_channels",
 ]

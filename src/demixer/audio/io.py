@@ -22,8 +22,24 @@ from ..errors import AudioError
 
 #: Extensions picked up when a folder is given as input.
 AUDIO_EXTENSIONS = (
-    ".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".m4a", ".aac",
-    ".opus", ".webm", ".mp4", ".mka", ".wma", ".caf", ".w64", ".rf64",
+    ".wav",
+    ".wave",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".mp3",
+    ".aif",
+    ".aiff",
+    ".m4a",
+    ".aac",
+    ".opus",
+    ".webm",
+    ".mp4",
+    ".mka",
+    ".wma",
+    ".caf",
+    ".w64",
+    ".rf64",
 )
 
 _SHOULD_BE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -68,7 +84,8 @@ def _probe_soundfile(path: Path) -> AudioInfo | None:
     match = _SHOULD_BE.search(info.extra_info or "")
     if match and int(match.group(1)) > int(match.group(2)):
         raise AudioError(
-            path, f"truncated file: header announces {int(match.group(1))} data bytes, only {int(match.group(2))} present"
+            path,
+            f"truncated file: header announces {int(match.group(1))} data bytes, only {int(match.group(2))} present",
         )
     return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames), info.format, "soundfile")
 
@@ -158,7 +175,11 @@ def _iter_pyav(info: AudioInfo, start: int, frames: int | None, block: int) -> I
                 for frame in resampler.resample(packet_frame):
                     data = frame.to_ndarray().astype(np.float32, copy=False)
                     if data.shape[0] != info.channels:  # FFmpeg reported another layout than the stream's
-                        data = data[: info.channels] if data.shape[0] > info.channels else np.resize(data, (info.channels, data.shape[1]))
+                        data = (
+                            data[: info.channels]
+                            if data.shape[0] > info.channels
+                            else np.resize(data, (info.channels, data.shape[1]))
+                        )
                     if skip:
                         cut = min(skip, data.shape[1])
                         data, skip = data[:, cut:], skip - cut
@@ -182,7 +203,9 @@ def _iter_pyav(info: AudioInfo, start: int, frames: int | None, block: int) -> I
     except AudioError:
         raise
     except Exception as exc:
-        raise AudioError(info.path, f"corrupt or truncated data at {pos / info.sample_rate:.3f} s: {_short(exc)}") from None
+        raise AudioError(
+            info.path, f"corrupt or truncated data at {pos / info.sample_rate:.3f} s: {_short(exc)}"
+        ) from None
     if pending_frames:
         yield np.concatenate(pending, axis=1)
 

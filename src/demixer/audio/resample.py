@@ -7,7 +7,10 @@ import soxr
 
 
 def resample(audio: np.ndarray, orig_sr: float, target_sr: float, quality: str = "HQ") -> np.ndarray:
-    """Resample a whole signal (rates need not be whole numbers). Shape: ``[channels, frames]`` -> ``[channels, frames']``."""
+    """Resample a whole signal (rates need not be whole numbers).
+
+    Shape: ``[channels, frames]`` -> ``[channels, frames']``.
+    """
     if orig_sr == target_sr:
         return audio
     out = soxr.resample(np.ascontiguousarray(audio.T), orig_sr, target_sr, quality=quality)
@@ -25,11 +28,16 @@ class StreamResampler:
         blocks in and out: ``[channels, n]``.
     """
 
-    def __init__(self, orig_sr: int, target_sr: int, channels: int, total_out: int | None = None, quality: str = "HQ") -> None:
+    def __init__(
+        self, orig_sr: int, target_sr: int, channels: int, total_out: int | None = None, quality: str = "HQ"
+    ) -> None:
         self.orig_sr, self.target_sr, self.channels = int(orig_sr), int(target_sr), int(channels)
         self.identity = self.orig_sr == self.target_sr
-        self._stream = None if self.identity else soxr.ResampleStream(
-            self.orig_sr, self.target_sr, self.channels, dtype="float32", quality=quality)
+        self._stream = (
+            None
+            if self.identity
+            else soxr.ResampleStream(self.orig_sr, self.target_sr, self.channels, dtype="float32", quality=quality)
+        )
         self.total_out = total_out
         self.produced = 0
 

@@ -77,7 +77,9 @@ class AudioWriter:
         ``write(block)``: ``[channels, n]``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], sample_rate: int, channels: int, fmt: OutputFormat = OutputFormat()) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], sample_rate: int, channels: int, fmt: OutputFormat = OutputFormat()
+    ) -> None:
         self.path = Path(path)
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
@@ -93,8 +95,12 @@ class AudioWriter:
                 self._open_mp3()
             else:
                 self._sf = sf.SoundFile(
-                    str(self.tmp_path), "w", samplerate=self.sample_rate, channels=self.channels,
-                    subtype=_SUBTYPES[fmt.encoding], format=fmt.container.upper(),
+                    str(self.tmp_path),
+                    "w",
+                    samplerate=self.sample_rate,
+                    channels=self.channels,
+                    subtype=_SUBTYPES[fmt.encoding],
+                    format=fmt.container.upper(),
                 )
         except Exception as exc:
             self.tmp_path.unlink(missing_ok=True)
@@ -115,8 +121,11 @@ class AudioWriter:
     def _write_mp3(self, block: np.ndarray) -> None:
         import av
 
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, dtype=np.float32), format="fltp",
-                                           layout="mono" if self.channels == 1 else "stereo")
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(block, dtype=np.float32),
+            format="fltp",
+            layout="mono" if self.channels == 1 else "stereo",
+        )
         frame.sample_rate = self.sample_rate
         frame.pts = self.frames
         frame.time_base = Fraction(1, self.sample_rate)
@@ -172,7 +181,7 @@ class AudioWriter:
             pass
         self.tmp_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "AudioWriter":
+    def __enter__(self) -> AudioWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -180,7 +189,9 @@ class AudioWriter:
             self.abort()
 
 
-def save_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int, fmt: OutputFormat = OutputFormat()) -> Path:
+def save_audio(
+    path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int, fmt: OutputFormat = OutputFormat()
+) -> Path:
     """Write a whole array atomically. Shape: ``[channels, frames]`` (or ``[frames]`` for mono).
 
     Values outside [-1, 1] are clamped for integer encodings (never wrapped).

@@ -30,8 +30,12 @@ def run_local(items: list[Item], options: dict[str, Any], workers: int) -> Itera
         return
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=init_worker,
-                             initargs=(options, _threads_per_worker(workers))) as pool:
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=init_worker,
+        initargs=(options, _threads_per_worker(workers)),
+    ) as pool:
         futures = [pool.submit(process_one, path, outputs) for path, outputs in items]
         for future in as_completed(futures):
             yield future.result()
@@ -49,11 +53,18 @@ def run_ray(items: list[Item], options: dict[str, Any], workers: int, address: s
     except ImportError:
         raise DemixerError("the ray engine needs Ray: pip install 'demixer[ray]'") from None
     try:
-        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR")
+        ray.init(
+            address=address,
+            ignore_reinit_error=True,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
     except Exception as exc:  # connection refused, version mismatch, ...
-        raise DemixerError(f"cannot connect to the Ray cluster at {address or 'a new local cluster'}: {exc} "
-                           "(a cluster with token authentication needs RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN)") from None
+        raise DemixerError(
+            f"cannot connect to the Ray cluster at {address or 'a new local cluster'}: {exc} "
+            "(a cluster with token authentication needs RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN)"
+        ) from None
     try:
         resources = ray.cluster_resources()
         gpus = resources.get("GPU", 0.0)
@@ -63,7 +74,6 @@ def run_ray(items: list[Item], options: dict[str, Any], workers: int, address: s
         actor_cls = ray.remote(num_cpus=per_cpu, num_gpus=1 if gpus >= workers else 0)(Worker)
         actors = [actor_cls.remote(options, per_cpu) for _ in range(workers)]
         pool = ActorPool(actors)
-        for record in pool.map_unordered(lambda actor, item: actor.process.remote(*item), items):
-            yield record
+        yield from pool.map_unordered(lambda actor, item: actor.process.remote(*item), items)
     finally:
         ray.shutdown()

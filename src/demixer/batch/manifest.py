@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..files import write_text_atomic
 from ..audio import probe
 from ..errors import AudioError, OptionsError
+from ..files import write_text_atomic
 from ..separation.naming import expand_inputs
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson")
@@ -43,7 +43,7 @@ def _read_input_manifest(path: Path) -> list[str]:
             except json.JSONDecodeError:
                 raise OptionsError(f"{path}:{n}: not a JSON line") from None
             if not isinstance(record, dict) or "path" not in record:
-                raise OptionsError(f"{path}:{n}: each line needs a \"path\" field")
+                raise OptionsError(f'{path}:{n}: each line needs a "path" field')
             items.append(str(record["path"]))
     return [str(p if Path(p).is_absolute() else path.parent / p) for p in items]
 
@@ -91,7 +91,9 @@ class ResultsManifest:
     def compact(self) -> None:
         """Rewrite with one line per input (the latest), atomically."""
         records = self.read()
-        write_text_atomic(self.path, "".join(json.dumps(r, allow_nan=False, default=str) + "\n" for r in records.values()))
+        write_text_atomic(
+            self.path, "".join(json.dumps(r, allow_nan=False, default=str) + "\n" for r in records.values())
+        )
 
 
 def finished(record: dict[str, Any] | None, outputs: dict[str, Path]) -> bool:

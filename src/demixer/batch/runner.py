@@ -49,8 +49,16 @@ def _remove_leftovers(outputs: dict[str, Path]) -> None:
                 shutil.rmtree(work, ignore_errors=True)
 
 
-def run_batch(inputs: list[str], options: SeparationOptions, *, engine: str = "local", workers: int = 1,
-              ray_address: str | None = None, manifest: str | Path | None = None, progress: bool = True) -> BatchSummary:
+def run_batch(
+    inputs: list[str],
+    options: SeparationOptions,
+    *,
+    engine: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    manifest: str | Path | None = None,
+    progress: bool = True,
+) -> BatchSummary:
     """Separate every input; re-running the same command only does what is missing.
 
     Raises:
@@ -77,8 +85,12 @@ def run_batch(inputs: list[str], options: SeparationOptions, *, engine: str = "l
             continue
         foreign = [str(p) for p in outputs.values() if p.exists()]
         if foreign and previous is None and not options.overwrite:
-            record = {"input": key, "outputs": {k: str(v) for k, v in outputs.items()}, "status": "failed",
-                      "error": f"output exists and is not from this batch: {foreign[0]} (use --overwrite)"}
+            record = {
+                "input": key,
+                "outputs": {k: str(v) for k, v in outputs.items()},
+                "status": "failed",
+                "error": f"output exists and is not from this batch: {foreign[0]} (use --overwrite)",
+            }
             store.append(record)
             summary.failed += 1
             summary.failures.append(record)
@@ -96,7 +108,11 @@ def run_batch(inputs: list[str], options: SeparationOptions, *, engine: str = "l
 
         bar = tqdm(total=len(todo), unit="item", desc=f"batch ({engine}, {workers} worker{'s' if workers > 1 else ''})")
     start = time.perf_counter()
-    stream = run_local(todo, worker_options, workers) if engine == "local" else run_ray(todo, worker_options, workers, ray_address)
+    stream = (
+        run_local(todo, worker_options, workers)
+        if engine == "local"
+        else run_ray(todo, worker_options, workers, ray_address)
+    )
     try:
         for record in stream:
             store.append(record)

@@ -27,18 +27,31 @@ def process_one(path: str, outputs: dict[str, str]) -> dict[str, Any]:
     """Separate one input into its planned outputs; a failure is a record, never an exception."""
     from ..errors import DemixerError
 
-    assert _SEPARATOR is not None, "init_worker() first"
+    if _SEPARATOR is None:
+        raise RuntimeError("init_worker() must run in this process first")
     start = time.perf_counter()
-    record: dict[str, Any] = {"input": path, "outputs": outputs, "model": _SEPARATOR.model_name,
-                              "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    record: dict[str, Any] = {
+        "input": path,
+        "outputs": outputs,
+        "model": _SEPARATOR.model_name,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
     try:
         result = _SEPARATOR.separate_to_files(path, {k: Path(v) for k, v in outputs.items()})
-        record.update(status="ok", duration=round(result.duration, 4), seconds=round(result.seconds, 3),
-                      rtf=round(result.rtf, 4), quality=result.quality, error=None)
+        record.update(
+            status="ok",
+            duration=round(result.duration, 4),
+            seconds=round(result.seconds, 3),
+            rtf=round(result.rtf, 4),
+            quality=result.quality,
+            error=None,
+        )
     except DemixerError as exc:
         record.update(status="failed", error=str(exc), seconds=round(time.perf_counter() - start, 3))
     except Exception as exc:  # a bug or a broken file must not stop the batch; the record says what happened
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - start, 3))
+        record.update(
+            status="failed", error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - start, 3)
+        )
     return record
 
 

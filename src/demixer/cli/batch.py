@@ -12,21 +12,33 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import run_batch
 
     options = options_from_args(args)
-    summary = run_batch(args.inputs, options, engine=args.engine, workers=args.workers, ray_address=args.ray_address,
-                        manifest=args.manifest, progress=not args.no_progress)
+    summary = run_batch(
+        args.inputs,
+        options,
+        engine=args.engine,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        manifest=args.manifest,
+        progress=not args.no_progress,
+    )
     for failure in summary.failures:
         print(f"failed: {failure['error']}", file=sys.stderr)
-    print(f"{summary.total} item(s): {summary.ok} separated, {summary.skipped} already done, {summary.failed} failed; "
-          f"{summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s "
-          f"({summary.throughput:.2f} audio s per s); manifest {summary.manifest}")
+    print(
+        f"{summary.total} item(s): {summary.ok} separated, {summary.skipped} already done, {summary.failed} failed; "
+        f"{summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s "
+        f"({summary.throughput:.2f} audio s per s); manifest {summary.manifest}"
+    )
     return 1 if summary.failed else 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("batch", help="separate large collections (local pool or Ray), resumable",
-                       description="Separate folders, globs or manifests (CSV with a path column, or JSONL with path) "
-                                   "into OUT like `demixer separate`, recording every item in a JSONL manifest. "
-                                   "Running the same command again only does what is missing.")
+    p = sub.add_parser(
+        "batch",
+        help="separate large collections (local pool or Ray), resumable",
+        description="Separate folders, globs or manifests (CSV with a path column, or JSONL with path) "
+        "into OUT like `demixer separate`, recording every item in a JSONL manifest. "
+        "Running the same command again only does what is missing.",
+    )
     p.add_argument("inputs", nargs="+", help="audio files, folders, globs, or .csv/.jsonl manifests")
     p.add_argument("--engine", default="local", choices=("local", "ray"), help="local process pool or a Ray cluster")
     p.add_argument("--workers", type=int, default=1, help="worker processes / Ray actors (each loads the model once)")

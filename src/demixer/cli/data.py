@@ -32,6 +32,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
         def progress(done: float, total: float) -> None:
             bar.update(round(done) - bar.n)
+
         kwargs["progress"] = progress
     try:
         made = KINDS[args.kind](out, args.minutes, args.seed, **kwargs)
@@ -51,12 +52,31 @@ def run_mix(args: argparse.Namespace) -> int:
     if args.kind == "denoise" and not args.noise:
         raise OptionsError("denoise sets need --noise folders")
     rate = args.sample_rate or (8000 if args.kind == "speakers" else 16000)
-    dataset = mix_dataset(args.kind, speech=args.speech, noise=args.noise, items=args.items, seconds=args.seconds,
-                          seed=args.seed, sample_rate=rate, speakers=args.speakers)
+    dataset = mix_dataset(
+        args.kind,
+        speech=args.speech,
+        noise=args.noise,
+        items=args.items,
+        seconds=args.seconds,
+        seed=args.seed,
+        sample_rate=rate,
+        speakers=args.speakers,
+    )
     made = write_fixed_set(dataset, Path(args.out))
-    describe(Path(args.out), kind=args.kind, speech=args.speech, noise=args.noise, items=args.items, seconds=args.seconds,
-             seed=args.seed, sample_rate=rate, speakers=args.speakers if args.kind == "speakers" else None)
-    print(f"{len(made)} {args.kind} mixture(s) written under {args.out} (score them with `demixer evaluate {args.out}`)")
+    describe(
+        Path(args.out),
+        kind=args.kind,
+        speech=args.speech,
+        noise=args.noise,
+        items=args.items,
+        seconds=args.seconds,
+        seed=args.seed,
+        sample_rate=rate,
+        speakers=args.speakers if args.kind == "speakers" else None,
+    )
+    print(
+        f"{len(made)} {args.kind} mixture(s) written under {args.out} (score them with `demixer evaluate {args.out}`)"
+    )
     return 0
 
 
@@ -73,9 +93,18 @@ def run_join(args: argparse.Namespace) -> int:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
+
     try:
-        made = join_clips(args.root, args.out, seconds=args.seconds, gap=(args.gap[0], args.gap[1]),
-                          sample_rate=args.sample_rate, top_db=args.top_db, seed=args.seed, progress=progress)
+        made = join_clips(
+            args.root,
+            args.out,
+            seconds=args.seconds,
+            gap=(args.gap[0], args.gap[1]),
+            sample_rate=args.sample_rate,
+            top_db=args.top_db,
+            seed=args.seed,
+            progress=progress,
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -87,9 +116,12 @@ def run_join(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="make training data")
     dsub = p.add_subparsers(dest="data_command", required=True)
-    s = dsub.add_parser("synth", help="synthesise training data in the MUSDB layout",
-                        description="music: fluidsynth-rendered stems with TTS or real-singing vocals; "
-                                    "speech: TTS voices (espeak-ng, flite, festival) + real utterances; noise: coloured + real noise.")
+    s = dsub.add_parser(
+        "synth",
+        help="synthesise training data in the MUSDB layout",
+        description="music: fluidsynth-rendered stems with TTS or real-singing vocals; "
+        "speech: TTS voices (espeak-ng, flite, festival) + real utterances; noise: coloured + real noise.",
+    )
     s.add_argument("kind", choices=("music", "speech", "noise"))
     s.add_argument("--out", "-o", required=True, help="output folder")
     s.add_argument("--minutes", type=float, default=10.0, help="minutes of audio to make")
@@ -97,14 +129,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--sample-rate", type=int, default=None, help="output rate (music 44100, speech/noise 16000)")
     s.add_argument("--soundfont", help="General MIDI .sf2 (default: Debian's FluidR3_GM or TimGM6mb)")
     s.add_argument("--vocals", action="append", help="folder of real singing / vocal stems to use (repeatable)")
-    s.add_argument("--speech", action="append", help="folder of real utterances to include (speech) or to make babble from (noise)")
+    s.add_argument(
+        "--speech", action="append", help="folder of real utterances to include (speech) or to make babble from (noise)"
+    )
     s.add_argument("--noise", action="append", help="folder of real noise recordings to include (repeatable)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(run=run_synth)
-    m = dsub.add_parser("mix", help="write a fixed evaluation set of mixtures made from real recordings",
-                        description="speakers: LibriMix layout (mix_clean/, s1/, s2/ ...) of different talkers; "
-                                    "denoise: noisy/ + clean/ pairs of speech over noise. The speaker of a file comes "
-                                    "from its folder or name, as in training. Same seed, same files.")
+    m = dsub.add_parser(
+        "mix",
+        help="write a fixed evaluation set of mixtures made from real recordings",
+        description="speakers: LibriMix layout (mix_clean/, s1/, s2/ ...) of different talkers; "
+        "denoise: noisy/ + clean/ pairs of speech over noise. The speaker of a file comes "
+        "from its folder or name, as in training. Same seed, same files.",
+    )
     m.add_argument("kind", choices=("speakers", "denoise"))
     m.add_argument("--out", "-o", required=True, help="output folder")
     m.add_argument("--speech", action="append", required=True, help="folder of utterances (repeatable)")
@@ -115,18 +152,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--seed", type=int, default=0, help="random seed")
     m.add_argument("--sample-rate", type=int, help="output rate (speakers 8000, denoise 16000)")
     m.set_defaults(run=run_mix)
-    j = dsub.add_parser("join", help="join short per-speaker clips (letters, words) into utterances",
-                        description="Each first-level folder of ROOT is one speaker. Every clip is trimmed of its "
-                                    "leading and trailing silence and levelled; a speaker's clips are joined in random "
-                                    "order with short pauses into utterances of about --seconds: OUT/<speaker>/*.flac, "
-                                    "the layout `data.train` reads speakers from.")
+    j = dsub.add_parser(
+        "join",
+        help="join short per-speaker clips (letters, words) into utterances",
+        description="Each first-level folder of ROOT is one speaker. Every clip is trimmed of its "
+        "leading and trailing silence and levelled; a speaker's clips are joined in random "
+        "order with short pauses into utterances of about --seconds: OUT/<speaker>/*.flac, "
+        "the layout `data.train` reads speakers from.",
+    )
     j.add_argument("root", help="folder with one subfolder per speaker")
     j.add_argument("--out", "-o", required=True, help="output folder")
     j.add_argument("--seconds", type=float, default=8.0, help="length of an utterance")
-    j.add_argument("--gap", type=float, nargs=2, default=(0.08, 0.35), metavar=("MIN", "MAX"),
-                   help="pause between two clips, in seconds")
+    j.add_argument(
+        "--gap",
+        type=float,
+        nargs=2,
+        default=(0.08, 0.35),
+        metavar=("MIN", "MAX"),
+        help="pause between two clips, in seconds",
+    )
     j.add_argument("--sample-rate", type=int, default=16000, help="output rate")
-    j.add_argument("--top-db", type=float, default=40.0, help="silence threshold of the trim, dB below the loudest frame")
+    j.add_argument(
+        "--top-db", type=float, default=40.0, help="silence threshold of the trim, dB below the loudest frame"
+    )
     j.add_argument("--seed", type=int, default=0, help="random seed")
     j.add_argument("--no-progress", action="store_true", help="no progress bar")
     j.set_defaults(run=run_join)

@@ -17,15 +17,17 @@ def run(args: argparse.Namespace) -> int:
     import soxr
     import torch
 
-    from ..version import __version__
     from ..devices import available_devices, resolve_device
     from ..pretrained import cache_dir, offline
+    from ..version import __version__
 
     ffmpeg = shutil.which("ffmpeg")
     ffmpeg_version = "not found (only needed by some tools; decoding uses PyAV's bundled FFmpeg)"
     if ffmpeg:
         try:
-            ffmpeg_version = subprocess.run([ffmpeg, "-version"], capture_output=True, text=True, timeout=10).stdout.splitlines()[0]
+            ffmpeg_version = subprocess.run(
+                [ffmpeg, "-version"], capture_output=True, text=True, timeout=10
+            ).stdout.splitlines()[0]
         except Exception as exc:  # pragma: no cover
             ffmpeg_version = f"{ffmpeg} (version unknown: {exc})"
     lines = [
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         ("python", f"{platform.python_version()} ({sys.executable})"),
         ("platform", platform.platform()),
         ("torch", f"{torch.__version__} (threads {torch.get_num_threads()})"),
-        ("numpy", numpy.__version__), ("scipy", scipy.__version__),
+        ("numpy", numpy.__version__),
+        ("scipy", scipy.__version__),
         ("soundfile", f"{soundfile.__version__} (libsndfile {soundfile.__libsndfile_version__})"),
         ("soxr", soxr.__version__),
         ("av", f"{av.__version__} (FFmpeg libraries {'.'.join(map(str, av.library_versions.get('libavcodec', ())))})"),

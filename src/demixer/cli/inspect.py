@@ -19,7 +19,9 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="spectrogram images of a file or stems; metrics over time against references")
     p.add_argument("path", help="an audio file, or a folder of stems (e.g. separated/MODEL/TRACK)")
-    p.add_argument("--reference", "-r", help="folder of reference stems with the same names: plot SDR/SIR/SAR over time")
+    p.add_argument(
+        "--reference", "-r", help="folder of reference stems with the same names: plot SDR/SIR/SAR over time"
+    )
     p.add_argument("--out", "-o", help="output folder (or .png for a file); default: beside the input")
     p.add_argument("--max-seconds", type=float, help="look at the first N seconds only")
     p.set_defaults(run=run)

@@ -12,18 +12,23 @@ import os
 import sys
 import traceback
 
-from ..version import __version__
 from ..errors import DemixerError, OptionsError, one_line
+from ..version import __version__
 from . import batch, data, env, evaluate, inspect, models, separate, serve, train
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="demixer", description="Audio source separation: music stems, karaoke, speakers, denoising.")
+    parser = argparse.ArgumentParser(
+        prog="demixer", description="Audio source separation: music stems, karaoke, speakers, denoising."
+    )
     parser.add_argument("-V", "--version", action="version", version=f"demixer {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    parser.add_argument("--offline", action="store_true",
-                        help="never touch the network (as DEMIXER_OFFLINE=1): published models must already be in the cache")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never touch the network (as DEMIXER_OFFLINE=1): published models must already be in the cache",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (separate, batch, evaluate, inspect, train, serve, data, models, env):
         module.add_parser(sub)
@@ -56,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an unforeseen fault: one line, the traceback under --verbose
         if args.verbose:
             traceback.print_exc()
-        print(f"demixer: error: {one_line(exc)}" + ("" if args.verbose else " (run with --verbose for the traceback)"),
-              file=sys.stderr)
+        print(
+            f"demixer: error: {one_line(exc)}" + ("" if args.verbose else " (run with --verbose for the traceback)"),
+            file=sys.stderr,
+        )
         return 1
-

@@ -21,8 +21,10 @@ def print_models(as_json: bool) -> None:
         state = ""
         if r["kind"] == "published":
             state = " [cached]" if r["cached"] else " [download: demixer models download " + r["name"] + "]"
-        print(f"{r['name']:<24} {r['kind']:<10} {'+'.join(r['sources']):<30} {r['sample_rate'] // 1000:>3} kHz  "
-              f"{r['description']}{default}{state}")
+        print(
+            f"{r['name']:<24} {r['kind']:<10} {'+'.join(r['sources']):<30} {r['sample_rate'] // 1000:>3} kHz  "
+            f"{r['description']}{default}{state}"
+        )
 
 
 def card(args: argparse.Namespace) -> int:
@@ -31,8 +33,10 @@ def card(args: argparse.Namespace) -> int:
 
     cards = {c.name: c for c in shipped_cards()}
     if args.name not in cards:
-        raise ModelNotFoundError(f"{args.name!r} is not a trained model shipped with demixer"
-                                 + (f" (shipped: {', '.join(cards)})" if cards else " (none ships in this version)"))
+        raise ModelNotFoundError(
+            f"{args.name!r} is not a trained model shipped with demixer"
+            + (f" (shipped: {', '.join(cards)})" if cards else " (none ships in this version)")
+        )
     print(json.dumps(cards[args.name].data, indent=2))
     return 0
 
@@ -52,7 +56,10 @@ def download(args: argparse.Namespace) -> int:
 
     for entry in _entries(args.names):
         paths = fetch(entry, progress=not args.no_progress and sys.stderr.isatty())
-        print(f"{entry.name}: {len(paths)} file(s) verified in {next(iter(paths.values())).parent} (licence: {entry.licence})")
+        print(
+            f"{entry.name}: {len(paths)} file(s) verified in "
+            f"{next(iter(paths.values())).parent} (licence: {entry.licence})"
+        )
     return 0
 
 
@@ -93,7 +100,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lp = msub.add_parser("list", help="list the available models (published ones with their cache state)")
     lp.add_argument("--json", action="store_true", help="machine-readable output")
     lp.set_defaults(run=lambda args: print_models(args.json) or 0)
-    cp = msub.add_parser("card", help="print the model card of a trained model shipped with demixer: data, training, metrics, weaknesses")
+    cp = msub.add_parser(
+        "card", help="print the model card of a trained model shipped with demixer: data, training, metrics, weaknesses"
+    )
     cp.add_argument("name", metavar="NAME")
     cp.set_defaults(run=card)
     dp = msub.add_parser("download", help="download published models into the model cache and verify them")

@@ -20,7 +20,11 @@ def add_option_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         flags = meta.pop("flags")
         help_text = meta.pop("help")
         default = getattr(defaults, f.name)
-        group_name = "output" if f.name in ("out", "filename", "flac", "mp3", "mp3_bitrate", "int24", "float32", "clip_mode", "overwrite") else "separation"
+        group_name = (
+            "output"
+            if f.name in ("out", "filename", "flac", "mp3", "mp3_bitrate", "int24", "float32", "clip_mode", "overwrite")
+            else "separation"
+        )
         group = groups.setdefault(group_name, parser.add_argument_group(group_name))
         if meta.get("action") != "store_true" and default is not None:
             help_text += f" (default: {default})"

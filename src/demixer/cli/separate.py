@@ -24,8 +24,11 @@ def example_path() -> Path:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("separate", help="separate audio files into stems",
-                       description="Separate audio files, folders or globs into one file per stem: OUT/MODEL/TRACK/STEM.EXT.")
+    p = sub.add_parser(
+        "separate",
+        help="separate audio files into stems",
+        description="Separate audio files, folders or globs into one file per stem: OUT/MODEL/TRACK/STEM.EXT.",
+    )
     p.add_argument("inputs", nargs="*", help="audio files, folders (searched recursively) or glob patterns")
     p.add_argument("--example", action="store_true", help="separate the bundled example song")
     p.add_argument("--list-models", action="store_true", help="list the available models and exit")
@@ -64,10 +67,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path}: {len(result.outputs)} stems written: {written}", flush=True)
         if result.quality is not None:
             q = result.quality
-            flags = [f"{k}: leakage {v['leakage']:.2f}, artifacts {v['artifacts']:.2f} dB"
-                     + (f", profile {v['profile']:.2f}" if v["profile"] is not None else "") for k, v in q["stems"].items()]
-            print(f"  quality: consistency {q['consistency_db']:.1f} dB, mask confidence {q['mask_confidence']:.2f}; "
-                  + "; ".join(flags) + f" -> {result.quality_path}", flush=True)
+            flags = [
+                f"{k}: leakage {v['leakage']:.2f}, artifacts {v['artifacts']:.2f} dB"
+                + (f", profile {v['profile']:.2f}" if v["profile"] is not None else "")
+                for k, v in q["stems"].items()
+            ]
+            print(
+                f"  quality: consistency {q['consistency_db']:.1f} dB, mask confidence {q['mask_confidence']:.2f}; "
+                + "; ".join(flags)
+                + f" -> {result.quality_path}",
+                flush=True,
+            )
         return True
 
     jobs = list(zip(inputs, plans))

@@ -22,15 +22,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if (args.devices > 1 or args.nnodes > 1) and not launched_by_torchrun():
         argv = [a for a in sys.argv[1:]]
-        cmd = torchrun_command(_strip_launch_flags(argv), args.devices, args.nnodes, args.node_rank,
-                               args.master_addr, args.master_port)
+        cmd = torchrun_command(
+            _strip_launch_flags(argv), args.devices, args.nnodes, args.node_rank, args.master_addr, args.master_port
+        )
         print("launching: " + " ".join(cmd), file=sys.stderr, flush=True)
         return subprocess.call(cmd, env=os.environ.copy())
     result = train(config, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":
         state = "finished" if result.finished else "stopped (time limit); continue with --resume"
-        print(f"training {state} at epoch {result.epoch}, step {result.step}: "
-              f"last {result.last}" + (f", best {result.best} (score {result.best_score:.3f})" if result.best_score is not None else ""))
+        print(
+            f"training {state} at epoch {result.epoch}, step {result.step}: "
+            f"last {result.last}"
+            + (f", best {result.best} (score {result.best_score:.3f})" if result.best_score is not None else "")
+        )
     return 0
 
 
@@ -53,13 +57,18 @@ def _strip_launch_flags(argv: list[str]) -> list[str]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model on paired data",
-                       description="Train a separation model from a YAML config; key=value pairs override config keys "
-                                   "(e.g. optim.lr=3e-4 data.batch_size=8).")
+    p = sub.add_parser(
+        "train",
+        help="train a model on paired data",
+        description="Train a separation model from a YAML config; key=value pairs override config keys "
+        "(e.g. optim.lr=3e-4 data.batch_size=8).",
+    )
     p.add_argument("--config", "-c", required=True, help="YAML config (see configs/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, dotted keys")
     p.add_argument("--out", help="output folder (overrides train.out)")
-    p.add_argument("--resume", action="store_true", help="continue the run in the output folder exactly where it stopped")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in the output folder exactly where it stopped"
+    )
     p.add_argument("--overwrite", action="store_true", help="start afresh even if the output folder holds a run")
     p.add_argument("--check", action="store_true", help="validate the config, print it resolved, and exit")
     p.add_argument("--devices", type=int, default=1, help="processes (GPUs) per node: data parallel via torchrun/DDP")

@@ -10,6 +10,15 @@ from .speech import SpeakerMixDataset, TargetSpeakerDataset
 from .tracks import Track, find_tracks
 
 __all__ = [
-    "Augment", "MixtureDataset", "NoiseMixDataset", "NoisyCleanDataset", "SpeakerMixDataset", "StemDataset", "TargetSpeakerDataset",
-    "Track", "find_pairs", "find_tracks", "make_example",
+    "Augment",
+    "MixtureDataset",
+    "NoiseMixDataset",
+    "NoisyCleanDataset",
+    "SpeakerMixDataset",
+    "StemDataset",
+    "TargetSpeakerDataset",
+    "Track",
+    "find_pairs",
+    "find_tracks",
+    "make_example",
 ]

@@ -66,8 +66,9 @@ def training_eq_db(eq_db: float, validation: bool) -> float:
     return 0.0 if validation else float(eq_db)
 
 
-def random_eq(clip: np.ndarray, sample_rate: int, max_db: float, rng: np.random.Generator, points: int = 6,
-              low_hz: float = 100.0) -> np.ndarray:
+def random_eq(
+    clip: np.ndarray, sample_rate: int, max_db: float, rng: np.random.Generator, points: int = 6, low_hz: float = 100.0
+) -> np.ndarray:
     """``clip [T]`` through a random smooth equaliser: gains drawn uniformly in ``±max_db`` at ``points``
     log-spaced frequencies from ``low_hz`` to Nyquist, interpolated in log frequency (held flat below
     ``low_hz``) and applied in one FFT. A different microphone, room colour or vocal tract for the same

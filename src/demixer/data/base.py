@@ -54,6 +54,9 @@ class MixtureDataset(Dataset):
         made = self.make(index, self.rng(index))
         sources, *conditions = made if isinstance(made, tuple) else (made,)
         sources = np.ascontiguousarray(sources, dtype=np.float32)
-        assert sources.shape[0] == len(self.sources), "make() returned the wrong number of sources"
+        if sources.shape[0] != len(self.sources):
+            raise RuntimeError(
+                f"{type(self).__name__}.make() returned {sources.shape[0]} sources, not {len(self.sources)}"
+            )
         stack = torch.from_numpy(sources)
         return (stack.sum(0), stack, *(torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in conditions))

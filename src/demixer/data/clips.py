@@ -27,8 +27,12 @@ def list_audio(roots: list[str | os.PathLike[str]] | str | os.PathLike[str], wha
             continue
         if not root.is_dir():
             raise DemixerError(f"{what} folder {root} does not exist")
-        files += sorted(folder / name for folder, _, names in walk(root) for name in names
-                        if Path(name).suffix.lower() in AUDIO_EXTENSIONS and (folder / name).is_file())
+        files += sorted(
+            folder / name
+            for folder, _, names in walk(root)
+            for name in names
+            if Path(name).suffix.lower() in AUDIO_EXTENSIONS and (folder / name).is_file()
+        )
     if not files:
         raise DemixerError(f"no {what} files found in {', '.join(map(str, roots))}")
     return files
@@ -81,13 +85,13 @@ class ClipBank:
         clip = self.get(i)
         if len(clip) >= frames:
             start = int(rng.integers(0, len(clip) - frames + 1))
-            return clip[start:start + frames].copy()
+            return clip[start : start + frames].copy()
         if loop:
             reps = int(np.ceil(frames / len(clip))) + 1
             tiled = np.tile(clip, reps)
             start = int(rng.integers(0, len(clip)))
-            return tiled[start:start + frames].copy()
+            return tiled[start : start + frames].copy()
         out = np.zeros(frames, np.float32)
         at = int(rng.integers(0, frames - len(clip) + 1))
-        out[at:at + len(clip)] = clip
+        out[at : at + len(clip)] = clip
         return out

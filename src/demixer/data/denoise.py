@@ -30,7 +30,7 @@ def find_pairs(root: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
     pairs = []
     noisy_dirs = sorted(folder / name for folder, names, _ in walk(root) for name in names if name.startswith("noisy"))
     for noisy_dir in noisy_dirs:
-        clean_dir = noisy_dir.with_name("clean" + noisy_dir.name[len("noisy"):])
+        clean_dir = noisy_dir.with_name("clean" + noisy_dir.name[len("noisy") :])
         if not clean_dir.is_dir():
             raise DemixerError(f"{noisy_dir} has no sibling {clean_dir.name}")
         for noisy in sorted(p for p in noisy_dir.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS):
@@ -39,7 +39,9 @@ def find_pairs(root: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
                 raise DemixerError(f"{noisy} has no clean twin {clean}")
             pairs.append((noisy, clean))
     if not pairs:
-        raise DemixerError(f"no noisy/clean pairs in {root} (expected noisy*/ and clean*/ folders with the same file names)")
+        raise DemixerError(
+            f"no noisy/clean pairs in {root} (expected noisy*/ and clean*/ folders with the same file names)"
+        )
     return pairs
 
 
@@ -62,8 +64,16 @@ class NoisyCleanDataset(MixtureDataset):
     sources = ("speech", "noise")
     channels = 1
 
-    def __init__(self, root: str | os.PathLike[str], *, sample_rate: int = 16000, segment: float = 3.0,
-                 items: int = 1000, seed: int = 0, validation: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        sample_rate: int = 16000,
+        segment: float = 3.0,
+        items: int = 1000,
+        seed: int = 0,
+        validation: bool = False,
+    ) -> None:
         pairs = find_pairs(root)
         self.noisy = ClipBank([p[0] for p in pairs], sample_rate)
         self.clean = ClipBank([p[1] for p in pairs], sample_rate)
@@ -77,9 +87,9 @@ class NoisyCleanDataset(MixtureDataset):
         n = min(len(noisy), len(clean))
         s = _Crop.start(n, self.frames, rng, self.validation)
         out = np.zeros((2, 1, self.frames), np.float32)
-        piece = clean[s:s + self.frames]
+        piece = clean[s : s + self.frames]
         out[0, 0, : len(piece)] = piece
-        out[1, 0, : len(piece)] = noisy[s:s + len(piece)] - piece
+        out[1, 0, : len(piece)] = noisy[s : s + len(piece)] - piece
         return out
 
 
@@ -95,11 +105,20 @@ class NoiseMixDataset(MixtureDataset):
     sources = ("speech", "noise")
     channels = 1
 
-    def __init__(self, speech: list[str | os.PathLike[str]] | str | os.PathLike[str],
-                 noise: list[str | os.PathLike[str]] | str | os.PathLike[str], *, sample_rate: int = 16000,
-                 segment: float = 3.0, items: int = 1000, snr_db: tuple[float, float] = (-5.0, 20.0),
-                 level_db: tuple[float, float] = (-35.0, -15.0), eq_db: float = 0.0, seed: int = 0,
-                 validation: bool = False) -> None:
+    def __init__(
+        self,
+        speech: list[str | os.PathLike[str]] | str | os.PathLike[str],
+        noise: list[str | os.PathLike[str]] | str | os.PathLike[str],
+        *,
+        sample_rate: int = 16000,
+        segment: float = 3.0,
+        items: int = 1000,
+        snr_db: tuple[float, float] = (-5.0, 20.0),
+        level_db: tuple[float, float] = (-35.0, -15.0),
+        eq_db: float = 0.0,
+        seed: int = 0,
+        validation: bool = False,
+    ) -> None:
         if snr_db[0] > snr_db[1]:
             raise ValueError(f"snr_db range is reversed: {snr_db}")
         self.eq_db = training_eq_db(eq_db, validation)

@@ -14,7 +14,13 @@ from scipy.signal import lfilter
 SR = 44100
 BPM = 112.0
 # vowel formants (F1, F2, F3) in Hz
-_VOWELS = {"a": (800, 1150, 2900), "e": (400, 2100, 2800), "i": (300, 2300, 3000), "o": (450, 800, 2830), "u": (325, 700, 2700)}
+_VOWELS = {
+    "a": (800, 1150, 2900),
+    "e": (400, 2100, 2800),
+    "i": (300, 2300, 3000),
+    "o": (450, 800, 2830),
+    "u": (325, 700, 2700),
+}
 
 
 def _midi(n: float) -> float:
@@ -75,7 +81,7 @@ def make_example(seconds: float = 8.0, seed: int = 0) -> dict[str, np.ndarray]:
             n = int(0.45 * SR)
             t = np.arange(n) / SR
             f = _midi(root - 12 + (12 if b == 3 else 0))
-            tone = sum(np.sin(2 * np.pi * f * h * t) / h ** 1.5 for h in range(1, 6))
+            tone = sum(np.sin(2 * np.pi * f * h * t) / h**1.5 for h in range(1, 6))
             _place(stems["bass"], 0.35 * np.stack([tone, tone]) * _env(n, 0.005, 0.25), k * bar + b * beat)
         # pads: detuned saw-ish chords, left and right voicings
         n = bar
@@ -101,8 +107,12 @@ def make_example(seconds: float = 8.0, seed: int = 0) -> dict[str, np.ndarray]:
         phase = np.cumsum(f0) / SR
         pulses = np.diff(np.floor(phase), prepend=0.0)  # one impulse per period
         source = lfilter([1.0], [1, -0.97], pulses) + 0.02 * rng.standard_normal(n)
-        voice = sum(_resonator(source, f, 80 + 0.05 * f) * g for f, g in zip(_VOWELS[vowels[b % len(vowels)]], (1.0, 0.6, 0.3)))
-        voice = voice / (np.abs(voice).max() + 1e-9) * _env(n, 0.04, 0.8) * np.minimum(1, (n - np.arange(n)) / (0.05 * SR))
+        voice = sum(
+            _resonator(source, f, 80 + 0.05 * f) * g for f, g in zip(_VOWELS[vowels[b % len(vowels)]], (1.0, 0.6, 0.3))
+        )
+        voice = (
+            voice / (np.abs(voice).max() + 1e-9) * _env(n, 0.04, 0.8) * np.minimum(1, (n - np.arange(n)) / (0.05 * SR))
+        )
         _place(stems["vocals"], 0.3 * np.stack([voice, voice]), b * beat)
 
     peak = np.abs(sum(stems.values())).max()

@@ -36,13 +36,31 @@ def write_fixed_set(dataset: MixtureDataset, out: Path, progress=None) -> list[P
     return made
 
 
-def mix_dataset(kind: str, *, speech: list[str], noise: list[str] | None, items: int, seconds: float, seed: int,
-                sample_rate: int, speakers: int = 2) -> MixtureDataset:
+def mix_dataset(
+    kind: str,
+    *,
+    speech: list[str],
+    noise: list[str] | None,
+    items: int,
+    seconds: float,
+    seed: int,
+    sample_rate: int,
+    speakers: int = 2,
+) -> MixtureDataset:
     if kind == "speakers":
-        return SpeakerMixDataset(speech, speakers=speakers, sample_rate=sample_rate, segment=seconds, items=items,
-                                 noise=noise or None, seed=seed, validation=True)
-    return NoiseMixDataset(speech, noise or [], sample_rate=sample_rate, segment=seconds, items=items, seed=seed,
-                           validation=True)
+        return SpeakerMixDataset(
+            speech,
+            speakers=speakers,
+            sample_rate=sample_rate,
+            segment=seconds,
+            items=items,
+            noise=noise or None,
+            seed=seed,
+            validation=True,
+        )
+    return NoiseMixDataset(
+        speech, noise or [], sample_rate=sample_rate, segment=seconds, items=items, seed=seed, validation=True
+    )
 
 
 def describe(out: Path, **settings) -> None:

@@ -39,7 +39,7 @@ def trim(clip: np.ndarray, sample_rate: int, top_db: float = 40.0, frame_s: floa
     loud = np.flatnonzero(20 * np.log10(rms / rms.max()) > -top_db) if rms.max() > 1e-8 else np.array([], int)
     if loud.size == 0:
         return clip[:0]
-    return clip[loud[0] * frame:(loud[-1] + 1) * frame]
+    return clip[loud[0] * frame : (loud[-1] + 1) * frame]
 
 
 def _level(clip: np.ndarray) -> np.ndarray:
@@ -115,20 +115,41 @@ def join_clips(
                 pieces.append(clips[k])
                 length += len(clips[k])
                 if length >= seconds * sample_rate or i == len(order) - 1:
-                    joined = np.concatenate([np.concatenate([p, np.zeros(int(rng.uniform(*gap) * sample_rate), np.float32)])
-                                             for p in pieces[:-1]] + [pieces[-1]])
+                    joined = np.concatenate(
+                        [
+                            np.concatenate([p, np.zeros(int(rng.uniform(*gap) * sample_rate), np.float32)])
+                            for p in pieces[:-1]
+                        ]
+                        + [pieces[-1]]
+                    )
                     path = speaker_out / f"{folder.name}_{count:04d}.flac"
                     sf.write(path, limit_peak(joined[None])[0], sample_rate, subtype="PCM_16")
                     written.append(path)
                     count += 1
                     pieces, length = [], 0
-            summary[folder.name] = {"clips": len(clips), "unreadable": unreadable, "utterances": count,
-                                    "seconds": round(sum(len(c) for c in clips) / sample_rate, 1)}
+            summary[folder.name] = {
+                "clips": len(clips),
+                "unreadable": unreadable,
+                "utterances": count,
+                "seconds": round(sum(len(c) for c in clips) / sample_rate, 1),
+            }
         if progress is not None:
             progress(done + 1, len(speakers))
     if not written:
         raise DemixerError(f"no clips with sound under {root}")
-    (out / "join.json").write_text(json.dumps({"source": str(root), "seconds": seconds, "gap": list(gap),
-                                               "sample_rate": sample_rate, "top_db": top_db, "seed": seed,
-                                               "speakers": summary}, indent=1) + "\n")
+    (out / "join.json").write_text(
+        json.dumps(
+            {
+                "source": str(root),
+                "seconds": seconds,
+                "gap": list(gap),
+                "sample_rate": sample_rate,
+                "top_db": top_db,
+                "seed": seed,
+                "speakers": summary,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return written

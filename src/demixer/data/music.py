@@ -87,15 +87,20 @@ class StemDataset(MixtureDataset):
         if track_weights is not None:
             w = np.asarray(track_weights, np.float64)
             if w.shape != (len(self.tracks),) or (w < 0).any() or w.sum() <= 0:
-                raise ValueError(f"track_weights needs one weight >= 0 per track ({len(self.tracks)}), with a positive sum")
+                raise ValueError(
+                    f"track_weights needs one weight >= 0 per track ({len(self.tracks)}), with a positive sum"
+                )
             self.track_p = w / w.sum()
         unknown = sorted(set(extra or {}) - set(self.sources))
         if unknown:
             raise ValueError(f"extra clips for sources the model does not have: {', '.join(unknown)}")
         self.speed = (1.0, 1.0) if validation else tuple(speed)
         self.extra_p = 0.0 if validation else extra_p
-        self.extra = {s: ClipBank(list_audio(roots, f"extra {s}"), sample_rate)
-                      for s, roots in (extra or {}).items()} if self.extra_p else {}
+        self.extra = (
+            {s: ClipBank(list_audio(roots, f"extra {s}"), sample_rate) for s, roots in (extra or {}).items()}
+            if self.extra_p
+            else {}
+        )
         if validation:
             for ti, t in enumerate(self.tracks):
                 last = max(t.frames(sample_rate) - self.frames, 0)  # windows centred in k equal parts of the song

@@ -72,10 +72,15 @@ class SpeakerMixDataset(MixtureDataset):
         files: list[Path] = []
         for root in map(Path, roots):
             for f in list_audio(root, "utterance"):
-                by_speaker.setdefault(f"{root.name}/{speaker_of(f, root if root.is_dir() else None, speaker_pattern)}", []).append(len(files))
+                by_speaker.setdefault(
+                    f"{root.name}/{speaker_of(f, root if root.is_dir() else None, speaker_pattern)}", []
+                ).append(len(files))
                 files.append(f)
         if len(by_speaker) < speakers:
-            raise DemixerError(f"{speakers}-speaker mixtures need {speakers} different speakers, found {len(by_speaker)}: {sorted(by_speaker)}")
+            raise DemixerError(
+                f"{speakers}-speaker mixtures need {speakers} different "
+                f"speakers, found {len(by_speaker)}: {sorted(by_speaker)}"
+            )
         self.bank = ClipBank(files, sample_rate)
         self.speakers = sorted(by_speaker)
         self.by_speaker = by_speaker
@@ -88,7 +93,9 @@ class SpeakerMixDataset(MixtureDataset):
         self.eq_db = training_eq_db(eq_db, validation)
         folders = [label.split("/", 1)[0] for label in self.speakers]  # labels are "<folder>/<speaker>"
         per_folder = Counter(folders)
-        self.speaker_p = np.array([1.0 / (per_folder[f] * len(per_folder)) for f in folders]) if balance == "folder" else None
+        self.speaker_p = (
+            np.array([1.0 / (per_folder[f] * len(per_folder)) for f in folders]) if balance == "folder" else None
+        )
         super().__init__(items=items, seed=seed, validation=validation)
 
     def make(self, index: int, rng: np.random.Generator) -> np.ndarray:
@@ -114,11 +121,11 @@ class SpeakerMixDataset(MixtureDataset):
             clip = self._perturb(self.bank.get(used[-1]), rng)
             length = min(len(clip), self.frames)
             begin = int(rng.integers(0, len(clip) - length + 1))
-            piece = clip[begin:begin + length]
+            piece = clip[begin : begin + length]
             piece = piece * 10 ** ((-25.0 - rms_db(piece) + rng.uniform(*self.gain_db)) / 20)
             if k:
                 at = max(0, min(at + int(prev * (1 - rng.uniform(*self.overlap))), self.frames - length))
-            out[k, 0, at:at + length] = piece
+            out[k, 0, at : at + length] = piece
             prev = length
         if self.noise is not None:
             noise = self.noise.crop(int(rng.integers(len(self.noise))), self.frames, rng, loop=True)
@@ -151,7 +158,7 @@ class TargetSpeakerDataset(SpeakerMixDataset):
         clip = self.bank.get(others[int(rng.integers(len(others)))] if others else used[0])
         if len(clip) > self.enroll_frames:
             begin = int(rng.integers(0, len(clip) - self.enroll_frames + 1))
-            clip = clip[begin:begin + self.enroll_frames]
+            clip = clip[begin : begin + self.enroll_frames]
         else:
             clip = np.resize(clip, self.enroll_frames)
         clip = clip * 10 ** ((-25.0 - rms_db(clip)) / 20)

@@ -10,8 +10,8 @@ A stem that a track lacks reads as silence, so a song without bass still trains 
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ class Stem:
         """
         if self._cache is not None and self._cache_rate == sample_rate:
             out = np.zeros((self._cache.shape[0], frames), np.float32)
-            piece = self._cache[:, start:start + frames]
+            piece = self._cache[:, start : start + frames]
             out[:, : piece.shape[1]] = piece
             return match_channels(out, channels)
         if self.stream is not None:  # compressed multi-stream containers are decoded whole, once
@@ -63,7 +63,7 @@ class Stem:
         res = resample(raw, info.sample_rate, sample_rate)
         skip = start - lo_t
         out = np.zeros((res.shape[0], frames), np.float32)
-        piece = res[:, skip: skip + frames]
+        piece = res[:, skip : skip + frames]
         out[:, : piece.shape[1]] = piece
         return match_channels(out, channels)
 
@@ -166,5 +166,7 @@ def find_tracks(root: str | os.PathLike[str], sources: tuple[str, ...] | list[st
             if track is not None:
                 tracks.append(track)
     if not tracks:
-        raise DemixerError(f"no tracks found in {root} (expected <track>/<stem>.wav|flac|ogg folders or .stem.mp4 files)")
+        raise DemixerError(
+            f"no tracks found in {root} (expected <track>/<stem>.wav|flac|ogg folders or .stem.mp4 files)"
+        )
     return sorted(tracks, key=lambda t: t.name)

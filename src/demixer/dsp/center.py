@@ -31,8 +31,15 @@ class CenterExtraction(MaskingMethod):
     sources = ("vocals", "no_vocals")
     audio_channels = 2
 
-    def __init__(self, sample_rate: int = 44100, n_fft: int = 4096, hop_length: int = 1024,
-                 smoothing: float = 0.1, sharpness: float = 8.0, band_hz: tuple[float, float] = (150.0, 8000.0)) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 44100,
+        n_fft: int = 4096,
+        hop_length: int = 1024,
+        smoothing: float = 0.1,
+        sharpness: float = 8.0,
+        band_hz: tuple[float, float] = (150.0, 8000.0),
+    ) -> None:
         super().__init__(n_fft, hop_length)
         self.sample_rate = sample_rate
         self.smoothing, self.sharpness, self.band_hz = smoothing, sharpness, band_hz

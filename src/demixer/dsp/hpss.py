@@ -25,8 +25,15 @@ class HPSS(MaskingMethod):
 
     sources = ("drums", "other")
 
-    def __init__(self, sample_rate: int = 44100, n_fft: int = 2048, hop_length: int = 512,
-                 kernel_time: int = 31, kernel_freq: int = 31, power: float = 2.0) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 44100,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        kernel_time: int = 31,
+        kernel_freq: int = 31,
+        power: float = 2.0,
+    ) -> None:
         super().__init__(n_fft, hop_length)
         self.sample_rate = sample_rate
         self.kernel_time, self.kernel_freq, self.power = kernel_time, kernel_freq, power
@@ -35,7 +42,7 @@ class HPSS(MaskingMethod):
         mag = np.abs(spec).mean(axis=0)  # one mask for all channels keeps the stereo image
         harmonic = median_filter(mag, size=(1, self.kernel_time), mode="reflect")
         percussive = median_filter(mag, size=(self.kernel_freq, 1), mode="reflect")
-        h, p = harmonic ** self.power, percussive ** self.power
+        h, p = harmonic**self.power, percussive**self.power
         total = h + p
         m_perc = np.where(total > 1e-20, p / np.maximum(total, 1e-20), 0.5)
         return np.stack([m_perc, 1.0 - m_perc])[:, None]

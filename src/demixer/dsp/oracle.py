@@ -21,8 +21,15 @@ ORACLES = ("irm", "ibm", "mwf")
 _EPS = 1e-10
 
 
-def oracle_separate(kind: str, references: np.ndarray, mixture: np.ndarray | None = None, *, n_fft: int = 4096,
-                    hop_length: int = 1024, window_frames: int = 512) -> np.ndarray:
+def oracle_separate(
+    kind: str,
+    references: np.ndarray,
+    mixture: np.ndarray | None = None,
+    *,
+    n_fft: int = 4096,
+    hop_length: int = 1024,
+    window_frames: int = 512,
+) -> np.ndarray:
     """Estimate the sources of ``mixture`` (default: the sum of ``references``) with an oracle.
 
     Shape: ``references [S, C, T]``, ``mixture [C, T]`` -> ``[S, C, T]``.

@@ -29,12 +29,24 @@ class RepetSim(MaskingMethod):
     sources = ("vocals", "no_vocals")
     default_segment = 30.0
 
-    def __init__(self, sample_rate: int = 44100, n_fft: int = 2048, hop_length: int = 512,
-                 max_repeats: int = 10, min_distance: float = 1.0, threshold: float = 0.0,
-                 cutoff_hz: float = 100.0) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 44100,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        max_repeats: int = 10,
+        min_distance: float = 1.0,
+        threshold: float = 0.0,
+        cutoff_hz: float = 100.0,
+    ) -> None:
         super().__init__(n_fft, hop_length)
         self.sample_rate = sample_rate
-        self.max_repeats, self.min_distance, self.threshold, self.cutoff_hz = max_repeats, min_distance, threshold, cutoff_hz
+        self.max_repeats, self.min_distance, self.threshold, self.cutoff_hz = (
+            max_repeats,
+            min_distance,
+            threshold,
+            cutoff_hz,
+        )
 
     def similar_frames(self, mag: np.ndarray) -> np.ndarray:
         """Indices ``[N, k]`` of the frames most similar to each frame (the frame itself included); -1 where a
@@ -44,7 +56,9 @@ class RepetSim(MaskingMethod):
         unit = mag / np.maximum(norms, 1e-12)
         sim = unit.T @ unit  # [N, N] cosine similarity
         dist = max(1, int(round(self.min_distance * self.sample_rate / self.stft.hop_length)))
-        peaks = (sim >= maximum_filter1d(sim, size=2 * dist + 1, axis=1, mode="constant", cval=-np.inf)) & (sim >= self.threshold)
+        peaks = (sim >= maximum_filter1d(sim, size=2 * dist + 1, axis=1, mode="constant", cval=-np.inf)) & (
+            sim >= self.threshold
+        )
         np.fill_diagonal(peaks, True)
         scored = np.where(peaks, sim, -np.inf)
         k = min(self.max_repeats, n)

@@ -28,12 +28,24 @@ class SpectralGate(MaskingMethod):
 
     sources = ("speech", "noise")
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 512, hop_length: int = 128,
-                 noise_window: float = 1.5, oversubtraction: float = 1.5, floor_db: float = -30.0,
-                 bias: float = 1.8) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        hop_length: int = 128,
+        noise_window: float = 1.5,
+        oversubtraction: float = 1.5,
+        floor_db: float = -30.0,
+        bias: float = 1.8,
+    ) -> None:
         super().__init__(n_fft, hop_length)
         self.sample_rate = sample_rate
-        self.noise_window, self.oversubtraction, self.floor_db, self.bias = noise_window, oversubtraction, floor_db, bias
+        self.noise_window, self.oversubtraction, self.floor_db, self.bias = (
+            noise_window,
+            oversubtraction,
+            floor_db,
+            bias,
+        )
 
     def masks(self, spec: np.ndarray) -> np.ndarray:
         power = (np.abs(spec) ** 2).mean(axis=0)  # [F, N]

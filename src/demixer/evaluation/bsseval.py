@@ -75,8 +75,9 @@ def _block_spectra(x: np.ndarray, block: int, n: int) -> torch.Tensor:
     return spec.permute(2, 0, 1).contiguous()
 
 
-def _lagged_correlations(u: np.ndarray, v: np.ndarray, U: torch.Tensor, V: torch.Tensor, block: int, lags: int,
-                         n: int) -> np.ndarray:
+def _lagged_correlations(
+    u: np.ndarray, v: np.ndarray, U: torch.Tensor, V: torch.Tensor, block: int, lags: int, n: int
+) -> np.ndarray:
     """``out[k, p, q] = sum_t u_p(t) v_q(t - k)`` for ``k < lags``.
 
     The sum splits at block boundaries: the part inside each block comes from the blocks'
@@ -94,8 +95,8 @@ def _lagged_correlations(u: np.ndarray, v: np.ndarray, U: torch.Tensor, V: torch
         starts = np.arange(1, nb) * block
         # each block's first ``lags`` samples; a last block shorter than the lags is zero-padded
         padded_u = np.pad(u, ((0, 0), (0, lags)))
-        heads = np.stack([padded_u[:, s:s + lags] for s in starts], axis=-1)  # [P, lags, M-1]
-        tails = np.stack([v[:, s - lags:s] for s in starts], axis=-1)
+        heads = np.stack([padded_u[:, s : s + lags] for s in starts], axis=-1)  # [P, lags, M-1]
+        tails = np.stack([v[:, s - lags : s] for s in starts], axis=-1)
         m = 2 * lags
         H = torch.fft.rfft(torch.from_numpy(heads), n=m, dim=1).permute(1, 0, 2)
         Tl = torch.fft.rfft(torch.from_numpy(tails), n=m, dim=1).permute(1, 0, 2)
@@ -130,7 +131,9 @@ def block_levinson(R: np.ndarray, Y: np.ndarray) -> np.ndarray:
     m = Y.shape[-1]
     batch = R.shape[:-3]
     # back[:, i·b:(i+1)·b] for step n holds R[n - i]ᵀ (i = 0..n-1): a slice of one wide matrix
-    wide_back = np.ascontiguousarray(np.concatenate([np.swapaxes(R[..., k, :, :], -1, -2) for k in range(L - 1, 0, -1)], axis=-1))
+    wide_back = np.ascontiguousarray(
+        np.concatenate([np.swapaxes(R[..., k, :, :], -1, -2) for k in range(L - 1, 0, -1)], axis=-1)
+    )
     wide_fwd = np.ascontiguousarray(np.concatenate([R[..., k, :, :] for k in range(1, L)], axis=-1))  # R[1], R[2], ...
     F = np.zeros((*batch, L * b, b))
     gbuf = np.zeros((*batch, (L + 1) * b, b))  # G lives in gbuf[s : s + n·b]; shifting it is moving s
@@ -138,20 +141,20 @@ def block_levinson(R: np.ndarray, Y: np.ndarray) -> np.ndarray:
     eye = np.broadcast_to(np.eye(b), (*batch, b, b))
     start = L * b
     F[..., :b, :] = eye
-    gbuf[..., start:start + b, :] = eye
+    gbuf[..., start : start + b, :] = eye
     Ef = R[..., 0, :, :].copy()
     Eb = Ef.copy()
     X[..., :b, :] = np.linalg.solve(Ef, Y[..., 0, :, :])
     for n in range(1, L):
         nb = n * b
-        back = wide_back[..., (L - 1 - n) * b:]
-        G = gbuf[..., start:start + nb, :]
+        back = wide_back[..., (L - 1 - n) * b :]
+        G = gbuf[..., start : start + nb, :]
         Df = back @ F[..., :nb, :]
         Db = wide_fwd[..., :nb] @ G
         gf = -np.linalg.solve(Eb, Df)
         gb = -np.linalg.solve(Ef, Db)
-        shifted = gbuf[..., start - b:start + nb, :]  # [0; G]
-        padded = F[..., :nb + b, :]  # [F; 0]
+        shifted = gbuf[..., start - b : start + nb, :]  # [0; G]
+        padded = F[..., : nb + b, :]  # [F; 0]
         dF = shifted @ gf
         shifted += padded @ gb  # G_new = [0; G] + [F; 0] gb
         padded += dF  # F_new = [F; 0] + [0; G] gf
@@ -159,7 +162,7 @@ def block_levinson(R: np.ndarray, Y: np.ndarray) -> np.ndarray:
         Ef = Ef + Db @ gf
         Eb = Eb + Df @ gb
         theta = np.linalg.solve(Eb, Y[..., n, :, :] - back @ X[..., :nb, :])
-        X[..., :nb + b, :] += shifted @ theta
+        X[..., : nb + b, :] += shifted @ theta
     return X.reshape(*batch, L, b, m)
 
 
@@ -230,7 +233,9 @@ def bss_eval_v4(
     X = block_levinson(np.stack([R, R * own]), np.stack([D, D * own]))
     C = X[0]  # [a, (j,cj), (e,c)]
     Cf = torch.fft.rfft(torch.from_numpy(C), n=nfft, dim=0).transpose(1, 2).contiguous()  # [F, (e,c), (j,cj)]
-    Cj = np.stack([X[1][:, j * nchan:(j + 1) * nchan, j * nchan:(j + 1) * nchan] for j in range(na)], axis=1)  # [a, j, cj, c]
+    Cj = np.stack(
+        [X[1][:, j * nchan : (j + 1) * nchan, j * nchan : (j + 1) * nchan] for j in range(na)], axis=1
+    )  # [a, j, cj, c]
     Cjf = torch.fft.rfft(torch.from_numpy(Cj), n=nfft, dim=0).transpose(2, 3).contiguous()  # [F, j, c, cj]
 
     # a window is scored only if no reference and no estimate sums to zero over channels throughout it
@@ -243,15 +248,21 @@ def bss_eval_v4(
         if hop == win_len or len(frames) == 1:
             active_frames = np.any(summed[:, : len(frames) * win_len].reshape(na, len(frames), win_len) != 0, axis=-1)
         else:
-            active_frames = np.stack([np.any(summed[:, a:a + win_len] != 0, axis=-1) for a in starts], axis=1)
+            active_frames = np.stack([np.any(summed[:, a : a + win_len] != 0, axis=-1) for a in starts], axis=1)
         silent |= ~active_frames.all(axis=0)
 
     if hop == win_len or len(frames) == 1:
         Rw_all, Ew_all = U_ref, U_est
     else:
+
         def window_spectra(x: np.ndarray) -> torch.Tensor:
             view = np.lib.stride_tricks.sliding_window_view(x, win_len, axis=1)[:, starts]
-            return torch.fft.rfft(torch.from_numpy(np.ascontiguousarray(view)), n=nfft, dim=-1).permute(2, 0, 1).contiguous()
+            return (
+                torch.fft.rfft(torch.from_numpy(np.ascontiguousarray(view)), n=nfft, dim=-1)
+                .permute(2, 0, 1)
+                .contiguous()
+            )
+
         Rw_all, Ew_all = window_spectra(ref_flat), window_spectra(est_flat)
     nf = nfft // 2 + 1
     energy = lambda spec: _energies(spec, nfft, na)  # noqa: E731

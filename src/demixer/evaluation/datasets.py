@@ -79,9 +79,11 @@ def load_dataset(path: str | os.PathLike[str], kind: str = "auto", limit: int | 
     items: list[EvalItem] = []
     if kind == "denoise":
         for noisy, clean in find_pairs(root):
+
             def load(noisy=noisy, clean=clean):
                 (n, c), rate = _load_same_length([noisy, clean])
                 return n, {"speech": c, "noise": n - c}, rate
+
             items.append(EvalItem(noisy.stem, kind, load))
     elif kind == "speakers" and _speaker_dirs(root):
         mix_dir, spk_dirs = _speaker_dirs(root)
@@ -94,21 +96,27 @@ def load_dataset(path: str | os.PathLike[str], kind: str = "auto", limit: int | 
             def load(mix=mix, paths=paths):
                 arrays, rate = _load_same_length([mix, *paths])
                 return arrays[0], {f"speaker{i + 1}": a for i, a in enumerate(arrays[1:])}, rate
+
             items.append(EvalItem(mix.stem, kind, load))
     else:
         for track in find_tracks(root):
+
             def load(track=track):
                 rate = probe(next(iter(track.stems.values())).path).sample_rate
                 refs = {name: stem.load(rate) for name, stem in track.stems.items()}
                 n = max(a.shape[1] for a in refs.values())
                 channels = max(a.shape[0] for a in refs.values())
-                refs = {k: np.pad(np.broadcast_to(v, (channels, v.shape[1])), ((0, 0), (0, n - v.shape[1]))) for k, v in refs.items()}
+                refs = {
+                    k: np.pad(np.broadcast_to(v, (channels, v.shape[1])), ((0, 0), (0, n - v.shape[1])))
+                    for k, v in refs.items()
+                }
                 if track.mixture is not None:
                     mix = track.mixture.load(rate)
                     mix = np.pad(mix, ((0, 0), (0, max(0, n - mix.shape[1]))))[:, :n]
                 else:
                     mix = sum(refs.values())
                 return mix.astype(np.float32), {k: v.astype(np.float32) for k, v in refs.items()}, rate
+
             items.append(EvalItem(track.name, kind, load))
     if not items:
         raise DemixerError(f"no {kind} items found in {root}")

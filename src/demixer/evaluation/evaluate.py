@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ..files import write_text_atomic
 from ..dsp.oracle import ORACLES, oracle_separate
 from ..errors import DemixerError
+from ..files import write_text_atomic
 from ..models.registry import model_display_name
 from .bsseval import bss_eval_v4
 from .datasets import load_dataset
@@ -64,7 +64,9 @@ class EvalSummary:
             for target, metrics in targets.items():
                 for metric, vals in metrics.items():
                     finite = [v for v in vals if v is not None and not math.isnan(v)]
-                    out.setdefault(model, {}).setdefault(target, {})[metric] = float(np.median(finite)) if finite else float("nan")
+                    out.setdefault(model, {}).setdefault(target, {})[metric] = (
+                        float(np.median(finite)) if finite else float("nan")
+                    )
         return out
 
 
@@ -80,7 +82,7 @@ def _targets_for(sources: tuple[str, ...] | list[str], refs: dict[str, np.ndarra
         return {k: v for k, v in refs.items() if k.startswith("speaker")}
     out: dict[str, np.ndarray] = {}
     for s in sources:
-        rest = "vocals" if s in ACCOMPANIMENT else s[len("no_"):] if s.startswith("no_") else None
+        rest = "vocals" if s in ACCOMPANIMENT else s[len("no_") :] if s.startswith("no_") else None
         if s in refs:
             out[s] = refs[s]
         elif rest in refs:
@@ -88,8 +90,9 @@ def _targets_for(sources: tuple[str, ...] | list[str], refs: dict[str, np.ndarra
     return out
 
 
-def _score(kind: str, mixture: np.ndarray, targets: dict[str, np.ndarray], estimates: dict[str, np.ndarray],
-           sample_rate: int) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+def _score(
+    kind: str, mixture: np.ndarray, targets: dict[str, np.ndarray], estimates: dict[str, np.ndarray], sample_rate: int
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """Track-level metrics per target and the JSON body for this track."""
     names = list(targets)
     ref = np.stack([targets[n] for n in names])
@@ -100,26 +103,45 @@ def _score(kind: str, mixture: np.ndarray, targets: dict[str, np.ndarray], estim
         metrics = {n: {m: float(med[m][i]) for m in MUSIC_METRICS} for i, n in enumerate(names)}
         for i, n in enumerate(names):
             metrics[n]["uSDR"] = sdr(reference=ref[i], estimate=est[i])
-        body = {"targets": [{
-            "name": n,
-            "frames": [{"time": float(t), "duration": 1.0,
-                        "metrics": {m: _q(getattr(res, m.lower())[i, f]) for m in MUSIC_METRICS}}
-                       for f, t in enumerate(res.times(sample_rate))],
-        } for i, n in enumerate(names)]}
+        body = {
+            "targets": [
+                {
+                    "name": n,
+                    "frames": [
+                        {
+                            "time": float(t),
+                            "duration": 1.0,
+                            "metrics": {m: _q(getattr(res, m.lower())[i, f]) for m in MUSIC_METRICS},
+                        }
+                        for f, t in enumerate(res.times(sample_rate))
+                    ],
+                }
+                for i, n in enumerate(names)
+            ]
+        }
         return metrics, body
     if kind == "speakers":
         scores, perm = pit(reference=ref, estimate=est, metric=si_sdr)
         metrics = {}
         for j, n in enumerate(names):
             e = est[perm[j]]
-            metrics[n] = {"SI-SDR": float(scores[j]), "SI-SDRi": si_sdr_i(reference=ref[j], estimate=e, mixture=mixture),
-                          "SDR": sdr(reference=ref[j], estimate=e)}
-        return metrics, {"targets": [{"name": n, "metrics": m} for n, m in metrics.items()], "permutation": perm.tolist()}
+            metrics[n] = {
+                "SI-SDR": float(scores[j]),
+                "SI-SDRi": si_sdr_i(reference=ref[j], estimate=e, mixture=mixture),
+                "SDR": sdr(reference=ref[j], estimate=e),
+            }
+        return metrics, {
+            "targets": [{"name": n, "metrics": m} for n, m in metrics.items()],
+            "permutation": perm.tolist(),
+        }
     # denoise: the speech stem carries the score
     metrics = {}
     for i, n in enumerate(names):
-        m = {"SI-SDR": si_sdr(reference=ref[i], estimate=est[i]), "SI-SDRi": si_sdr_i(reference=ref[i], estimate=est[i], mixture=mixture),
-             "SDR": sdr(reference=ref[i], estimate=est[i])}
+        m = {
+            "SI-SDR": si_sdr(reference=ref[i], estimate=est[i]),
+            "SI-SDRi": si_sdr_i(reference=ref[i], estimate=est[i], mixture=mixture),
+            "SDR": sdr(reference=ref[i], estimate=est[i]),
+        }
         if n == "speech":
             m["PESQ-wb"] = pesq(reference=ref[i], estimate=est[i], sample_rate=sample_rate, mode="wb")
             m["STOI"] = stoi(reference=ref[i], estimate=est[i], sample_rate=sample_rate)
@@ -142,7 +164,7 @@ class _Runner:
             self.display = model_display_name(name)
             if separator_options.get("two_stems"):
                 self.display += f"+{separator_options['two_stems']}"  # its own results folder
-        elif name.startswith("oracle-") and name[len("oracle-"):] not in ORACLES:
+        elif name.startswith("oracle-") and name[len("oracle-") :] not in ORACLES:
             raise DemixerError(f"unknown oracle {name!r} (choose from {', '.join('oracle-' + o for o in ORACLES)})")
 
     def sources(self, refs: dict[str, np.ndarray]) -> list[str]:
@@ -155,7 +177,7 @@ class _Runner:
             return {n: mixture for n in targets}
         if self.separator is None:
             names = list(targets)
-            est = oracle_separate(self.name[len("oracle-"):], np.stack([targets[n] for n in names]), mixture)
+            est = oracle_separate(self.name[len("oracle-") :], np.stack([targets[n] for n in names]), mixture)
             return dict(zip(names, est))
         import torch
 
@@ -196,7 +218,11 @@ def evaluate(
     out = Path(out)
     items = load_dataset(dataset, kind, limit)
     kind = items[0].kind
-    names = list(dict.fromkeys([*models, *([BASELINE] if baseline else []), *([f"oracle-{o}" for o in ORACLES] if oracles else [])]))
+    names = list(
+        dict.fromkeys(
+            [*models, *([BASELINE] if baseline else []), *([f"oracle-{o}" for o in ORACLES] if oracles else [])]
+        )
+    )
     runners = [_Runner(n, separator_options or {}) for n in names]
     summary = EvalSummary(out, kind)
     total = len(items) * len(runners)
@@ -216,32 +242,51 @@ def evaluate(
                 mixture, refs, rate = cache
                 targets = _targets_for(runner.sources(refs), refs, kind)
                 if not targets:
-                    raise DemixerError(f"model {runner.name} predicts {runner.sources(refs)}, none of which the dataset "
-                                       f"references ({', '.join(refs)}) can score")
+                    raise DemixerError(
+                        f"model {runner.name} predicts {runner.sources(refs)}, none of which the dataset "
+                        f"references ({', '.join(refs)}) can score"
+                    )
                 start = time.perf_counter()
                 estimates = runner.run(mixture, targets, rate)
                 seconds = time.perf_counter() - start
                 if kind == "speakers":
-                    estimates = {t: estimates[s] for t, s in zip(targets, [s for s in runner.sources(refs) if s in estimates])}
+                    estimates = {
+                        t: estimates[s] for t, s in zip(targets, [s for s in runner.sources(refs) if s in estimates])
+                    }
                 missing = [t for t in targets if t not in estimates]
                 if missing:
                     raise DemixerError(f"model {runner.name} gave no {', '.join(missing)} stem")
                 n = mixture.shape[-1]
                 estimates = {t: np.asarray(estimates[t], np.float64)[..., :n] for t in targets}
-                metrics, body = _score(kind, mixture.astype(np.float64), {t: targets[t].astype(np.float64) for t in targets},
-                                       estimates, rate)
+                metrics, body = _score(
+                    kind,
+                    mixture.astype(np.float64),
+                    {t: targets[t].astype(np.float64) for t in targets},
+                    estimates,
+                    rate,
+                )
                 rtf = None if runner.separator is None else seconds / (n / rate)
                 q = quality_signals(mixture, estimates, rate) if quality and runner.name != BASELINE else None
                 body["museval_version"] = "4"  # the schema field museval writes; scores follow its v4 conventions
-                body["demixer"] = {"model": runner.name, "kind": kind, "metrics": metrics, "seconds": round(seconds, 3),
-                                   "rtf": None if rtf is None else round(rtf, 4), "quality": q}
+                body["demixer"] = {
+                    "model": runner.name,
+                    "kind": kind,
+                    "metrics": metrics,
+                    "seconds": round(seconds, 3),
+                    "rtf": None if rtf is None else round(rtf, 4),
+                    "quality": q,
+                }
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _write_json(path, body)
                 summary.results.append(TrackResult(runner.display, item.name, kind, metrics, seconds, rtf, q))
                 if report:
                     track_report.update(mixture=mixture, rate=rate)
-                    track_report["models"][runner.display] = {"targets": targets, "estimates": estimates,
-                                                              "metrics": metrics, "quality": q}
+                    track_report["models"][runner.display] = {
+                        "targets": targets,
+                        "estimates": estimates,
+                        "metrics": metrics,
+                        "quality": q,
+                    }
             done += 1
             if progress:
                 progress(done, total, f"{runner.display} / {item.name}")
@@ -272,7 +317,9 @@ def _read_result(path: Path, kind: str) -> TrackResult | None:
     d = body.get("demixer") if isinstance(body, dict) else None
     if not isinstance(d, dict) or d.get("kind", kind) != kind or "metrics" not in d:
         return None
-    return TrackResult(path.parent.name, path.stem, kind, d["metrics"], d.get("seconds", 0.0), d.get("rtf"), d.get("quality"))
+    return TrackResult(
+        path.parent.name, path.stem, kind, d["metrics"], d.get("seconds", 0.0), d.get("rtf"), d.get("quality")
+    )
 
 
 def write_csv(summary: EvalSummary, path: Path) -> None:
@@ -291,7 +338,11 @@ def format_summary(summary: EvalSummary) -> str:
     med = summary.medians()
     metrics = list(dict.fromkeys(m for targets in med.values() for values in targets.values() for m in values))
     header = f"{'model':<22} {'target':<14}" + "".join(f"{m:>9}" for m in metrics)
-    lines = [f"median over {len({r.track for r in summary.results})} track(s), {summary.kind}", header, "-" * len(header)]
+    lines = [
+        f"median over {len({r.track for r in summary.results})} track(s), {summary.kind}",
+        header,
+        "-" * len(header),
+    ]
     for model, targets in med.items():
         for target, values in targets.items():
             lines.append(f"{model:<22} {target:<14}" + "".join(f"{values.get(m, float('nan')):>9.2f}" for m in metrics))

@@ -30,11 +30,17 @@ def _load_all(files: dict[str, Path]) -> tuple[dict[str, np.ndarray], int]:
     arrays = {k: resample(a, sr, rate) for k, (a, sr) in loaded.items()}
     n = max(a.shape[1] for a in arrays.values())
     c = max(a.shape[0] for a in arrays.values())
-    return {k: np.pad(np.broadcast_to(a, (c, a.shape[1])), ((0, 0), (0, n - a.shape[1]))) for k, a in arrays.items()}, rate
+    return {
+        k: np.pad(np.broadcast_to(a, (c, a.shape[1])), ((0, 0), (0, n - a.shape[1]))) for k, a in arrays.items()
+    }, rate
 
 
-def inspect_path(path: str | Path, out: str | Path | None = None, reference: str | Path | None = None,
-                 max_seconds: float | None = None) -> InspectResult:
+def inspect_path(
+    path: str | Path,
+    out: str | Path | None = None,
+    reference: str | Path | None = None,
+    max_seconds: float | None = None,
+) -> InspectResult:
     """PNG spectrograms of a file or of a folder of stems (with their mixture), and with
     ``reference`` (a folder of reference stems of the same names) framewise BSSEval v4 SDR/SIR/SAR over time.
 
@@ -68,7 +74,9 @@ def inspect_path(path: str | Path, out: str | Path | None = None, reference: str
         ref_files = _audio_files(Path(reference))
         common = [k for k in stems if k in ref_files]
         if not common:
-            raise DemixerError(f"no stem of {path} ({', '.join(stems)}) has a reference in {reference} ({', '.join(ref_files)})")
+            raise DemixerError(
+                f"no stem of {path} ({', '.join(stems)}) has a reference in {reference} ({', '.join(ref_files)})"
+            )
         refs, ref_rate = _load_all({k: ref_files[k] for k in common})
         refs = {k: resample(v, ref_rate, rate) for k, v in refs.items()}
         n = min(min(v.shape[1] for v in refs.values()), min(stems[k].shape[1] for k in common))
@@ -78,9 +86,15 @@ def inspect_path(path: str | Path, out: str | Path | None = None, reference: str
         times = res.times(rate)
         for metric in ("sdr", "sir", "sar"):
             values = getattr(res, metric)
-            result.images.append(save_metric_curves(out_dir / f"inspect_{metric}.png", times,
-                                                    dict(zip(common, values)), f"{metric.upper()} (dB)",
-                                                    f"framewise BSSEval v4 {metric.upper()}, 1 s windows: {path.name}"))
+            result.images.append(
+                save_metric_curves(
+                    out_dir / f"inspect_{metric}.png",
+                    times,
+                    dict(zip(common, values)),
+                    f"{metric.upper()} (dB)",
+                    f"framewise BSSEval v4 {metric.upper()}, 1 s windows: {path.name}",
+                )
+            )
         med = res.median()
         result.medians = {k: {m: float(med[m][i]) for m in ("SDR", "SIR", "SAR", "ISR")} for i, k in enumerate(common)}
     return result

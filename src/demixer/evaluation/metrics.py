@@ -39,7 +39,7 @@ def _pair(reference, estimate) -> tuple[np.ndarray, np.ndarray]:
 def sdr(*, reference, estimate) -> float:
     """Signal-to-distortion ratio in dB over all channels and samples. Shape: any, equal."""
     ref, est = _pair(reference, estimate)
-    return float(10 * np.log10((np.sum(ref ** 2) + _EPS) / (np.sum((ref - est) ** 2) + _EPS)))
+    return float(10 * np.log10((np.sum(ref**2) + _EPS) / (np.sum((ref - est) ** 2) + _EPS)))
 
 
 def si_sdr(*, reference, estimate) -> float:
@@ -48,10 +48,10 @@ def si_sdr(*, reference, estimate) -> float:
     ref, est = np.atleast_2d(ref), np.atleast_2d(est)
     ref = ref - ref.mean(-1, keepdims=True)
     est = est - est.mean(-1, keepdims=True)
-    alpha = (ref * est).sum(-1, keepdims=True) / ((ref ** 2).sum(-1, keepdims=True) + _EPS)
+    alpha = (ref * est).sum(-1, keepdims=True) / ((ref**2).sum(-1, keepdims=True) + _EPS)
     target = alpha * ref
     noise = est - target
-    return float(np.mean(10 * np.log10(((target ** 2).sum(-1) + _EPS) / ((noise ** 2).sum(-1) + _EPS))))
+    return float(np.mean(10 * np.log10(((target**2).sum(-1) + _EPS) / ((noise**2).sum(-1) + _EPS))))
 
 
 def sdr_i(*, reference, estimate, mixture) -> float:

@@ -17,8 +17,9 @@ def _db_spectrogram(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return 20 * np.log10(mag + 1e-6)
 
 
-def save_spectrograms(path: Path, panels: list[tuple[str, np.ndarray]], sample_rate: int, columns: int = 2,
-                      title: str | None = None) -> Path:
+def save_spectrograms(
+    path: Path, panels: list[tuple[str, np.ndarray]], sample_rate: int, columns: int = 2, title: str | None = None
+) -> Path:
     """A grid of log-magnitude spectrograms (dB, common colour scale), one panel per ``(title, audio [C, T])``."""
     import matplotlib
 
@@ -31,13 +32,20 @@ def save_spectrograms(path: Path, panels: list[tuple[str, np.ndarray]], sample_r
     top = max(float(s.max()) for s in specs)
     for ax, (name, _), spec in zip(axes.flat, panels, specs):
         seconds = spec.shape[1] * (2048 if sample_rate > 24000 else 512) / 4 / sample_rate
-        ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
-                  extent=(0, seconds, 0, sample_rate / 2000))
+        ax.imshow(
+            spec,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=top - 80,
+            vmax=top,
+            extent=(0, seconds, 0, sample_rate / 2000),
+        )
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("s", fontsize=8)
         ax.set_ylabel("kHz", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -75,8 +83,14 @@ def spectrogram_top_db(audio: np.ndarray, sample_rate: int) -> float:
     return float(_db_spectrogram(audio, sample_rate).max())
 
 
-def save_audio_images(audio: np.ndarray, sample_rate: int, waveform_path: Path, spectrogram_path: Path,
-                      width_px: int = 720, top_db: float | None = None) -> tuple[Path, Path]:
+def save_audio_images(
+    audio: np.ndarray,
+    sample_rate: int,
+    waveform_path: Path,
+    spectrogram_path: Path,
+    width_px: int = 720,
+    top_db: float | None = None,
+) -> tuple[Path, Path]:
     """A waveform strip (min/max envelope) and a log-spectrogram image of one signal.
 
     Uses matplotlib's object API (no pyplot state), so server threads can call it concurrently.
@@ -114,8 +128,16 @@ def save_audio_images(audio: np.ndarray, sample_rate: int, waveform_path: Path, 
     fig = Figure(figsize=(width_px / dpi, 1.6), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
-              extent=(0, seconds, 0, sample_rate / 2000), interpolation="nearest")
+    ax.imshow(
+        spec,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=top - 80,
+        vmax=top,
+        extent=(0, seconds, 0, sample_rate / 2000),
+        interpolation="nearest",
+    )
     ax.axis("off")
     spectrogram_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(spectrogram_path, dpi=dpi)

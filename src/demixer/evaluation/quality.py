@@ -45,7 +45,7 @@ def _excerpt(x: np.ndarray, sample_rate: int, max_seconds: float, pieces: int = 
         return x
     size = keep // pieces
     starts = np.linspace(0, total - size, pieces).astype(int)
-    return np.concatenate([x[..., s:s + size] for s in starts], axis=-1)
+    return np.concatenate([x[..., s : s + size] for s in starts], axis=-1)
 
 
 def _power_spectrogram(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -66,7 +66,7 @@ def _percussive_share(power: np.ndarray) -> float:
     mag = np.sqrt(power)
     harmonic = median_filter(mag, size=(1, 17), mode="nearest")
     percussive = median_filter(mag, size=(17, 1), mode="nearest")
-    mask = percussive ** 2 / (percussive ** 2 + harmonic ** 2 + _EPS)
+    mask = percussive**2 / (percussive**2 + harmonic**2 + _EPS)
     return float((mask * power).sum() / (power.sum() + _EPS))
 
 
@@ -97,13 +97,17 @@ def _frame_rms_db(x: np.ndarray, sample_rate: int) -> np.ndarray:
     hop = max(1, int(0.1 * sample_rate))
     n = x.shape[-1] // hop
     if n == 0:
-        return np.array([10 * np.log10(np.mean(x ** 2) + _EPS)])
+        return np.array([10 * np.log10(np.mean(x**2) + _EPS)])
     frames = x[..., : n * hop].reshape(*x.shape[:-1], n, hop)
-    return 10 * np.log10(np.mean(frames ** 2, axis=tuple(range(frames.ndim - 2)) + (-1,)) + _EPS)
+    return 10 * np.log10(np.mean(frames**2, axis=tuple(range(frames.ndim - 2)) + (-1,)) + _EPS)
 
 
-def quality_signals(mixture: np.ndarray | torch.Tensor, stems: dict[str, np.ndarray | torch.Tensor], sample_rate: int,
-                    max_seconds: float = 60.0) -> dict[str, Any]:
+def quality_signals(
+    mixture: np.ndarray | torch.Tensor,
+    stems: dict[str, np.ndarray | torch.Tensor],
+    sample_rate: int,
+    max_seconds: float = 60.0,
+) -> dict[str, Any]:
     """Reference-free signals for one separation (see the module docstring).
 
     Shape: ``mixture [C, T]``, each stem ``[C, T]`` (same rate and length).
@@ -113,22 +117,24 @@ def quality_signals(mixture: np.ndarray | torch.Tensor, stems: dict[str, np.ndar
         "stems": {name: {"energy_db", "silence_ratio", "clipped", "peak", "leakage", "artifacts", "profile"}}}``.
     """
     mix = np.asarray(mixture.detach().cpu() if hasattr(mixture, "detach") else mixture, dtype=np.float64)
-    arrays = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64) for k, v in stems.items()}
+    arrays = {
+        k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64) for k, v in stems.items()
+    }
     n = min([mix.shape[-1], *(a.shape[-1] for a in arrays.values())])
     mix = mix[..., :n]
     arrays = {k: a[..., :n] for k, a in arrays.items()}
     residual = mix - sum(arrays.values())
-    consistency = 10 * np.log10((np.sum(mix ** 2) + _EPS) / (np.sum(residual ** 2) + _EPS))
+    consistency = 10 * np.log10((np.sum(mix**2) + _EPS) / (np.sum(residual**2) + _EPS))
     powers = {k: _power_spectrogram(_excerpt(a, sample_rate, max_seconds), sample_rate) for k, a in arrays.items()}
     mags = {k: np.sqrt(p) for k, p in powers.items()}
-    norms = {k: np.sqrt((m ** 2).sum()) + _EPS for k, m in mags.items()}
+    norms = {k: np.sqrt((m**2).sum()) + _EPS for k, m in mags.items()}
     names = list(arrays)
     out_stems: dict[str, dict[str, Any]] = {}
     for k, a in arrays.items():
         others = [float((mags[k] * mags[o]).sum() / (norms[k] * norms[o])) for o in names if o != k]
         rms_db = _frame_rms_db(a, sample_rate)
         out_stems[k] = {
-            "energy_db": round(float(10 * np.log10(np.mean(a ** 2) + _EPS)), 2),
+            "energy_db": round(float(10 * np.log10(np.mean(a**2) + _EPS)), 2),
             "silence_ratio": round(float(np.mean(rms_db < -60)), 4),
             "clipped": int(np.sum(np.abs(a) >= 0.999)),
             "peak": round(float(np.abs(a).max(initial=0.0)), 4),

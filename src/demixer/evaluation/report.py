@@ -35,15 +35,34 @@ def write_track_assets(out: Path, track: dict[str, Any], seconds: float) -> dict
         rows = []
         for target, ref in data["targets"].items():
             if target not in refs_done:
-                refs_done[target] = save_audio(folder / f"reference_{_slug(target)}.flac", ref[..., :n], rate, fmt).relative_to(out).as_posix()
+                refs_done[target] = (
+                    save_audio(folder / f"reference_{_slug(target)}.flac", ref[..., :n], rate, fmt)
+                    .relative_to(out)
+                    .as_posix()
+                )
             est = data["estimates"][target][..., :n]
-            est_path = save_audio(folder / f"{_slug(model)}_{_slug(target)}.flac", np.clip(est, -1, 1).astype(np.float32), rate, fmt)
-            image = save_spectrograms(folder / f"{_slug(model)}_{_slug(target)}.png", [
-                ("mixture", track["mixture"][..., :n]), (f"reference {target}", ref[..., :n]),
-                (f"estimate {target} ({model})", est), ("error (estimate - reference)", est - ref[..., :n]),
-            ], rate)
-            rows.append({"target": target, "image": image.relative_to(out).as_posix(), "reference": refs_done[target],
-                         "estimate": est_path.relative_to(out).as_posix(), "metrics": data["metrics"].get(target, {})})
+            est_path = save_audio(
+                folder / f"{_slug(model)}_{_slug(target)}.flac", np.clip(est, -1, 1).astype(np.float32), rate, fmt
+            )
+            image = save_spectrograms(
+                folder / f"{_slug(model)}_{_slug(target)}.png",
+                [
+                    ("mixture", track["mixture"][..., :n]),
+                    (f"reference {target}", ref[..., :n]),
+                    (f"estimate {target} ({model})", est),
+                    ("error (estimate - reference)", est - ref[..., :n]),
+                ],
+                rate,
+            )
+            rows.append(
+                {
+                    "target": target,
+                    "image": image.relative_to(out).as_posix(),
+                    "reference": refs_done[target],
+                    "estimate": est_path.relative_to(out).as_posix(),
+                    "metrics": data["metrics"].get(target, {}),
+                }
+            )
         entry["models"][model] = {"rows": rows, "quality": data["quality"]}
     return entry
 
@@ -57,33 +76,46 @@ def _fmt(v: Any) -> str:
 def write_report(out: Path, summary, tracks: list[dict[str, Any]]) -> Path:
     med = summary.medians()
     metrics = list(dict.fromkeys(m for targets in med.values() for values in targets.values() for m in values))
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>demixer evaluation</title><style>",
-             "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
-             "td:first-child,td:nth-child(2){text-align:left}img{max-width:100%}section{margin-top:2em}"
-             ".q{font-size:90%;color:#333}</style></head><body>",
-             f"<h1>demixer evaluation</h1><p>{html.escape(summary.kind)} · {len({r.track for r in summary.results})} track(s) · "
-             "median over tracks of each track's median over 1 s frames (BSSEval v4) or track-level scores</p>",
-             "<table><tr><th>model</th><th>target</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>demixer evaluation</title><style>",
+        "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
+        "td:first-child,td:nth-child(2){text-align:left}img{max-width:100%}section{margin-top:2em}"
+        ".q{font-size:90%;color:#333}</style></head><body>",
+        f"<h1>demixer evaluation</h1><p>{html.escape(summary.kind)} "
+        f"· {len({r.track for r in summary.results})} track(s) · "
+        "median over tracks of each track's median over 1 s frames (BSSEval v4) or track-level scores</p>",
+        "<table><tr><th>model</th><th>target</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "</tr>",
+    ]
     for model, targets in med.items():
         for target, values in targets.items():
-            parts.append(f"<tr><td>{html.escape(model)}</td><td>{html.escape(target)}</td>"
-                         + "".join(f"<td>{_fmt(values.get(m, float('nan')))}</td>" for m in metrics) + "</tr>")
+            parts.append(
+                f"<tr><td>{html.escape(model)}</td><td>{html.escape(target)}</td>"
+                + "".join(f"<td>{_fmt(values.get(m, float('nan')))}</td>" for m in metrics)
+                + "</tr>"
+            )
     parts.append("</table>")
     for t in tracks:
-        parts.append(f"<section><h2>{html.escape(t['track'])}</h2><p>mixture <audio controls preload='none' src='{t['mixture']}'></audio></p>")
+        parts.append(
+            f"<section><h2>{html.escape(t['track'])}</h2><p>mixture <audio "
+            f"controls preload='none' src='{t['mixture']}'></audio></p>"
+        )
         for model, data in t["models"].items():
             parts.append(f"<h3>{html.escape(model)}</h3>")
             q = data.get("quality")
             if q:
-                parts.append(f"<p class='q'>quality signals: consistency {q['consistency_db']} dB · mask confidence "
-                             f"{q['mask_confidence']} · uncertain share {q['uncertain_share']}</p>")
+                parts.append(
+                    f"<p class='q'>quality signals: consistency {q['consistency_db']} dB · mask confidence "
+                    f"{q['mask_confidence']} · uncertain share {q['uncertain_share']}</p>"
+                )
             for row in data["rows"]:
                 scores = " · ".join(f"{html.escape(k)} {_fmt(v)}" for k, v in row["metrics"].items())
-                parts.append(f"<h4>{html.escape(row['target'])}: {scores}</h4>"
-                             f"<p>reference <audio controls preload='none' src='{row['reference']}'></audio> "
-                             f"estimate <audio controls preload='none' src='{row['estimate']}'></audio></p>"
-                             f"<img src='{row['image']}' alt='spectrograms {html.escape(row['target'])}'>")
+                parts.append(
+                    f"<h4>{html.escape(row['target'])}: {scores}</h4>"
+                    f"<p>reference <audio controls preload='none' src='{row['reference']}'></audio> "
+                    f"estimate <audio controls preload='none' src='{row['estimate']}'></audio></p>"
+                    f"<img src='{row['image']}' alt='spectrograms {html.escape(row['target'])}'>"
+                )
         parts.append("</section>")
     parts.append("</body></html>")
     path = out / "report.html"

@@ -64,8 +64,11 @@ class Blend(SeparationModel):
 
     def describe(self) -> dict:
         facts = super().describe()
-        facts["blend"] = {"target": self.target, "weights": self.weights,
-                          "members": [type(model).__name__ for model in self.members]}
+        facts["blend"] = {
+            "target": self.target,
+            "weights": self.weights,
+            "members": [type(model).__name__ for model in self.members],
+        }
         return facts
 
 

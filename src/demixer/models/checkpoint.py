@@ -18,8 +18,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..files import atomic_path
 from ..errors import ModelNotFoundError
+from ..files import atomic_path
 from .base import SeparationModel
 
 FORMAT = "demixer.checkpoint/1"
@@ -68,7 +68,9 @@ def build_model(architecture: str, config: dict[str, Any]) -> SeparationModel:
     fields = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(config) - fields)
     if unknown:
-        raise TypeError(f"{architecture} has no config key(s) {', '.join(unknown)} (it takes: {', '.join(sorted(fields))})")
+        raise TypeError(
+            f"{architecture} has no config key(s) {', '.join(unknown)} (it takes: {', '.join(sorted(fields))})"
+        )
     return cls(config_cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items()}))
 
 
@@ -95,7 +97,9 @@ def save_checkpoint(model: SeparationModel, path: str | os.PathLike[str], extra:
         "torch_version": torch.__version__,
         "extra": json.dumps(extra or {}),
     }
-    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}  # clone: shared buffers (rotary) saved apart
+    tensors = {
+        k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()
+    }  # clone: shared buffers (rotary) saved apart
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
@@ -129,7 +133,9 @@ def load_checkpoint(path: str | os.PathLike[str], mapped: bool = True) -> Separa
     meta = read_metadata(path)
     archs = _architectures()
     if meta["architecture"] not in archs:
-        raise ModelNotFoundError(f"{path}: unknown architecture {meta['architecture']!r} (known: {', '.join(sorted(archs))})")
+        raise ModelNotFoundError(
+            f"{path}: unknown architecture {meta['architecture']!r} (known: {', '.join(sorted(archs))})"
+        )
     fields = {f.name for f in dataclasses.fields(archs[meta["architecture"]][1])}
     model = build_model(meta["architecture"], {k: v for k, v in meta["config"].items() if k in fields})
     if mapped and model.streamed_modules():

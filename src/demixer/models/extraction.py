@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import OptionsError
+from ..errors import OptionsError, require
 from ..transforms import STFT
 from ..transforms.mel import mel_filterbank
 from .convtasnet import ConvTasNet, ConvTasNetConfig
@@ -57,13 +57,17 @@ class SpeakerEncoder(nn.Module):
         super().__init__()
         n_fft = 1 << (int(round(0.025 * cfg.sample_rate)) - 1).bit_length()  # >= 25 ms windows
         self.stft = STFT(n_fft, int(round(0.010 * cfg.sample_rate)))
-        self.register_buffer("mel", torch.from_numpy(mel_filterbank(cfg.sample_rate, n_fft, cfg.n_mels, fmin=40.0)),
-                             persistent=False)
+        self.register_buffer(
+            "mel", torch.from_numpy(mel_filterbank(cfg.sample_rate, n_fft, cfg.n_mels, fmin=40.0)), persistent=False
+        )
         layers: list[nn.Module] = []
         channels = cfg.n_mels
         for i in range(cfg.encoder_layers):
-            layers += [nn.Conv1d(channels, cfg.encoder_channels, 5, dilation=2 ** i, padding=2 * 2 ** i), nn.ReLU(),
-                       nn.GroupNorm(1, cfg.encoder_channels)]
+            layers += [
+                nn.Conv1d(channels, cfg.encoder_channels, 5, dilation=2**i, padding=2 * 2**i),
+                nn.ReLU(),
+                nn.GroupNorm(1, cfg.encoder_channels),
+            ]
             channels = cfg.encoder_channels
         self.convs = nn.Sequential(*layers)
         self.project = nn.Linear(2 * cfg.encoder_channels, cfg.speaker_dim)
@@ -91,7 +95,7 @@ class TargetSpeakerExtractor(ConvTasNet):
 
     def __init__(self, config: SpeakerExtractorConfig | None = None) -> None:
         cfg = config or SpeakerExtractorConfig()
-        assert cfg.speaker_dim > 0, "an extractor needs speaker_dim > 0"
+        require(cfg.speaker_dim > 0, "an extractor needs speaker_dim > 0")
         super().__init__(cfg)
         self.speaker_encoder = SpeakerEncoder(cfg)
         self.register_buffer("enrolled", torch.zeros(0, cfg.speaker_dim), persistent=False)
@@ -122,7 +126,10 @@ class TargetSpeakerExtractor(ConvTasNet):
             x = resample(x, sample_rate, self.sample_rate)
         seconds = x.shape[-1] / self.sample_rate
         if seconds < self.config.min_enrollment:
-            raise OptionsError(f"--enroll: the clip is {seconds:.2f} s long; give at least {self.config.min_enrollment:g} s of the target voice")
+            raise OptionsError(
+                f"--enroll: the clip is {seconds:.2f} s long; give at least "
+                f"{self.config.min_enrollment:g} s of the target voice"
+            )
         if float(np.sqrt(np.mean(np.square(x)))) < 1e-4:
             raise OptionsError("--enroll: the clip is silent")
         device = next(self.parameters()).device
@@ -135,5 +142,7 @@ class TargetSpeakerExtractor(ConvTasNet):
         elif self.is_enrolled:
             speaker = self.enrolled.expand(mix.shape[0], -1)
         else:
-            raise OptionsError("target-speaker extraction needs an enrolment clip of the voice to keep: --enroll voice.wav")
+            raise OptionsError(
+                "target-speaker extraction needs an enrolment clip of the voice to keep: --enroll voice.wav"
+            )
         return super().forward(mix, speaker=speaker)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..errors import require
 from ..transforms import STFT
 from .base import SeparationModel
 from .blocks.fusion import Fusable
@@ -76,16 +77,42 @@ class HTDemucsConfig:
     use_train_segment: bool = True
 
     # demucs settings whose only supported value is the one every published model uses
-    _FIXED = {"cac": True, "t_norm_first": True, "wiener_iters": 0, "end_iters": 0, "multi_freqs": [], "t_emb": "sin", "t_norm_in_group": False,
-              "t_group_norm": False, "t_sparse_self_attn": False, "t_sparse_cross_attn": False, "t_sin_random_shift": 0}
+    _FIXED = {
+        "cac": True,
+        "t_norm_first": True,
+        "wiener_iters": 0,
+        "end_iters": 0,
+        "multi_freqs": [],
+        "t_emb": "sin",
+        "t_norm_in_group": False,
+        "t_group_norm": False,
+        "t_sparse_self_attn": False,
+        "t_sparse_cross_attn": False,
+        "t_sin_random_shift": 0,
+    }
     # demucs settings that only matter for training (ignored here)
-    _TRAINING = {"wiener_residual", "multi_freqs_depth", "dconv_init", "t_dropout", "t_max_positions", "t_weight_decay",
-                 "t_lr", "t_cape_mean_normalize", "t_cape_augment", "t_cape_glob_loc_scale", "t_mask_type",
-                 "t_mask_random_seed", "t_sparse_attn_window", "t_global_window", "t_sparsity", "t_auto_sparsity",
-                 "rescale"}
+    _TRAINING = {
+        "wiener_residual",
+        "multi_freqs_depth",
+        "dconv_init",
+        "t_dropout",
+        "t_max_positions",
+        "t_weight_decay",
+        "t_lr",
+        "t_cape_mean_normalize",
+        "t_cape_augment",
+        "t_cape_glob_loc_scale",
+        "t_mask_type",
+        "t_mask_random_seed",
+        "t_sparse_attn_window",
+        "t_global_window",
+        "t_sparsity",
+        "t_auto_sparsity",
+        "rescale",
+    }
 
     @classmethod
-    def from_demucs(cls, sources: list[str], kwargs: dict) -> "HTDemucsConfig":
+    def from_demucs(cls, sources: list[str], kwargs: dict) -> HTDemucsConfig:
         """The config of a published package's ``kwargs`` (``samplerate`` -> ``sample_rate``, Fractions -> float).
 
         Raises:
@@ -145,14 +172,18 @@ class DConv(Fusable):
         hidden = int(channels / compress)
         self.layers = nn.ModuleList()
         for d in range(depth):
-            dilation = 2 ** d
-            self.layers.append(nn.Sequential(
-                nn.Conv1d(channels, hidden, 3, dilation=dilation, padding=dilation),
-                nn.GroupNorm(1, hidden), nn.GELU(),
-                nn.Conv1d(hidden, 2 * channels, 1),
-                nn.GroupNorm(1, 2 * channels), nn.GLU(1),
-                LayerScale(channels),
-            ))
+            dilation = 2**d
+            self.layers.append(
+                nn.Sequential(
+                    nn.Conv1d(channels, hidden, 3, dilation=dilation, padding=dilation),
+                    nn.GroupNorm(1, hidden),
+                    nn.GELU(),
+                    nn.Conv1d(hidden, 2 * channels, 1),
+                    nn.GroupNorm(1, 2 * channels),
+                    nn.GLU(1),
+                    LayerScale(channels),
+                )
+            )
 
     rows_at_once = 32  # rows of a [N, C, T] input processed together by the fused path (they stay in cache)
 
@@ -170,7 +201,7 @@ class DConv(Fusable):
         x = x.contiguous()  # updated in place below: callers hand over their own intermediate
         for layer in self.layers:
             for lo in range(0, x.shape[0], self.rows_at_once):
-                rows = x[lo: lo + self.rows_at_once]
+                rows = x[lo : lo + self.rows_at_once]
                 self._fused(layer, rows, rows)  # a block's rows are read before they are written
         return x
 
@@ -242,9 +273,22 @@ class HEncLayer(nn.Module):
     Shape: freq ``[B, C, F, T]`` -> ``[B, C', F / stride, T]``; time ``[B, C, T]`` -> ``[B, C', T / stride]``.
     """
 
-    def __init__(self, chin: int, chout: int, kernel_size: int, stride: int, norm_groups: int, freq: bool,
-                 dconv: bool, norm: bool, context: int, dconv_kw: dict, pad: bool = True, rewrite: bool = True,
-                 empty: bool = False) -> None:
+    def __init__(
+        self,
+        chin: int,
+        chout: int,
+        kernel_size: int,
+        stride: int,
+        norm_groups: int,
+        freq: bool,
+        dconv: bool,
+        norm: bool,
+        context: int,
+        dconv_kw: dict,
+        pad: bool = True,
+        rewrite: bool = True,
+        empty: bool = False,
+    ) -> None:
         super().__init__()
         self.freq, self.stride, self.empty = freq, stride, empty
         self.kernel_size = kernel_size
@@ -286,9 +330,23 @@ class HDecLayer(nn.Module):
     ``forward`` returns the output and the input of the transposed conv.
     """
 
-    def __init__(self, chin: int, chout: int, kernel_size: int, stride: int, norm_groups: int, freq: bool,
-                 dconv: bool, norm: bool, context: int, dconv_kw: dict, last: bool = False, pad: bool = True,
-                 rewrite: bool = True, empty: bool = False) -> None:
+    def __init__(
+        self,
+        chin: int,
+        chout: int,
+        kernel_size: int,
+        stride: int,
+        norm_groups: int,
+        freq: bool,
+        dconv: bool,
+        norm: bool,
+        context: int,
+        dconv_kw: dict,
+        last: bool = False,
+        pad: bool = True,
+        rewrite: bool = True,
+        empty: bool = False,
+    ) -> None:
         super().__init__()
         self.freq, self.chin, self.empty, self.last = freq, chin, empty, last
         self.pad = kernel_size // 4 if pad else 0
@@ -320,9 +378,9 @@ class HDecLayer(nn.Module):
         z = self.norm2(self.conv_tr(y))
         if self.freq:
             if self.pad:
-                z = z[..., self.pad:-self.pad, :]
+                z = z[..., self.pad : -self.pad, :]
         else:
-            z = z[..., self.pad:self.pad + length]
+            z = z[..., self.pad : self.pad + length]
         if not self.last:
             z = F.gelu(z)
         return z, y
@@ -374,7 +432,9 @@ class _TokenGroupNorm(nn.GroupNorm):
 class _Layer(nn.Module):
     """One pre-norm transformer layer, self- (``cross=False``) or cross-attention, with layer scale."""
 
-    def __init__(self, dim: int, heads: int, hidden: int, cross: bool, norm_out: bool, layer_scale: bool, gelu: bool) -> None:
+    def __init__(
+        self, dim: int, heads: int, hidden: int, cross: bool, norm_out: bool, layer_scale: bool, gelu: bool
+    ) -> None:
         super().__init__()
         self.cross = cross
         attn = _Attention(dim, heads)
@@ -415,7 +475,7 @@ def sin_embedding(length: int, dim: int, max_period: float, device=None) -> Tens
 
 def sin_embedding_2d(dim: int, height: int, width: int, max_period: float, device=None) -> Tensor:
     """2-D sinusoidal positions ``[dim, height, width]``: half the features for the width, half for the height."""
-    assert dim % 4 == 0, f"2-D sinusoidal embeddings need a dimension divisible by 4, got {dim}"
+    require(dim % 4 == 0, f"2-D sinusoidal embeddings need a dimension divisible by 4, got {dim}")
     pe = torch.zeros(dim, height, width, device=device)
     half = dim // 2
     div = torch.exp(torch.arange(0.0, half, 2, device=device) * -(math.log(max_period) / half))
@@ -424,7 +484,7 @@ def sin_embedding_2d(dim: int, height: int, width: int, max_period: float, devic
     pe[0:half:2] = torch.sin(pos_w * div).t()[:, None, :].expand(-1, height, -1)
     pe[1:half:2] = torch.cos(pos_w * div).t()[:, None, :].expand(-1, height, -1)
     pe[half::2] = torch.sin(pos_h * div).t()[:, :, None].expand(-1, -1, width)
-    pe[half + 1::2] = torch.cos(pos_h * div).t()[:, :, None].expand(-1, -1, width)
+    pe[half + 1 :: 2] = torch.cos(pos_h * div).t()[:, :, None].expand(-1, -1, width)
     return pe
 
 
@@ -436,14 +496,16 @@ class CrossTransformerEncoder(nn.Module):
 
     def __init__(self, dim: int, cfg: HTDemucsConfig) -> None:
         super().__init__()
-        assert dim % cfg.t_heads == 0, f"transformer width {dim} must be divisible by t_heads={cfg.t_heads}"
+        require(dim % cfg.t_heads == 0, f"transformer width {dim} must be divisible by t_heads={cfg.t_heads}")
         self.cfg = cfg
         self.classic_parity = 1 if cfg.t_cross_first else 0
         hidden = int(dim * cfg.t_hidden_scale)
         self.norm_in = nn.LayerNorm(dim) if cfg.t_norm_in else nn.Identity()
         self.norm_in_t = nn.LayerNorm(dim) if cfg.t_norm_in else nn.Identity()
         norm_out = cfg.t_norm_out
-        kw = dict(dim=dim, heads=cfg.t_heads, hidden=hidden, norm_out=norm_out, layer_scale=cfg.t_layer_scale, gelu=cfg.t_gelu)
+        kw = dict(
+            dim=dim, heads=cfg.t_heads, hidden=hidden, norm_out=norm_out, layer_scale=cfg.t_layer_scale, gelu=cfg.t_gelu
+        )
         self.layers = nn.ModuleList(_Layer(cross=i % 2 != self.classic_parity, **kw) for i in range(cfg.t_layers))
         self.layers_t = nn.ModuleList(_Layer(cross=i % 2 != self.classic_parity, **kw) for i in range(cfg.t_layers))
 
@@ -500,19 +562,67 @@ class HTDemucs(SeparationModel):
             if last_freq:
                 chout_z = max(chout, chout_z)
                 chout = chout_z
-            self.encoder.append(HEncLayer(chin_z, chout_z, ker, stri, freq=freq, pad=pad, dconv=bool(cfg.dconv_mode & 1),
-                                          context=cfg.context_enc, **common))
+            self.encoder.append(
+                HEncLayer(
+                    chin_z,
+                    chout_z,
+                    ker,
+                    stri,
+                    freq=freq,
+                    pad=pad,
+                    dconv=bool(cfg.dconv_mode & 1),
+                    context=cfg.context_enc,
+                    **common,
+                )
+            )
             if freq:
-                self.tencoder.append(HEncLayer(chin, chout, cfg.kernel_size, cfg.stride, freq=False, empty=last_freq,
-                                               dconv=bool(cfg.dconv_mode & 1), context=cfg.context_enc, **common))
+                self.tencoder.append(
+                    HEncLayer(
+                        chin,
+                        chout,
+                        cfg.kernel_size,
+                        cfg.stride,
+                        freq=False,
+                        empty=last_freq,
+                        dconv=bool(cfg.dconv_mode & 1),
+                        context=cfg.context_enc,
+                        **common,
+                    )
+                )
             if index == 0:
                 chin = cfg.audio_channels * len(cfg.sources)
                 chin_z = chin * 2
-            self.decoder.insert(0, HDecLayer(chout_z, chin_z, ker, stri, freq=freq, pad=pad, dconv=bool(cfg.dconv_mode & 2),
-                                             last=index == 0, context=cfg.context, **common))
+            self.decoder.insert(
+                0,
+                HDecLayer(
+                    chout_z,
+                    chin_z,
+                    ker,
+                    stri,
+                    freq=freq,
+                    pad=pad,
+                    dconv=bool(cfg.dconv_mode & 2),
+                    last=index == 0,
+                    context=cfg.context,
+                    **common,
+                ),
+            )
             if freq:
-                self.tdecoder.insert(0, HDecLayer(chout, chin, cfg.kernel_size, cfg.stride, freq=False, empty=last_freq,
-                                                  dconv=bool(cfg.dconv_mode & 2), last=index == 0, context=cfg.context, **common))
+                self.tdecoder.insert(
+                    0,
+                    HDecLayer(
+                        chout,
+                        chin,
+                        cfg.kernel_size,
+                        cfg.stride,
+                        freq=False,
+                        empty=last_freq,
+                        dconv=bool(cfg.dconv_mode & 2),
+                        last=index == 0,
+                        context=cfg.context,
+                        **common,
+                    ),
+                )
             chin, chin_z = chout, chout_z
             chout, chout_z = int(cfg.growth * chout), int(cfg.growth * chout_z)
             if freq:
@@ -533,19 +643,22 @@ class HTDemucs(SeparationModel):
         return int(self.config.segment * self.config.sample_rate)
 
     def _spec(self, x: Tensor) -> Tensor:
-        """Complex spectrogram whose frames line up with the time branch: ``[B, C, T]`` -> ``[B, C, nfft/2, ceil(T/hop)]``."""
+        """Complex spectrogram whose frames line up with the time branch.
+
+        Shape: ``[B, C, T]`` -> ``[B, C, nfft/2, ceil(T/hop)]``.
+        """
         hop = self.stft.hop_length
         frames = math.ceil(x.shape[-1] / hop)
         pad = hop // 2 * 3
         x = _pad1d(x, pad, pad + frames * hop - x.shape[-1])
-        return self.stft(x)[..., :-1, 2: 2 + frames]
+        return self.stft(x)[..., :-1, 2 : 2 + frames]
 
     def _ispec(self, z: Tensor, length: int) -> Tensor:
         hop = self.stft.hop_length
         z = F.pad(z, (2, 2, 0, 1))
         pad = hop // 2 * 3
         x = self.stft.inverse(z, hop * math.ceil(length / hop) + 2 * pad)
-        return x[..., pad: pad + length]
+        return x[..., pad : pad + length]
 
     def forward(self, mix: Tensor) -> Tensor:
         length = mix.shape[-1]
@@ -586,7 +699,9 @@ class HTDemucs(SeparationModel):
                 xt = self.channel_upsampler_t(xt)
             x, xt = self.crosstransformer(x, xt)
             if self.config.bottom_channels:
-                x = rearrange(self.channel_downsampler(rearrange(x, "b c f t -> b c (f t)")), "b c (f t) -> b c f t", f=f)
+                x = rearrange(
+                    self.channel_downsampler(rearrange(x, "b c f t -> b c (f t)")), "b c (f t) -> b c f t", f=f
+                )
                 xt = self.channel_downsampler_t(xt)
         offset = len(self.decoder) - len(self.tdecoder)
         for idx, decode in enumerate(self.decoder):
@@ -620,15 +735,21 @@ class HTDemucsBag(SeparationModel):
     def __init__(self, models: list[HTDemucs], weights: list[list[float]] | None = None) -> None:
         super().__init__()
         first = models[0]
-        assert all(m.sources == first.sources and m.sample_rate == first.sample_rate for m in models), \
-            "the models of a bag must share sources and sample rate"
+        require(
+            all(m.sources == first.sources and m.sample_rate == first.sample_rate for m in models),
+            "the models of a bag must share sources and sample rate",
+        )
         self.models = nn.ModuleList(models)
         self.sources, self.sample_rate, self.audio_channels = first.sources, first.sample_rate, first.audio_channels
         self.time_quantum = 1
         self.default_segment = min(m.default_segment for m in models)
-        w = torch.tensor(weights if weights is not None else [[1.0] * len(first.sources)] * len(models), dtype=torch.float32)
-        assert w.shape == (len(models), len(first.sources)), f"bag weights must be [models, sources], got {tuple(w.shape)}"
-        assert (w.sum(0) > 0).all(), "every source needs a positive weight in some model"
+        w = torch.tensor(
+            weights if weights is not None else [[1.0] * len(first.sources)] * len(models), dtype=torch.float32
+        )
+        require(
+            w.shape == (len(models), len(first.sources)), f"bag weights must be [models, sources], got {tuple(w.shape)}"
+        )
+        require((w.sum(0) > 0).all(), "every source needs a positive weight in some model")
         self.register_buffer("weights", w, persistent=False)
 
     def forward(self, mix: Tensor) -> Tensor:

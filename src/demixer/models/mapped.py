@@ -23,8 +23,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
-           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+_DTYPES = {
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F64": torch.float64,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 _PAGE = mmap.PAGESIZE
 
 
@@ -51,7 +61,11 @@ class MappedFile:
         if (self.base + start) % size or (end - start) % size:
             return None
         count = (end - start) // size
-        flat = torch.frombuffer(self.map, dtype=dtype, count=count, offset=self.base + start) if count else torch.empty(0, dtype=dtype)
+        flat = (
+            torch.frombuffer(self.map, dtype=dtype, count=count, offset=self.base + start)
+            if count
+            else torch.empty(0, dtype=dtype)
+        )
         return flat.view(e["shape"])
 
     def release(self, name: str) -> None:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..errors import require
 from ..transforms import STFT
 from ..transforms.wiener import OPEN_UNMIX, wiener
 from .base import SeparationModel
@@ -70,13 +71,21 @@ class UnmixNet(nn.Module):
         ``forward``: magnitudes ``[B, C, F, N]`` -> ``[B, C, F, N]``.
     """
 
-    def __init__(self, bins: int, channels: int, hidden: int, layers: int, max_bin: int, unidirectional: bool = False) -> None:
+    def __init__(
+        self, bins: int, channels: int, hidden: int, layers: int, max_bin: int, unidirectional: bool = False
+    ) -> None:
         super().__init__()
         self.nb_output_bins, self.nb_bins, self.hidden_size = bins, max_bin, hidden
         self.fc1 = nn.Linear(max_bin * channels, hidden, bias=False)
         self.bn1 = nn.BatchNorm1d(hidden)
-        self.lstm = nn.LSTM(hidden, hidden if unidirectional else hidden // 2, num_layers=layers,
-                            bidirectional=not unidirectional, batch_first=False, dropout=0.4 if layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            hidden,
+            hidden if unidirectional else hidden // 2,
+            num_layers=layers,
+            bidirectional=not unidirectional,
+            batch_first=False,
+            dropout=0.4 if layers > 1 else 0.0,
+        )
         self.fc2 = nn.Linear(hidden * 2, hidden, bias=False)
         self.bn2 = nn.BatchNorm1d(hidden)
         self.fc3 = nn.Linear(hidden, bins * channels, bias=False)
@@ -96,6 +105,7 @@ class UnmixNet(nn.Module):
 
     def _affine(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """bn2, and bn3 with the output scale/mean, as per-feature scale and shift (eval mode: BatchNorm is affine)."""
+
         def affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             return scale, bn.bias - bn.running_mean * scale
@@ -144,15 +154,19 @@ class OpenUnmix(SeparationModel, Fusable):
         super().__init__()
         cfg = config or OpenUnmixConfig()
         bins = cfg.n_fft // 2 + 1
-        assert 0 < cfg.max_bin <= bins, f"max_bin must be in (0, {bins}], got {cfg.max_bin}"
-        assert cfg.audio_channels in (1, 2), "audio_channels must be 1 or 2 (the Wiener filter's closed form)"
+        require(0 < cfg.max_bin <= bins, f"max_bin must be in (0, {bins}], got {cfg.max_bin}")
+        require(cfg.audio_channels in (1, 2), "audio_channels must be 1 or 2 (the Wiener filter's closed form)")
         self._adopt(cfg, cfg.hop_length)
         self.default_segment = cfg.default_segment
         self.stft = STFT(cfg.n_fft, cfg.hop_length, pad_mode="reflect")
-        self.targets = nn.ModuleDict({
-            name: UnmixNet(bins, cfg.audio_channels, cfg.hidden_size, cfg.nb_layers, cfg.max_bin, cfg.unidirectional)
-            for name in cfg.sources
-        })
+        self.targets = nn.ModuleDict(
+            {
+                name: UnmixNet(
+                    bins, cfg.audio_channels, cfg.hidden_size, cfg.nb_layers, cfg.max_bin, cfg.unidirectional
+                )
+                for name in cfg.sources
+            }
+        )
 
     def forward(self, mix: Tensor) -> Tensor:
         if self.fused:
@@ -172,15 +186,27 @@ class OpenUnmix(SeparationModel, Fusable):
         windows = []
         for first in range(0, spec.shape[-1], cfg.wiener_window):
             n = min(cfg.wiener_window, spec.shape[-1] - first)
-            windows.append(torch.stack([self._wiener_window(mags[b, ..., first:first + n], spec[b, ..., first:first + n])
-                                        for b in range(spec.shape[0])]))
+            windows.append(
+                torch.stack(
+                    [
+                        self._wiener_window(mags[b, ..., first : first + n], spec[b, ..., first : first + n])
+                        for b in range(spec.shape[0])
+                    ]
+                )
+            )
         return torch.cat(windows, dim=-1)
 
     def _wiener_window(self, mags: Tensor, spec: Tensor) -> Tensor:
         """One item's window: ``mags [j, c, f, n]``, ``spec [c, f, n]`` -> ``[j, c, f, n]``."""
         cfg = self.config
-        y = wiener(rearrange(mags, "j c f n -> f n c j"), rearrange(spec, "c f n -> f n c"),
-                   iterations=cfg.wiener_iterations, softmask=cfg.softmask, window_frames=spec.shape[-1], convention=OPEN_UNMIX)
+        y = wiener(
+            rearrange(mags, "j c f n -> f n c j"),
+            rearrange(spec, "c f n -> f n c"),
+            iterations=cfg.wiener_iterations,
+            softmask=cfg.softmask,
+            window_frames=spec.shape[-1],
+            convention=OPEN_UNMIX,
+        )
         return rearrange(y, "f n c j -> j c f n")
 
     def forward_fused(self, mix: Tensor) -> Tensor:
@@ -191,8 +217,13 @@ class OpenUnmix(SeparationModel, Fusable):
         length = mix.shape[-1]
         padded = self.stft.pad(mix)
         frames = self.stft.frames(length)
-        low = torch.cat([self.stft.frames_at(padded, a, min(512, frames - a))[:, :, : cfg.max_bin].abs()
-                         for a in range(0, frames, 512)], dim=-1)  # [b, c, max_bin, n]
+        low = torch.cat(
+            [
+                self.stft.frames_at(padded, a, min(512, frames - a))[:, :, : cfg.max_bin].abs()
+                for a in range(0, frames, 512)
+            ],
+            dim=-1,
+        )  # [b, c, max_bin, n]
         hidden = [net.encode(low) for net in self.targets.values()]  # [n, b, 2H] each: small
         del low
         synth = self.stft.synthesis(mix.new_empty(mix.shape[0], len(self.sources), mix.shape[1], 0), length)
@@ -200,7 +231,9 @@ class OpenUnmix(SeparationModel, Fusable):
             n = min(cfg.wiener_window, frames - first)
             spec = self.stft.frames_at(padded, first, n)  # [b, c, f, n]
             mag = spec.abs()
-            mags = torch.stack([net.decode_fused(h[first: first + n], mag) for net, h in zip(self.targets.values(), hidden)], dim=1)
+            mags = torch.stack(
+                [net.decode_fused(h[first : first + n], mag) for net, h in zip(self.targets.values(), hidden)], dim=1
+            )
             for b in range(spec.shape[0]):
                 synth.add(self._wiener_window(mags[b], spec[b]), first, item=b)
         return synth.finish()

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..files import atomic_path
 from ..errors import ModelNotFoundError
+from ..files import atomic_path
 from .base import SeparationModel
 
 
@@ -34,7 +34,12 @@ class _DemucsClass:
     """Stands in for the model class a Demucs package names; never instantiated."""
 
 
-_DEMUCS_CLASSES = ("demucs.htdemucs.HTDemucs", "demucs.hdemucs.HDemucs", "demucs.demucs.Demucs", "demucs.apply.BagOfModels")
+_DEMUCS_CLASSES = (
+    "demucs.htdemucs.HTDemucs",
+    "demucs.hdemucs.HDemucs",
+    "demucs.demucs.Demucs",
+    "demucs.apply.BagOfModels",
+)
 
 
 def safe_torch_load(path: str | os.PathLike[str]) -> Any:
@@ -54,7 +59,7 @@ def _state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ModelNotFoundError(f"{path}: expected a state dict of tensors")
     if obj and all(k.startswith("model.") for k in obj):
-        obj = {k[len("model."):]: v for k, v in obj.items()}
+        obj = {k[len("model.") :]: v for k, v in obj.items()}
     return {k: v.float() if v.is_floating_point() else v for k, v in obj.items()}
 
 
@@ -63,8 +68,10 @@ def _load_strict(model: torch.nn.Module, state: dict[str, Tensor], path: Path, i
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ModelNotFoundError(f"{path}: weights do not fit the {type(model).__name__} built from the manifest: "
-                                 f"{' '.join(str(exc).split())[:400]}") from None
+        raise ModelNotFoundError(
+            f"{path}: weights do not fit the {type(model).__name__} built from the manifest: "
+            f"{' '.join(str(exc).split())[:400]}"
+        ) from None
 
 
 def build_umx(sources: tuple[str, ...], sample_rate: int, config: dict, files: dict[str, Path]) -> SeparationModel:
@@ -75,8 +82,12 @@ def build_umx(sources: tuple[str, ...], sample_rate: int, config: dict, files: d
     for target in sources:
         path = files[target]
         # the reference's own loader drops these (torch.hub's strict=False); they are not weights of the network
-        _load_strict(model.targets[target], _state_dict(safe_torch_load(path), path), path,
-                     ignore=("sample_rate", "stft.window", "transform.0.window"))
+        _load_strict(
+            model.targets[target],
+            _state_dict(safe_torch_load(path), path),
+            path,
+            ignore=("sample_rate", "stft.window", "transform.0.window"),
+        )
     return model.eval()
 
 
@@ -114,8 +125,9 @@ def build_demucs(files: list[Path], bag_weights: list[list[float]] | None = None
     return HTDemucsBag(models, bag_weights).eval()
 
 
-def build_roformer(architecture: str, sources: tuple[str, ...], sample_rate: int, config: dict, path: Path,
-                   convert: bool = False) -> SeparationModel:
+def build_roformer(
+    architecture: str, sources: tuple[str, ...], sample_rate: int, config: dict, path: Path, convert: bool = False
+) -> SeparationModel:
     """BS- or Mel-RoFormer from a community checkpoint and the settings of its published config.
 
     With ``convert`` (files in the model cache), the weights are also written once as
@@ -128,8 +140,11 @@ def build_roformer(architecture: str, sources: tuple[str, ...], sample_rate: int
     from .roformer import BSRoformer, MelRoformer, RoformerConfig
 
     cls = {"bs_roformer": BSRoformer, "mel_roformer": MelRoformer}[architecture]
-    cfg = RoformerConfig(sources=tuple(sources), sample_rate=sample_rate,
-                         **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    cfg = RoformerConfig(
+        sources=tuple(sources),
+        sample_rate=sample_rate,
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()},
+    )
     model = cls(cfg)
     mapped = path.with_name(path.name + ".safetensors")
     stamp = {"source_size": str(path.stat().st_size), "source_mtime_ns": str(path.stat().st_mtime_ns)}
@@ -177,24 +192,33 @@ def build_published(entry, files: dict[str, Path]) -> SeparationModel:
         by_role = {spec.role: files[spec.name] for spec in specs}
         missing = [s for s in entry.sources if s not in by_role]
         if missing:
-            raise ModelNotFoundError(f"{entry.name}: no file for target(s) {', '.join(missing)} (file 'role' in the manifest)")
+            raise ModelNotFoundError(
+                f"{entry.name}: no file for target(s) {', '.join(missing)} (file 'role' in the manifest)"
+            )
         model = build_umx(entry.sources, entry.sample_rate, entry.config, by_role)
     elif entry.format == "demucs":
         model = build_demucs([files[s.name] for s in specs], entry.config.get("bag_weights"))
     elif entry.format == "roformer-ckpt":
-        model = build_roformer(entry.architecture, entry.sources, entry.sample_rate, entry.config, files[specs[0].name],
-                               convert=True)
+        model = build_roformer(
+            entry.architecture, entry.sources, entry.sample_rate, entry.config, files[specs[0].name], convert=True
+        )
     elif entry.format == "demixer":
         from .checkpoint import load_checkpoint
 
         model = load_checkpoint(files[specs[0].name])
     else:
-        raise ModelNotFoundError(f"{entry.name}: unknown checkpoint format {entry.format!r} (umx, demucs, roformer-ckpt, demixer)")
+        raise ModelNotFoundError(
+            f"{entry.name}: unknown checkpoint format {entry.format!r} (umx, demucs, roformer-ckpt, demixer)"
+        )
     if tuple(model.sources) != tuple(entry.sources):
-        raise ModelNotFoundError(f"{entry.name}: the files give stems {', '.join(model.sources)}, "
-                                 f"the manifest says {', '.join(entry.sources)}")
+        raise ModelNotFoundError(
+            f"{entry.name}: the files give stems {', '.join(model.sources)}, "
+            f"the manifest says {', '.join(entry.sources)}"
+        )
     if model.sample_rate != entry.sample_rate:
-        raise ModelNotFoundError(f"{entry.name}: the files give {model.sample_rate} Hz, the manifest says {entry.sample_rate} Hz")
+        raise ModelNotFoundError(
+            f"{entry.name}: the files give {model.sample_rate} Hz, the manifest says {entry.sample_rate} Hz"
+        )
     return WithResidual(model, entry.residual).eval() if entry.residual else model
 
 

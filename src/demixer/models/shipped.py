@@ -22,20 +22,31 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..files import sha256_of
 from ..errors import ModelNotFoundError
+from ..files import sha256_of
 from .base import SeparationModel
 from .blend import Blend
 from .checkpoint import load_checkpoint
 
 CARD_FORMAT = "demixer.model-card/1"
-REQUIRED = ("format", "name", "tasks", "description", "architecture", "sources", "sample_rate",
-            "training", "data", "metrics", "known_weaknesses")
+REQUIRED = (
+    "format",
+    "name",
+    "tasks",
+    "description",
+    "architecture",
+    "sources",
+    "sample_rate",
+    "training",
+    "data",
+    "metrics",
+    "known_weaknesses",
+)
 WEIGHTS = ("file", "sha256", "config")  # required unless the card is a blend
 BLEND = ("audio_channels",)  # a blend's channels (a trained model's are in its config)
 INFERENCE = {"atten_lim": "default_atten_lim"}  # a card's ``inference`` keys -> the model attributes they set
@@ -72,31 +83,43 @@ class ModelCard:
     def facts(self) -> dict[str, Any]:
         """What a listing shows without loading the weights: sources, sample rate, channels."""
         channels = self.data["audio_channels"] if "blend" in self.data else self.data["config"].get("audio_channels")
-        return {"sources": list(self.data["sources"]), "sample_rate": int(self.data["sample_rate"]), "audio_channels": channels}
+        return {
+            "sources": list(self.data["sources"]),
+            "sample_rate": int(self.data["sample_rate"]),
+            "audio_channels": channels,
+        }
 
     def load(self, load_member: Callable[[str], SeparationModel] | None = None) -> SeparationModel:
         """The model the card describes; a blend's members are loaded by name with ``load_member``
         (the registry's ``load_model``)."""
         if "blend" in self.data:
             if load_member is None:
-                raise ModelNotFoundError(f"{self.name} is a blend: load it by name (demixer.load_model) or pass load_member")
+                raise ModelNotFoundError(
+                    f"{self.name} is a blend: load it by name (demixer.load_model) or pass load_member"
+                )
             spec = self.data["blend"]
             return Blend([(load_member(name), weight) for name, weight in spec["members"].items()], spec["target"])
         if not self.weights.is_file():
-            raise ModelNotFoundError(f"{self.name}: its weights {self.weights} are missing from the package (reinstall demixer)")
+            raise ModelNotFoundError(
+                f"{self.name}: its weights {self.weights} are missing from the package (reinstall demixer)"
+            )
         if _sha256(self.weights) != self.data["sha256"]:
-            raise ModelNotFoundError(f"{self.name}: {self.weights} does not match the sha256 of its card {self.path} "
-                                     "(a damaged install: reinstall demixer)")
+            raise ModelNotFoundError(
+                f"{self.name}: {self.weights} does not match the sha256 of its card {self.path} "
+                "(a damaged install: reinstall demixer)"
+            )
         model = load_checkpoint(self.weights)
         for key, value in self.data.get("inference", {}).items():
             if key not in INFERENCE:
-                raise ModelNotFoundError(f"{self.name}: its card {self.path} has an unknown inference setting {key!r} "
-                                         f"(known: {', '.join(INFERENCE)}); this demixer is older than the card")
+                raise ModelNotFoundError(
+                    f"{self.name}: its card {self.path} has an unknown inference setting {key!r} "
+                    f"(known: {', '.join(INFERENCE)}); this demixer is older than the card"
+                )
             setattr(model, INFERENCE[key], value)
         return model
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     return sha256_of(path)
 
@@ -117,12 +140,13 @@ def read_card(path: str | Path) -> ModelCard:
         raise ModelNotFoundError(f"model card {path}: not a {CARD_FORMAT} card")
     missing = [k for k in REQUIRED + (BLEND if "blend" in data else WEIGHTS) if k not in data]
     if missing or data.get("format") != CARD_FORMAT:
-        raise ModelNotFoundError(f"model card {path}: not a {CARD_FORMAT} card"
-                                 + (f" (missing {', '.join(missing)})" if missing else ""))
+        raise ModelNotFoundError(
+            f"model card {path}: not a {CARD_FORMAT} card" + (f" (missing {', '.join(missing)})" if missing else "")
+        )
     return ModelCard(path, data)
 
 
-@lru_cache(maxsize=None)
+@cache
 def shipped_cards() -> tuple[ModelCard, ...]:
     """The cards of every model shipped in the package, sorted by name (read once per process)."""
     folder = weights_dir()

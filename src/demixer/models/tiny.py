@@ -13,6 +13,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..errors import require
 from ..transforms import STFT
 from .base import SeparationModel
 
@@ -39,7 +40,7 @@ class TinyMaskModel(SeparationModel):
     def __init__(self, config: TinyMaskConfig | None = None) -> None:
         super().__init__()
         cfg = config or TinyMaskConfig()
-        assert cfg.layers >= 1 and cfg.kernel % 2 == 1, "need >= 1 layer and an odd kernel"
+        require(cfg.layers >= 1 and cfg.kernel % 2 == 1, "need >= 1 layer and an odd kernel")
         self._adopt(cfg, cfg.hop_length)
         self.stft = STFT(cfg.n_fft, cfg.hop_length)
         c_in, blocks = cfg.audio_channels, []

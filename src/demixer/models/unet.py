@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..errors import require
 from ..transforms import STFT
 from .base import SeparationModel
 
@@ -88,18 +89,21 @@ class UNet(SeparationModel):
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
         cfg = config or UNetConfig()
-        assert cfg.kernel % 2 == 1, f"kernel must be odd, got {cfg.kernel}"
-        assert cfg.depth >= 1 and cfg.channels >= 1, "depth and channels must be >= 1"
-        assert 0 < cfg.max_bin <= cfg.n_fft // 2 + 1, f"max_bin must be in (0, {cfg.n_fft // 2 + 1}], got {cfg.max_bin}"
-        assert cfg.max_bin % (1 << cfg.depth) == 0, f"max_bin ({cfg.max_bin}) must be a multiple of 2**depth ({1 << cfg.depth})"
+        require(cfg.kernel % 2 == 1, f"kernel must be odd, got {cfg.kernel}")
+        require(cfg.depth >= 1 and cfg.channels >= 1, "depth and channels must be >= 1")
+        require(
+            0 < cfg.max_bin <= cfg.n_fft // 2 + 1, f"max_bin must be in (0, {cfg.n_fft // 2 + 1}], got {cfg.max_bin}"
+        )
+        require(
+            cfg.max_bin % (1 << cfg.depth) == 0,
+            f"max_bin ({cfg.max_bin}) must be a multiple of 2**depth ({1 << cfg.depth})",
+        )
         self._adopt(cfg, cfg.hop_length)
         self.stft = STFT(cfg.n_fft, cfg.hop_length)
         widths = [cfg.channels << i for i in range(cfg.depth)]
         self.input_norm = nn.BatchNorm2d(cfg.audio_channels)
         first = cfg.audio_channels + int(cfg.freq_coords)
-        self.down = nn.ModuleList(
-            _Down(c_in, c_out, cfg.kernel) for c_in, c_out in zip([first] + widths[:-1], widths)
-        )
+        self.down = nn.ModuleList(_Down(c_in, c_out, cfg.kernel) for c_in, c_out in zip([first] + widths[:-1], widths))
         ups = []
         for level in reversed(range(cfg.depth)):
             c_in = widths[level] * (1 if level == cfg.depth - 1 else 2)
@@ -127,7 +131,7 @@ class UNet(SeparationModel):
             x = down(x)
             skips.append(x)
         skips.pop()
-        for i, up in enumerate(self.up):
+        for up in self.up:
             x = up(x)
             if skips:
                 x = torch.cat([x, skips.pop()], dim=1)

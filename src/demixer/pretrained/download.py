@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import logging
 import shutil
-import socket
 import sys
 import time
 import urllib.error
@@ -83,8 +82,17 @@ def download(url: str, part: Path, size: int | None = None, *, progress: bool = 
                     total = _total_from(response, have) or size
                     mode = "ab" if have else "wb"
                     if bar is None and progress:
-                        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                                   desc=label or part.name, file=sys.stderr, leave=False, disable=None)
+                        bar = tqdm(
+                            total=total,
+                            initial=have,
+                            unit="B",
+                            unit_scale=True,
+                            unit_divisor=1024,
+                            desc=label or part.name,
+                            file=sys.stderr,
+                            leave=False,
+                            disable=None,
+                        )
                     elif bar is not None:
                         bar.reset(total=total)
                         bar.update(have)
@@ -103,7 +111,7 @@ def download(url: str, part: Path, size: int | None = None, *, progress: bool = 
                 last_error = f"HTTP {exc.code} {exc.reason} from {url}"
                 if exc.code not in (408, 429) and exc.code < 500:
                     raise DownloadError(last_error) from None
-            except (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError, OSError) as exc:
+            except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as exc:
                 reason = getattr(exc, "reason", None) or exc
                 last_error = f"{type(exc).__name__}: {reason} ({url})"
             if attempt < ATTEMPTS:

@@ -100,7 +100,9 @@ def _file(raw: dict[str, Any], where: str) -> FileSpec:
     sha, prefix = raw.get("sha256"), raw.get("sha256_prefix")
     if sha is not None and (not isinstance(sha, str) or len(sha) != 64 or not _HEX.match(sha.lower())):
         raise ModelNotFoundError(f"{where}: 'sha256' must be 64 hex digits, got {sha!r}")
-    if prefix is not None and (not isinstance(prefix, str) or not 8 <= len(prefix) < 64 or not _HEX.match(prefix.lower())):
+    if prefix is not None and (
+        not isinstance(prefix, str) or not 8 <= len(prefix) < 64 or not _HEX.match(prefix.lower())
+    ):
         raise ModelNotFoundError(f"{where}: 'sha256_prefix' must be 8 to 63 hex digits, got {prefix!r}")
     size = raw.get("size")
     if size is not None and (not isinstance(size, int) or size <= 0):
@@ -108,8 +110,20 @@ def _file(raw: dict[str, Any], where: str) -> FileSpec:
     return FileSpec(name, url, sha.lower() if sha else None, prefix.lower() if prefix else None, size, raw.get("role"))
 
 
-_ENTRY_KEYS = {"architecture", "format", "sources", "sample_rate", "files", "tasks", "licence", "description",
-               "homepage", "config", "residual", "published_quality"}
+_ENTRY_KEYS = {
+    "architecture",
+    "format",
+    "sources",
+    "sample_rate",
+    "files",
+    "tasks",
+    "licence",
+    "description",
+    "homepage",
+    "config",
+    "residual",
+    "published_quality",
+}
 
 
 def _entry(name: str, raw: dict[str, Any], where: str) -> ManifestEntry:
@@ -118,7 +132,9 @@ def _entry(name: str, raw: dict[str, Any], where: str) -> ManifestEntry:
         raise ModelNotFoundError(f"{where}: an entry must be a JSON object")
     unknown = set(raw) - _ENTRY_KEYS
     if unknown:
-        raise ModelNotFoundError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_ENTRY_KEYS))})")
+        raise ModelNotFoundError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_ENTRY_KEYS))})"
+        )
     for key in ("architecture", "format", "sources", "sample_rate", "files"):
         if key not in raw:
             raise ModelNotFoundError(f"{where}: '{key}' is missing")
@@ -128,10 +144,18 @@ def _entry(name: str, raw: dict[str, Any], where: str) -> ManifestEntry:
     if len({f.name for f in files}) != len(files):
         raise ModelNotFoundError(f"{where}: two files share a name")
     return ManifestEntry(
-        name=name, architecture=raw["architecture"], format=raw["format"], sources=tuple(raw["sources"]),
-        sample_rate=int(raw["sample_rate"]), files=files, tasks=tuple(raw.get("tasks", ())),
-        licence=raw.get("licence", "unspecified"), description=raw.get("description", ""),
-        homepage=raw.get("homepage", ""), config=dict(raw.get("config", {})), residual=raw.get("residual"),
+        name=name,
+        architecture=raw["architecture"],
+        format=raw["format"],
+        sources=tuple(raw["sources"]),
+        sample_rate=int(raw["sample_rate"]),
+        files=files,
+        tasks=tuple(raw.get("tasks", ())),
+        licence=raw.get("licence", "unspecified"),
+        description=raw.get("description", ""),
+        homepage=raw.get("homepage", ""),
+        config=dict(raw.get("config", {})),
+        residual=raw.get("residual"),
         published_quality=raw.get("published_quality", ""),
     )
 
@@ -143,7 +167,7 @@ def _read(text: str, where: str) -> dict[str, ManifestEntry]:
         raise ModelNotFoundError(f"{where}: not valid JSON ({exc})") from None
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
-        raise ModelNotFoundError(f"{where}: expected {{\"models\": {{NAME: ENTRY, ...}}}}")
+        raise ModelNotFoundError(f'{where}: expected {{"models": {{NAME: ENTRY, ...}}}}')
     return {name: _entry(name, raw, where) for name, raw in models.items()}
 
 

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import sha256_of, write_text_atomic
 from ..errors import ChecksumError, DownloadError, ModelNotFoundError
+from ..files import sha256_of, write_text_atomic
 from .cache import cache_dir, offline
 from .manifest import FileSpec, ManifestEntry
 
@@ -124,7 +124,9 @@ def status(entry: ManifestEntry) -> list[FileStatus]:
 def _missing_message(entry: ManifestEntry, missing: list[FileStatus], why: str) -> str:
     lines = [f"{entry.name}: {why}; {len(missing)} file(s) missing from the model cache. Put each file at:"]
     lines += [f"  {row.path}  <- {row.spec.url}" for row in missing]
-    lines.append(f"or run `demixer models download {entry.name}` with network access (DEMIXER_CACHE_DIR moves the cache).")
+    lines.append(
+        f"or run `demixer models download {entry.name}` with network access (DEMIXER_CACHE_DIR moves the cache)."
+    )
     return "\n".join(lines)
 
 
@@ -155,11 +157,14 @@ def fetch(entry: ManifestEntry, *, offline_mode: bool | None = None, progress: b
                 part = row.path.with_name(row.path.name + ".part")
                 have = part.stat().st_size if part.exists() else 0
                 if row.spec.size and not free_space_ok(row.path.parent, row.spec.size - have):
-                    raise DownloadError(f"{entry.name}/{row.spec.name}: not enough free disk space in {row.path.parent} "
-                                        f"for {(row.spec.size - have) / 2**20:.0f} MiB (DEMIXER_CACHE_DIR moves the cache)")
+                    raise DownloadError(
+                        f"{entry.name}/{row.spec.name}: not enough free disk space in {row.path.parent} "
+                        f"for {(row.spec.size - have) / 2**20:.0f} MiB (DEMIXER_CACHE_DIR moves the cache)"
+                    )
                 try:
-                    download(row.spec.url, part, row.spec.size, progress=progress,
-                             label=f"{entry.name}/{row.spec.name}")
+                    download(
+                        row.spec.url, part, row.spec.size, progress=progress, label=f"{entry.name}/{row.spec.name}"
+                    )
                 except DownloadError as exc:
                     raise DownloadError(f"{exc}\n" + _missing_message(entry, [row], "download failed")) from None
                 digest = sha256_of(part)
@@ -167,14 +172,22 @@ def fetch(entry: ManifestEntry, *, offline_mode: bool | None = None, progress: b
                 if not _matches(row.spec, digest) or (row.spec.size is not None and size != row.spec.size):
                     part.unlink(missing_ok=True)
                     want = row.spec.sha256 or (f"{row.spec.sha256_prefix}..." if row.spec.sha256_prefix else "?")
-                    raise ChecksumError(f"{entry.name}/{row.spec.name}: downloaded {size} bytes with sha256 {digest}, "
-                                        f"expected {want}" + (f" ({row.spec.size} bytes)" if row.spec.size else "")
-                                        + f"; the download was deleted (from {row.spec.url})")
+                    raise ChecksumError(
+                        f"{entry.name}/{row.spec.name}: downloaded {size} bytes with sha256 {digest}, "
+                        f"expected {want}"
+                        + (f" ({row.spec.size} bytes)" if row.spec.size else "")
+                        + f"; the download was deleted (from {row.spec.url})"
+                    )
                 os.replace(part, row.path)
                 _record(row.path, digest)
                 if not row.spec.sha256:
-                    log.warning("%s/%s: sha256 %s pinned (the manifest gives %s)", entry.name, row.spec.name, digest,
-                                "only the prefix " + row.spec.sha256_prefix if row.spec.sha256_prefix else "no digest")
+                    log.warning(
+                        "%s/%s: sha256 %s pinned (the manifest gives %s)",
+                        entry.name,
+                        row.spec.name,
+                        digest,
+                        "only the prefix " + row.spec.sha256_prefix if row.spec.sha256_prefix else "no digest",
+                    )
             verify(row.spec, row.path)
         paths[row.spec.name] = row.path
     return paths
@@ -185,8 +198,13 @@ def remove(entry: ManifestEntry) -> list[Path]:
     removed = []
     folder = model_dir(entry)
     for spec in entry.files:
-        for p in (folder / spec.name, _sidecar(folder / spec.name), folder / f"{spec.name}.part", folder / f"{spec.name}.lock",
-                  folder / f"{spec.name}.safetensors"):  # the last: a converted copy some formats keep (published.py)
+        for p in (
+            folder / spec.name,
+            _sidecar(folder / spec.name),
+            folder / f"{spec.name}.part",
+            folder / f"{spec.name}.lock",
+            folder / f"{spec.name}.safetensors",
+        ):  # the last: a converted copy some formats keep (published.py)
             if p.exists():
                 p.unlink()
                 removed.append(p)

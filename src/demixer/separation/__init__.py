@@ -7,6 +7,19 @@ from .separator import Separator, separate
 from .stems import StemPlan
 
 __all__ = [
-    "Chunk", "EngineSettings", "FileResult", "OverlapAdd", "Separator", "StemPlan", "chunk_weight", "expand_inputs",
-    "plan_chunks", "plan_outputs", "run_chunked", "separate", "separate_array", "separate_file", "track_name",
+    "Chunk",
+    "EngineSettings",
+    "FileResult",
+    "OverlapAdd",
+    "Separator",
+    "StemPlan",
+    "chunk_weight",
+    "expand_inputs",
+    "plan_chunks",
+    "plan_outputs",
+    "run_chunked",
+    "separate",
+    "separate_array",
+    "separate_file",
+    "track_name",
 ]

@@ -30,7 +30,9 @@ class BandExtension:
         :meth:`process`: ``residual [C, n]``, ``{stem: [C, n]}`` -> ``{stem: [C, n]}``.
     """
 
-    def __init__(self, model_rate: int, rate: int, stems: tuple[str, ...], channels: int, smoothing_ms: float = 20.0) -> None:
+    def __init__(
+        self, model_rate: int, rate: int, stems: tuple[str, ...], channels: int, smoothing_ms: float = 20.0
+    ) -> None:
         nyquist = model_rate / 2
         self.sos = butter(4, [0.5 * nyquist, 0.95 * nyquist], btype="bandpass", fs=rate, output="sos")
         self.stems = tuple(stems)
@@ -43,12 +45,18 @@ class BandExtension:
         envelopes = {}
         for s in self.stems:
             band, self.band_state[s] = sosfilt(self.sos, stems[s], axis=-1, zi=self.band_state[s])
-            envelopes[s], self.env_state[s] = lfilter(self.env_b, self.env_a, band * band, axis=-1, zi=self.env_state[s])
+            envelopes[s], self.env_state[s] = lfilter(
+                self.env_b, self.env_a, band * band, axis=-1, zi=self.env_state[s]
+            )
         total = sum(envelopes.values())
         share = 1.0 / len(self.stems)  # where no stem has energy in the band: an even split
         quiet = total <= 1e-12
-        return {s: (stems[s] + residual * np.where(quiet, share, envelopes[s] / np.where(quiet, 1.0, total))).astype(np.float32)
-                for s in self.stems}
+        return {
+            s: (stems[s] + residual * np.where(quiet, share, envelopes[s] / np.where(quiet, 1.0, total))).astype(
+                np.float32
+            )
+            for s in self.stems
+        }
 
 
 class HighBand:

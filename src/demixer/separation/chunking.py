@@ -144,13 +144,17 @@ def chunk_weight(chunk: Chunk, overlap: int) -> np.ndarray:
     ramp = overlap - 2 * margin
     if overlap <= 0:
         return w
-    fade = (np.sin(0.5 * np.pi * (np.arange(ramp) + 0.5) / ramp) ** 2).astype(np.float32) if ramp > 0 else np.zeros(0, np.float32)
+    fade = (
+        (np.sin(0.5 * np.pi * (np.arange(ramp) + 0.5) / ramp) ** 2).astype(np.float32)
+        if ramp > 0
+        else np.zeros(0, np.float32)
+    )
     if not chunk.left_edge:
         head = np.concatenate([np.zeros(margin, np.float32), fade])[: chunk.length]
         w[: head.size] *= head
     if not chunk.right_edge:
-        tail = np.concatenate([fade[::-1], np.zeros(margin, np.float32)])[-chunk.length:]
-        w[chunk.length - tail.size:] *= tail
+        tail = np.concatenate([fade[::-1], np.zeros(margin, np.float32)])[-chunk.length :]
+        w[chunk.length - tail.size :] *= tail
     return w
 
 
@@ -185,8 +189,8 @@ class OverlapAdd:
         part = y[..., a:b]
         if not (w[a:b] == 1.0).all():
             part *= w[a:b]
-        self.acc[..., lo - self.base: hi - self.base] += part
-        self.wsum[lo - self.base: hi - self.base] += w[a:b]
+        self.acc[..., lo - self.base : hi - self.base] += part
+        self.wsum[lo - self.base : hi - self.base] += w[a:b]
 
     def flush(self, upto: int) -> np.ndarray:
         """The finished samples ``[base, upto)``: a view of the buffer, valid until the next ``add``."""
@@ -210,12 +214,14 @@ class OverlapAdd:
 Reader = Callable[[int, int], np.ndarray]  # (start, length) -> [C, length], zeros outside the track
 
 
-def padded_read(start: int, length: int, total: int, channels: int, fetch: Callable[[int, int], np.ndarray]) -> np.ndarray:
+def padded_read(
+    start: int, length: int, total: int, channels: int, fetch: Callable[[int, int], np.ndarray]
+) -> np.ndarray:
     """Samples ``[start, start + length)`` of a track, zeros outside ``[0, total)``; ``fetch(lo, hi)`` reads inside."""
     out = np.zeros((channels, length), np.float32)
     lo, hi = max(start, 0), min(start + length, total)
     if hi > lo:
-        out[:, lo - start: hi - start] = fetch(lo, hi)
+        out[:, lo - start : hi - start] = fetch(lo, hi)
     return out
 
 
@@ -242,7 +248,8 @@ def run_chunked(
         read: returns the mixture's samples ``[start, start + length)``, zero-padded.
         total: track length in samples (model rate).
         channels: the track's channel count (any; see :mod:`demixer.audio.channels`).
-        emit: receives finished output blocks in order (views of the engine's buffer: copy what is kept). Shape: ``[S, C, n]``.
+        emit: receives finished output blocks in order (views of the engine's buffer: copy what is kept).
+            Shape: ``[S, C, n]``.
         segment: seconds per chunk (``None``: the model's ``default_segment``).
         overlap: fraction of a segment shared by neighbours (``None``: the model's ``default_overlap``).
         shifts: randomly shifted passes to average (0: none).
@@ -255,8 +262,9 @@ def run_chunked(
     sr = model.sample_rate
     seg = int(round((segment or model.default_segment) * sr))
     overlap = model.default_overlap if overlap is None else overlap
-    chunks, ovl = plan_chunks(total, seg, overlap, model.time_quantum, shifts, int(max_shift * sr), seed,
-                              elastic=model.elastic_segment)
+    chunks, ovl = plan_chunks(
+        total, seg, overlap, model.time_quantum, shifts, int(max_shift * sr), seed, elastic=model.elastic_segment
+    )
     groups = channel_groups(channels, model.audio_channels)
     ola = OverlapAdd(total, len(model.sources), channels)
     device = torch.device(device)
@@ -265,7 +273,11 @@ def run_chunked(
     i = 0
     while i < len(chunks):
         batch = [chunks[i]]
-        while len(batch) < batch_size and i + len(batch) < len(chunks) and chunks[i + len(batch)].length == batch[0].length:
+        while (
+            len(batch) < batch_size
+            and i + len(batch) < len(chunks)
+            and chunks[i + len(batch)].length == batch[0].length
+        ):
             batch.append(chunks[i + len(batch)])
         i += len(batch)
         mix = np.concatenate([split_channels(read(c.start, c.length), groups) for c in batch])  # [len(batch)*G, M, n]
@@ -274,7 +286,7 @@ def run_chunked(
         if out.shape != expected:
             raise RuntimeError(f"{type(model).__name__} returned shape {out.shape}, expected {expected}")
         for k, c in enumerate(batch):
-            y = merge_channels(out[k * len(groups):(k + 1) * len(groups)], groups, channels)
+            y = merge_channels(out[k * len(groups) : (k + 1) * len(groups)], groups, channels)
             ola.add(c.start, y, chunk_weight(c, ovl))
         del out, mix, y
         release_free_memory()  # the chunk's activations: back to the OS, not held in the allocator's heap
@@ -303,8 +315,13 @@ def _blend_item(blend: Blend, mix: np.ndarray) -> np.ndarray:
     for member in blend.members:
         blocks: list[np.ndarray] = []
         index = member.sources.index(blend.target)
-        run_chunked(member, lambda start, length: padded_read(start, length, total, channels, lambda lo, hi: mix[:, lo:hi]),
-                    total, channels, lambda block, index=index: blocks.append(block[index].copy()),
-                    device=next(member.parameters(), torch.empty(0)).device)
+        run_chunked(
+            member,
+            lambda start, length: padded_read(start, length, total, channels, lambda lo, hi: mix[:, lo:hi]),
+            total,
+            channels,
+            lambda block, index=index, blocks=blocks: blocks.append(block[index].copy()),
+            device=next(member.parameters(), torch.empty(0)).device,
+        )
         targets.append(torch.from_numpy(np.concatenate(blocks, axis=-1)))
     return blend.combine(targets, torch.from_numpy(mix)).numpy()

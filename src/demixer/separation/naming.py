@@ -18,7 +18,11 @@ def expand_inputs(items: list[str]) -> list[Path]:
     for item in items:
         p = Path(item).expanduser()
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS and not f.name.startswith("."))
+            out += sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS and not f.name.startswith(".")
+            )
         elif not p.exists() and any(ch in item for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(item), recursive=True) if Path(m).is_file())
             if not matches:
@@ -43,7 +47,9 @@ def render(template: str, *, track: str, trackext: str, stem: str, ext: str, mod
     try:
         rel = template.format(track=track, trackext=trackext, stem=stem, ext=ext, model=model)
     except (KeyError, IndexError, ValueError) as exc:
-        raise OptionsError(f"--filename: bad template {template!r} ({exc}); fields: track trackext stem ext model") from None
+        raise OptionsError(
+            f"--filename: bad template {template!r} ({exc}); fields: track trackext stem ext model"
+        ) from None
     path = Path(rel)
     if path.is_absolute() or ".." in path.parts or not rel.strip():
         raise OptionsError(f"--filename: {rel!r} must be a relative path inside the output folder")
@@ -66,7 +72,10 @@ def plan_outputs(
         n = 1
         while True:
             track = base if n == 1 else f"{base}-{n}"
-            paths = {s: out_root / model / render(template, track=track, trackext=trackext, stem=s, ext=ext, model=model) for s in stems}
+            paths = {
+                s: out_root / model / render(template, track=track, trackext=trackext, stem=s, ext=ext, model=model)
+                for s in stems
+            }
             if len(set(paths.values())) != len(paths):
                 raise OptionsError(f"--filename: {template!r} gives the same file for several stems")
             if not taken.intersection(paths.values()):

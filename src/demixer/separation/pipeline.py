@@ -91,14 +91,26 @@ def _missing_dirs(folders: set[Path]) -> set[Path]:
 
 def _run(model: SeparationModel, read, total: int, channels: int, emit, settings: EngineSettings, progress) -> None:
     run_chunked(
-        model, read, total, channels, emit, segment=settings.segment, overlap=settings.overlap, shifts=settings.shifts,
-        batch_size=settings.batch_size, device=settings.device,
+        model,
+        read,
+        total,
+        channels,
+        emit,
+        segment=settings.segment,
+        overlap=settings.overlap,
+        shifts=settings.shifts,
+        batch_size=settings.batch_size,
+        device=settings.device,
         on_progress=None if progress is None else (lambda f: progress("separate", f)),
     )
 
 
 def separate_array(
-    model: SeparationModel, audio: np.ndarray, sample_rate: int, plan: StemPlan, settings: EngineSettings,
+    model: SeparationModel,
+    audio: np.ndarray,
+    sample_rate: int,
+    plan: StemPlan,
+    settings: EngineSettings,
     progress: ProgressFn | None = None,
 ) -> dict[str, np.ndarray]:
     """Separate a signal held in memory.
@@ -129,11 +141,14 @@ def separate_array(
     _run(model, read, x.shape[1], channels, emit, settings, progress)
     for s in names:
         parts[s].append(back[s].flush())
-    out = {s: p[0] if len(p) == 1 or all(q.shape[1] == 0 for q in p[1:]) else np.concatenate(p, axis=1)
-           for s, p in ((s, parts.pop(s)) for s in names)}
+    out = {
+        s: p[0] if len(p) == 1 or all(q.shape[1] == 0 for q in p[1:]) else np.concatenate(p, axis=1)
+        for s, p in ((s, parts.pop(s)) for s in names)
+    }
     if extend:
         full = BandExtension(model.sample_rate, sample_rate, model.sources, channels).process(
-            high_band(audio.astype(np.float32), x, sample_rate, model.sample_rate), out)
+            high_band(audio.astype(np.float32), x, sample_rate, model.sample_rate), out
+        )
         out = plan(np.stack([full[s] for s in model.sources]))
     return out
 
@@ -198,8 +213,12 @@ def separate_file(
         extend = _extends(model, info.sample_rate)
         high = HighBand(info.sample_rate, model.sample_rate, info.channels) if extend else None
         frames_in = 0
-        with sf.SoundFile(str(work / "input.wav"), "w", samplerate=model.sample_rate, channels=info.channels, subtype="FLOAT") as f, \
-                _maybe_file(work / "high.wav", extend, info) as hf:
+        with (
+            sf.SoundFile(
+                str(work / "input.wav"), "w", samplerate=model.sample_rate, channels=info.channels, subtype="FLOAT"
+            ) as f,
+            _maybe_file(work / "high.wav", extend, info) as hf,
+        ):
             for block in iter_blocks(info, start=start, duration=duration, block_frames=block_frames):
                 frames_in += block.shape[1]
                 down = to_model.process(block)
@@ -219,9 +238,15 @@ def separate_file(
         reader = _WorkFileReader(work / "input.wav")
         peak = 0.0
         names = model.sources if extend else plan.outputs
-        back = {s: StreamResampler(model.sample_rate, info.sample_rate, info.channels, total_out=frames_in) for s in names}
-        stem_files = {s: sf.SoundFile(str(work / f"{i}.wav"), "w", samplerate=info.sample_rate, channels=info.channels,
-                                      subtype="FLOAT") for i, s in enumerate(plan.outputs)}
+        back = {
+            s: StreamResampler(model.sample_rate, info.sample_rate, info.channels, total_out=frames_in) for s in names
+        }
+        stem_files = {
+            s: sf.SoundFile(
+                str(work / f"{i}.wav"), "w", samplerate=info.sample_rate, channels=info.channels, subtype="FLOAT"
+            )
+            for i, s in enumerate(plan.outputs)
+        }
         extension = BandExtension(model.sample_rate, info.sample_rate, model.sources, info.channels) if extend else None
         residual = _WorkFileReader(work / "high.wav") if extend else None
         given = 0  # residual frames handed out so far
@@ -257,8 +282,12 @@ def separate_file(
         # 3. write
         gain = clip_gain(peak, clip_mode)
         if gain != 1.0:
-            log.warning("%s: levels changed: all stems scaled by %.2f dB (peak %.3f) to avoid clipping (--clip-mode rescale)",
-                        path.name, 20 * np.log10(gain), peak)
+            log.warning(
+                "%s: levels changed: all stems scaled by %.2f dB (peak %.3f) to avoid clipping (--clip-mode rescale)",
+                path.name,
+                20 * np.log10(gain),
+                peak,
+            )
         clipped = 0
         must_clamp = not fmt.is_float or clip_mode == "clamp"  # integer samples cannot exceed full scale
         for i, stem in enumerate(plan.outputs):
@@ -298,6 +327,8 @@ def separate_file(
                 except OSError:
                     pass
     seconds = time.perf_counter() - t0
-    result = FileResult(path, dict(outputs), frames_in / info.sample_rate, seconds, info.sample_rate, info.channels, gain, clipped)
+    result = FileResult(
+        path, dict(outputs), frames_in / info.sample_rate, seconds, info.sample_rate, info.channels, gain, clipped
+    )
     log.info("%s: %.1f s of audio separated in %.1f s (RTF %.3f)", path.name, result.duration, seconds, result.rtf)
     return result

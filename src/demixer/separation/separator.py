@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files import write_text_atomic
 from ..audio.io import load_audio
 from ..devices import resolve_device
 from ..errors import AudioError, OptionsError, OutputExistsError
+from ..files import write_text_atomic
 from ..models.base import SeparationModel
 from ..models.registry import default_model_for, load_model, model_display_name
 from ..options import SeparationOptions
@@ -44,8 +44,16 @@ class Separator:
         ['drums', 'other']
     """
 
-    def __init__(self, name: str | None = None, *, model: SeparationModel | None = None, progress: bool = False,
-                 callback: Callback | None = None, options: SeparationOptions | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        model: SeparationModel | None = None,
+        progress: bool = False,
+        callback: Callback | None = None,
+        options: SeparationOptions | None = None,
+        **kwargs: Any,
+    ) -> None:
         base = options or SeparationOptions()
         self.options = base.replace(**({"name": name} if name is not None else {}), **kwargs)
         if model is None:
@@ -60,20 +68,25 @@ class Separator:
         self.plan = StemPlan.for_model(model, self.options.two_stems, self.options.stems, self.options.atten_lim)
         self.progress = progress
         self.callback = callback
-        self.settings = EngineSettings(self.options.segment, self.options.overlap, self.options.shifts,
-                                       self.options.batch_size, self.device)
+        self.settings = EngineSettings(
+            self.options.segment, self.options.overlap, self.options.shifts, self.options.batch_size, self.device
+        )
 
     def _enroll(self) -> None:
         """Tell a target-speaker extractor whose voice to keep (``enroll``); refuse it for other models."""
         wants = getattr(self.model, "needs_enrollment", False)
         if self.options.enroll is None:
             if wants and not self.model.is_enrolled:  # a model enrolled through the API is ready
-                raise OptionsError(f"--enroll: {self.model_name} extracts one speaker; give a clip of that voice "
-                                   "with --enroll voice.wav")
+                raise OptionsError(
+                    f"--enroll: {self.model_name} extracts one speaker; give a clip of that voice "
+                    "with --enroll voice.wav"
+                )
             return
         if not wants:
-            raise OptionsError(f"--enroll: {self.model_name} does not take an enrolment clip (it separates "
-                               f"{', '.join(self.model.sources)}); use a target-speaker model (--task extract)")
+            raise OptionsError(
+                f"--enroll: {self.model_name} does not take an enrolment clip (it separates "
+                f"{', '.join(self.model.sources)}); use a target-speaker model (--task extract)"
+            )
         audio, sr = load_audio(self.options.enroll)
         self.model.enroll(audio, sr)
 
@@ -91,7 +104,13 @@ class Separator:
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=100, desc=label[:40], unit="%", leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+            bar = tqdm(
+                total=100,
+                desc=label[:40],
+                unit="%",
+                leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+            )
         weights = {"prepare": (0.0, 0.1), "separate": (0.1, 0.85), "write": (0.95, 0.05)}
 
         def report(stage: str, fraction: float) -> None:
@@ -105,7 +124,9 @@ class Separator:
 
         return report, bar
 
-    def separate_tensor(self, wav: torch.Tensor | np.ndarray, sample_rate: int | None = None) -> dict[str, torch.Tensor]:
+    def separate_tensor(
+        self, wav: torch.Tensor | np.ndarray, sample_rate: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Separate a waveform held in memory.
 
         Args:
@@ -120,10 +141,14 @@ class Separator:
         squeeze = arr.ndim == 1
         arr = np.atleast_2d(arr)
         if arr.ndim != 2:
-            raise AudioError(None, f"expected a waveform shaped [channels, samples] or [samples], got {tuple(arr.shape)}")
+            raise AudioError(
+                None, f"expected a waveform shaped [channels, samples] or [samples], got {tuple(arr.shape)}"
+            )
         report, bar = self._reporter("array")
         try:
-            stems = separate_array(self.model, arr, sample_rate or self.model.sample_rate, self.plan, self.settings, report)
+            stems = separate_array(
+                self.model, arr, sample_rate or self.model.sample_rate, self.plan, self.settings, report
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -164,8 +189,16 @@ class Separator:
         report, bar = self._reporter(path.name)
         try:
             result = separate_file(
-                self.model, path, outputs, self.plan, self.settings, self.options.output_format, self.options.clip_mode,
-                self.options.start, self.options.duration, report,
+                self.model,
+                path,
+                outputs,
+                self.plan,
+                self.settings,
+                self.options.output_format,
+                self.options.clip_mode,
+                self.options.start,
+                self.options.duration,
+                report,
             )
         finally:
             if bar is not None:
@@ -186,12 +219,17 @@ class Separator:
         result.quality = quality_signals(mixture, stems, sr)
         first = next(iter(result.outputs.values()))
         result.quality_path = first.parent / f"{track_name(path)}.quality.json"
-        write_text_atomic(result.quality_path,
-                          json.dumps({"input": str(path), "model": self.model_name, **result.quality}, indent=1))
+        write_text_atomic(
+            result.quality_path, json.dumps({"input": str(path), "model": self.model_name, **result.quality}, indent=1)
+        )
 
 
-def separate(x: str | os.PathLike[str] | np.ndarray | torch.Tensor, sample_rate: int | None = None,
-             name: str | None = None, **options: Any) -> dict[str, torch.Tensor]:
+def separate(
+    x: str | os.PathLike[str] | np.ndarray | torch.Tensor,
+    sample_rate: int | None = None,
+    name: str | None = None,
+    **options: Any,
+) -> dict[str, torch.Tensor]:
     """One-call separation of a path, an array or a tensor.
 
     Args:

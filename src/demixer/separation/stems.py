@@ -23,17 +23,27 @@ class StemPlan:
         ``__call__``: ``[S, C, n]`` (model sources) -> ``{stem: [C, n]}``.
     """
 
-    def __init__(self, sources: tuple[str, ...] | list[str], two_stems: str | None = None,
-                 stems: list[str] | None = None, atten_lim: float | None = None) -> None:
+    def __init__(
+        self,
+        sources: tuple[str, ...] | list[str],
+        two_stems: str | None = None,
+        stems: list[str] | None = None,
+        atten_lim: float | None = None,
+    ) -> None:
         self.model_sources = tuple(sources)
         if two_stems is not None:
             if two_stems not in self.model_sources:
-                raise OptionsError(f"--two-stems: the model has no stem {two_stems!r} (it has {', '.join(self.model_sources)})")
+                raise OptionsError(
+                    f"--two-stems: the model has no stem {two_stems!r} (it has {', '.join(self.model_sources)})"
+                )
             self.outputs = (two_stems, f"no_{two_stems}") if f"no_{two_stems}" != two_stems else (two_stems,)
         elif stems:
             unknown = [s for s in stems if s not in self.model_sources]
             if unknown:
-                raise OptionsError(f"--stems: the model has no stem {', '.join(map(repr, unknown))} (it has {', '.join(self.model_sources)})")
+                raise OptionsError(
+                    f"--stems: the model has no stem {', '.join(map(repr, unknown))} "
+                    f"(it has {', '.join(self.model_sources)})"
+                )
             self.outputs = tuple(dict.fromkeys(stems))
         else:
             self.outputs = self.model_sources
@@ -41,8 +51,9 @@ class StemPlan:
         self.atten_gain = atten_gain(atten_lim) if "noise" in self.model_sources else None
 
     @classmethod
-    def for_model(cls, model, two_stems: str | None = None, stems: list[str] | None = None,
-                  atten_lim: float | None = None) -> StemPlan:
+    def for_model(
+        cls, model, two_stems: str | None = None, stems: list[str] | None = None, atten_lim: float | None = None
+    ) -> StemPlan:
         """The plan for ``model``'s sources; ``atten_lim=None`` takes the model's ``default_atten_lim``."""
         plan = cls(model.sources, two_stems, stems)
         plan.atten_gain = model.kept_noise(atten_lim)

@@ -18,13 +18,13 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..version import __version__
 from ..audio.io import iter_blocks, probe
 from ..errors import AudioError, DemixerError, ModelNotFoundError, OptionsError
 from ..models.registry import default_model_for, describe_models, list_models
-from ..pretrained import manifest_entry, status
 from ..options import SeparationOptions
+from ..pretrained import manifest_entry, status
 from ..separation.stems import StemPlan
+from ..version import __version__
 from .forms import Accepted, JobForm, JobView, download_stem, safe_filename
 from .jobs import JobRunner, QueueFull
 from .metrics import ServiceMetrics
@@ -49,9 +49,17 @@ class BodyLimit:
     async def _reply_413(self, send) -> None:
         mb = self.max_bytes / 1024 / 1024
         body = json.dumps({"detail": f"upload too large: this server accepts at most {mb:g} MB per request"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
         self.on_reject()
 
@@ -103,15 +111,24 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         runner.start()
-        log.info("demixer serve: data in %s, %d worker(s), queue %d", settings.data_dir, settings.workers, settings.queue_size)
+        log.info(
+            "demixer serve: data in %s, %d worker(s), queue %d",
+            settings.data_dir,
+            settings.workers,
+            settings.queue_size,
+        )
         try:
             yield
         finally:
             runner.stop()
             store.close()
 
-    app = FastAPI(title="demixer", version=__version__, lifespan=lifespan,
-                  description="Audio source separation as a service: upload a recording, get its stems.")
+    app = FastAPI(
+        title="demixer",
+        version=__version__,
+        lifespan=lifespan,
+        description="Audio source separation as a service: upload a recording, get its stems.",
+    )
     app.state.settings, app.state.store, app.state.runner, app.state.metrics = settings, store, runner, metrics
 
     def require_key(request: Request) -> None:
@@ -122,7 +139,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if auth.lower().startswith("bearer "):
             given = given or auth[7:].strip()
         if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
-            raise HTTPException(401, "missing or wrong API key (send X-API-Key: KEY)", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "missing or wrong API key (send X-API-Key: KEY)", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     auth = [Depends(require_key)]
 
@@ -158,10 +177,18 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     def health() -> dict[str, Any]:
         """Liveness and the limits a client should know."""
         counts = store.counts()
-        return {"status": "ok", "version": __version__, "workers": settings.workers, "queue_size": settings.queue_size,
-                "queued": counts["queued"], "running": counts["running"], "auth": bool(settings.api_key),
-                "max_upload_mb": settings.max_upload_mb, "max_duration_s": settings.max_duration_s,
-                "ttl_hours": settings.ttl_hours}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "workers": settings.workers,
+            "queue_size": settings.queue_size,
+            "queued": counts["queued"],
+            "running": counts["running"],
+            "auth": bool(settings.api_key),
+            "max_upload_mb": settings.max_upload_mb,
+            "max_duration_s": settings.max_duration_s,
+            "ttl_hours": settings.ttl_hours,
+        }
 
     @app.get("/models", tags=["service"], dependencies=auth)
     def models() -> list[dict[str, Any]]:
@@ -174,9 +201,19 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- jobs -------------------------------------------------------------------------------------
-    @app.post("/jobs", status_code=202, response_model=Accepted, tags=["jobs"], dependencies=auth,
-              responses={413: {"description": "upload too large or too long"}, 415: {"description": "not audio"},
-                         422: {"description": "bad options"}, 429: {"description": "queue full (see Retry-After)"}})
+    @app.post(
+        "/jobs",
+        status_code=202,
+        response_model=Accepted,
+        tags=["jobs"],
+        dependencies=auth,
+        responses={
+            413: {"description": "upload too large or too long"},
+            415: {"description": "not audio"},
+            422: {"description": "bad options"},
+            429: {"description": "queue full (see Retry-After)"},
+        },
+    )
     def create_job(response: Response, form: Annotated[JobForm, Form()]) -> Accepted:
         """Upload a recording and queue its separation. Returns the job id at once (202)."""
         try:
@@ -189,14 +226,22 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         try:
             opts = SeparationOptions.from_mapping(values)
             if opts.name is not None and opts.name not in registered and not _cached_published(opts.name):
-                raise ModelNotFoundError(f"unknown model {opts.name!r} (GET /models lists them)"
-                                         + ("; it is a published model not downloaded on this server (the operator can run "
-                                            f"`demixer models download {opts.name}`)" if manifest_entry(opts.name) else ""))
+                raise ModelNotFoundError(
+                    f"unknown model {opts.name!r} (GET /models lists them)"
+                    + (
+                        "; it is a published model not downloaded on this server (the operator can run "
+                        f"`demixer models download {opts.name}`)"
+                        if manifest_entry(opts.name)
+                        else ""
+                    )
+                )
             model_name = opts.name or default_model_for(opts.task, opts.two_stems)
             model = runner.models.get(model_name)
             if getattr(model, "needs_enrollment", False):
-                raise OptionsError(f"{model_name} extracts a target speaker from an enrolment clip, "
-                                   "which this service does not take yet (use the CLI or the Python API)")
+                raise OptionsError(
+                    f"{model_name} extracts a target speaker from an enrolment clip, "
+                    "which this service does not take yet (use the CLI or the Python API)"
+                )
             StemPlan.for_model(model, opts.two_stems, opts.stems, opts.atten_lim)
         except (OptionsError, ModelNotFoundError) as exc:
             metrics.rejected.labels("options").inc()
@@ -210,8 +255,17 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 shutil.copyfileobj(file.file, out, 1024 * 1024)
             info = _check_audio(target, filename, opts, settings)
             values["stems"] = opts.stems
-            job = Job(id=job_id, state="queued", filename=filename, options=values, model=model_name,
-                      created=time.time(), duration=info[0], sample_rate=info[1], channels=info[2])
+            job = Job(
+                id=job_id,
+                state="queued",
+                filename=filename,
+                options=values,
+                model=model_name,
+                created=time.time(),
+                duration=info[0],
+                sample_rate=info[1],
+                channels=info[2],
+            )
             runner.submit(job)
         except QueueFull as exc:
             shutil.rmtree(folder, ignore_errors=True)
@@ -243,8 +297,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         job = finished(job_id)
         if stem not in (job.stems or []):
             raise HTTPException(404, f"job {job_id} has no stem {stem!r}; it has {', '.join(job.stems or [])}")
-        return FileResponse(runner.stem_path(job, stem), media_type=MEDIA_TYPES.get(job.extension or "", "application/octet-stream"),
-                            filename=f"{download_stem(job.filename)}_{stem}.{job.extension}")
+        return FileResponse(
+            runner.stem_path(job, stem),
+            media_type=MEDIA_TYPES.get(job.extension or "", "application/octet-stream"),
+            filename=f"{download_stem(job.filename)}_{stem}.{job.extension}",
+        )
 
     @app.get("/jobs/{job_id}/images/{stem}/{kind}", tags=["jobs"], dependencies=auth, response_class=FileResponse)
     def get_image(job_id: str, stem: str, kind: str) -> FileResponse:
@@ -268,12 +325,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         runner.delete(job_id)
         return Response(status_code=204)
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes,
-                       on_reject=lambda: metrics.rejected.labels("too_large").inc())
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_upload_bytes, on_reject=lambda: metrics.rejected.labels("too_large").inc()
+    )
     return app
 
 
-def _check_audio(path: Path, filename: str, opts: SeparationOptions, settings: ServerSettings) -> tuple[float, int, int]:
+def _check_audio(
+    path: Path, filename: str, opts: SeparationOptions, settings: ServerSettings
+) -> tuple[float, int, int]:
     """Decode the upload's header and first second; refuse non-audio (415) and over-long audio (413).
 
     Returns:
@@ -289,6 +349,9 @@ def _check_audio(path: Path, filename: str, opts: SeparationOptions, settings: S
     available = max(0.0, info.duration - opts.start)
     seconds = min(available, opts.duration) if opts.duration else available
     if seconds > settings.max_duration_s:
-        raise HTTPException(413, f"{filename}: {seconds:.0f} s of audio; this server separates at most "
-                                 f"{settings.max_duration_s:g} s per job (use start/duration to pick a part)")
+        raise HTTPException(
+            413,
+            f"{filename}: {seconds:.0f} s of audio; this server separates at most "
+            f"{settings.max_duration_s:g} s per job (use start/duration to pick a part)",
+        )
     return round(seconds, 3), info.sample_rate, info.channels

@@ -17,8 +17,25 @@ from ..separation.naming import track_name
 from .store import Job
 
 #: SeparationOptions fields a client may set. Paths, devices, parallelism and overwriting belong to the server.
-FORM_FIELDS = ("name", "task", "two_stems", "stems", "segment", "overlap", "shifts", "atten_lim", "start", "duration",
-               "flac", "mp3", "mp3_bitrate", "int24", "float32", "clip_mode", "report")
+FORM_FIELDS = (
+    "name",
+    "task",
+    "two_stems",
+    "stems",
+    "segment",
+    "overlap",
+    "shifts",
+    "atten_lim",
+    "start",
+    "duration",
+    "flac",
+    "mp3",
+    "mp3_bitrate",
+    "int24",
+    "float32",
+    "clip_mode",
+    "report",
+)
 #: Form defaults that differ from the CLI's: the service computes quality signals unless told not to.
 FORM_DEFAULTS = {"report": True}
 
@@ -70,17 +87,20 @@ class JobView(BaseModel):
     urls: dict[str, Any]
 
     @classmethod
-    def of(cls, job: Job) -> "JobView":
+    def of(cls, job: Job) -> JobView:
         base = f"/jobs/{job.id}"
         urls: dict[str, Any] = {"self": base}
         if job.state == "done" and job.stems:
             urls["stems"] = {s: f"{base}/stems/{s}" for s in job.stems}
-            urls["images"] = {s: {k: f"{base}/images/{s}/{k}" for k in ("waveform", "spectrogram")}
-                              for s in ["mixture", *job.stems]}
+            urls["images"] = {
+                s: {k: f"{base}/images/{s}/{k}" for k in ("waveform", "spectrogram")} for s in ["mixture", *job.stems]
+            }
             urls["archive"] = f"{base}/archive"
         fields = {f.name: getattr(job, f.name) for f in dataclasses.fields(Job)}
         # JSON has no infinity: `atten_lim: inf` (no limit) is shown as the string the form takes, not as null
-        fields["options"] = {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in job.options.items()}
+        fields["options"] = {
+            k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in job.options.items()
+        }
         return cls(**fields, urls=urls)
 
 

@@ -18,8 +18,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_path
 from ..errors import DemixerError
+from ..files import atomic_path
 from ..models.base import SeparationModel
 from ..models.registry import load_model
 from ..options import SeparationOptions
@@ -203,15 +203,34 @@ class JobRunner:
             on_progress({"stage": "images", "progress": 0.98})
             top = spectrogram_top_db(mixture, sr)
             for name, audio in {"mixture": mixture, **stems}.items():
-                save_audio_images(audio, sr, folder / "images" / f"{name}.waveform.png",
-                                  folder / "images" / f"{name}.spectrogram.png", top_db=top)
+                save_audio_images(
+                    audio,
+                    sr,
+                    folder / "images" / f"{name}.waveform.png",
+                    folder / "images" / f"{name}.spectrogram.png",
+                    top_db=top,
+                )
             finished = time.time()
-            timings = {"queued_s": round(queued_s, 3), "separation_s": round(result.seconds, 3),
-                       "total_s": round(finished - t0, 3), "rtf": round(result.rtf, 4),
-                       "audio_s": round(result.duration, 3)}
-            if not self.store.set_state_if(job.id, ("running",), state="done", stage="done", progress=1.0,
-                                           finished=finished, stems=list(result.outputs), extension=ext,
-                                           timings=timings, quality=quality, error=None):
+            timings = {
+                "queued_s": round(queued_s, 3),
+                "separation_s": round(result.seconds, 3),
+                "total_s": round(finished - t0, 3),
+                "rtf": round(result.rtf, 4),
+                "audio_s": round(result.duration, 3),
+            }
+            if not self.store.set_state_if(
+                job.id,
+                ("running",),
+                state="done",
+                stage="done",
+                progress=1.0,
+                finished=finished,
+                stems=list(result.outputs),
+                extension=ext,
+                timings=timings,
+                quality=quality,
+                error=None,
+            ):
                 raise _Cancelled()
             self.metrics.job_seconds.labels("done").observe(finished - t0)
             self.metrics.rtf.observe(result.rtf)
@@ -219,8 +238,9 @@ class JobRunner:
             self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * (finished - t0)
             log.info("job %s done: %.1f s of audio in %.1f s", job.id, result.duration, finished - t0)
         except _Stop:
-            self.store.update(job.id, state="queued", stage="queued", progress=0.0, started=None,
-                              attempts=max(0, job.attempts - 1))
+            self.store.update(
+                job.id, state="queued", stage="queued", progress=0.0, started=None, attempts=max(0, job.attempts - 1)
+            )
             shutil.rmtree(folder / "stems", ignore_errors=True)
         except _Cancelled:
             self._cancel.discard(job.id)
@@ -231,7 +251,9 @@ class JobRunner:
             if not isinstance(exc, DemixerError):
                 log.exception("job %s failed", job.id)
             message = message.replace(str(folder / "input"), job.filename)
-            self.store.set_state_if(job.id, ("running",), state="failed", stage="failed", finished=time.time(), error=message)
+            self.store.set_state_if(
+                job.id, ("running",), state="failed", stage="failed", finished=time.time(), error=message
+            )
             self.metrics.job_seconds.labels("failed").observe(time.time() - t0)
             shutil.rmtree(folder / "stems", ignore_errors=True)
 

@@ -61,15 +61,25 @@ class ServerSettings:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
         if self.api_key is None:
             self.api_key = os.environ.get("DEMIXER_API_KEY") or None
-        for name, value in (("workers", self.workers), ("queue-size", self.queue_size), ("max-attempts", self.max_attempts)):
+        for name, value in (
+            ("workers", self.workers),
+            ("queue-size", self.queue_size),
+            ("max-attempts", self.max_attempts),
+        ):
             if value < 1:
                 raise OptionsError(f"--{name}: must be >= 1, got {value}")
-        for name, value in (("max-upload-mb", self.max_upload_mb), ("max-duration", self.max_duration_s), ("ttl-hours", self.ttl_hours)):
+        for name, value in (
+            ("max-upload-mb", self.max_upload_mb),
+            ("max-duration", self.max_duration_s),
+            ("ttl-hours", self.ttl_hours),
+        ):
             if not value > 0:
                 raise OptionsError(f"--{name}: must be > 0, got {value}")
         if not is_loopback(self.host) and not self.api_key:
-            raise OptionsError(f"--host {self.host}: binding beyond loopback needs an API key "
-                               "(--api-key KEY or the DEMIXER_API_KEY environment variable)")
+            raise OptionsError(
+                f"--host {self.host}: binding beyond loopback needs an API key "
+                "(--api-key KEY or the DEMIXER_API_KEY environment variable)"
+            )
 
     @property
     def cleanup_every_s(self) -> float:

@@ -71,7 +71,7 @@ class Job:
     error: str | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Job":
+    def from_row(cls, row: sqlite3.Row) -> Job:
         values = dict(row)
         for key in _JSON:
             if values.get(key) is not None:
@@ -106,8 +106,17 @@ class JobStore:
             self._db.execute(
                 "INSERT INTO jobs (id, state, filename, options, model, created, duration, sample_rate, channels) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job.id, job.state, job.filename, json.dumps(job.options), job.model, job.created, job.duration,
-                 job.sample_rate, job.channels),
+                (
+                    job.id,
+                    job.state,
+                    job.filename,
+                    json.dumps(job.options),
+                    job.model,
+                    job.created,
+                    job.duration,
+                    job.sample_rate,
+                    job.channels,
+                ),
             )
 
     def get(self, job_id: str) -> Job | None:
@@ -136,7 +145,9 @@ class JobStore:
         sets, args = self._assignments(values)
         marks = ", ".join("?" for _ in expected)
         with self._lock:
-            cur = self._db.execute(f"UPDATE jobs SET {sets} WHERE id = ? AND state IN ({marks})", (*args, job_id, *expected))
+            cur = self._db.execute(
+                f"UPDATE jobs SET {sets} WHERE id = ? AND state IN ({marks})", (*args, job_id, *expected)
+            )
             return cur.rowcount == 1
 
     def delete(self, job_id: str) -> None:
@@ -173,21 +184,29 @@ class JobStore:
             requeued, failed = [], []
             for job_id, attempts in rows:
                 if attempts < max_attempts:
-                    self._db.execute("UPDATE jobs SET state = 'queued', stage = 'queued', progress = 0, started = NULL "
-                                     "WHERE id = ?", (job_id,))
+                    self._db.execute(
+                        "UPDATE jobs SET state = 'queued', stage = 'queued', progress = 0, started = NULL WHERE id = ?",
+                        (job_id,),
+                    )
                     requeued.append(job_id)
                 else:
                     self._db.execute(
                         "UPDATE jobs SET state = 'failed', stage = 'failed', finished = ?, error = ? WHERE id = ?",
-                        (time.time(), f"interrupted: the server stopped while the job ran ({attempts} attempt(s))", job_id))
+                        (
+                            time.time(),
+                            f"interrupted: the server stopped while the job ran ({attempts} attempt(s))",
+                            job_id,
+                        ),
+                    )
                     failed.append(job_id)
         return requeued, failed
 
     def finished_before(self, when: float) -> list[str]:
         """Ids of done/failed/cancelled jobs that finished before ``when`` (candidates for expiry)."""
         with self._lock:
-            rows = self._db.execute("SELECT id FROM jobs WHERE state IN ('done', 'failed', 'cancelled') AND finished < ?",
-                                    (when,)).fetchall()
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE state IN ('done', 'failed', 'cancelled') AND finished < ?", (when,)
+            ).fetchall()
         return [r[0] for r in rows]
 
     def ids(self) -> set[str]:

@@ -6,4 +6,14 @@ from .config import TrainConfig, load_config
 from .losses import LOSS_NAMES, TrainingLoss, pit
 from .trainer import Trainer, TrainResult, train
 
-__all__ = ["ConfigError", "LOSS_NAMES", "TrainConfig", "TrainResult", "Trainer", "TrainingLoss", "load_config", "pit", "train"]
+__all__ = [
+    "ConfigError",
+    "LOSS_NAMES",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainingLoss",
+    "load_config",
+    "pit",
+    "train",
+]

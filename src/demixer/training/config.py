@@ -49,14 +49,16 @@ class DataSection(_Section):
     ``kind``: ``stems`` (MUSDB-style folders / .stem.mp4), ``speakers`` (utterance folders mixed
     on the fly), ``noisy_clean`` (VoiceBank-DEMAND-style pairs), ``noise_mix`` (speech + noise
     folders), ``extract`` (utterance folders mixed on the fly, with an enrolment clip of the first
-    talker for target-speaker extraction). ``holdout`` names tracks of ``train`` kept out for validation and ``groups`` defines
-    sources made of several stems, e.g. ``accompaniment: [drums, bass, other]`` (stems only). ``extra`` (stems only)
-    maps a source to folders of solo clips (e.g. singing for ``vocals``) that stand in for it in a fraction ``extra_p``
-    of training examples; ``augment.speed`` plays stems faster or slower, and ``speed`` does so for utterances;
-    ``eq_db`` gives each utterance (and noise clip) a random smooth equaliser of up to that many dB (speakers,
-    extract, noise_mix).
-    ``train_weights`` (stems only), one per ``train`` folder: the share of training examples drawn from that folder's
-    tracks (default: every track equally likely, so a folder of many short synthetic songs would drown a few real ones).
+    talker for target-speaker extraction).
+
+    ``holdout`` names tracks of ``train`` kept out for validation and ``groups`` defines sources made
+    of several stems, e.g. ``accompaniment: [drums, bass, other]`` (stems only). ``extra`` (stems only)
+    maps a source to folders of solo clips (e.g. singing for ``vocals``) that stand in for it in a
+    fraction ``extra_p`` of training examples; ``augment.speed`` plays stems faster or slower, and
+    ``speed`` does so for utterances; ``eq_db`` gives each utterance (and noise clip) a random smooth
+    equaliser of up to that many dB (speakers, extract, noise_mix). ``train_weights`` (stems only), one
+    per ``train`` folder: the share of training examples drawn from that folder's tracks (default: every
+    track equally likely, so a folder of many short synthetic songs would drown a few real ones).
     """
 
     kind: Literal["stems", "speakers", "noisy_clean", "noise_mix", "extract"]
@@ -97,7 +99,7 @@ class DataSection(_Section):
         return {source: [os.path.expandvars(os.path.expanduser(p)) for p in paths] for source, paths in extra.items()}
 
     @model_validator(mode="after")
-    def _extra_for_stems(self) -> "DataSection":
+    def _extra_for_stems(self) -> DataSection:
         if self.extra and self.kind != "stems":
             raise ValueError(f"data.extra is for stems data; data.kind is {self.kind!r}")
         if self.extra and not self.extra_p:
@@ -106,14 +108,17 @@ class DataSection(_Section):
             if self.kind != "stems":
                 raise ValueError(f"data.train_weights is for stems data; data.kind is {self.kind!r}")
             if len(self.train_weights) != len(self.train):
-                raise ValueError(f"data.train_weights has {len(self.train_weights)} weights for {len(self.train)} data.train folders")
+                raise ValueError(
+                    f"data.train_weights has {len(self.train_weights)} weights for {len(self.train)} data.train folders"
+                )
             if min(self.train_weights) < 0 or sum(self.train_weights) <= 0:
                 raise ValueError(f"data.train_weights must be >= 0 with a positive sum, got {self.train_weights}")
         return self
 
 
 class LossSection(_Section):
-    """Weighted loss terms (names: l1_wave, l1_spec, mrstft, cspec, cspec_asym, si_sdr, sdr, sdr_win, sdr_active); ``pit`` for speakers."""
+    """Weighted loss terms (names: l1_wave, l1_spec, mrstft, cspec, cspec_asym, si_sdr, sdr, sdr_win,
+    sdr_active); ``pit`` for speakers."""
 
     terms: dict[str, float] = Field(default_factory=lambda: {"l1_wave": 1.0})
     pit: bool = False
@@ -219,8 +224,11 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
 
 
-def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = (),
-                data: dict[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    data: dict[str, Any] | None = None,
+) -> TrainConfig:
     """Read, override and validate a config.
 
     Raises:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from ..data import Augment, NoiseMixDataset, NoisyCleanDataset, SpeakerMixDataset, StemDataset, TargetSpeakerDataset, find_tracks
+from ..data import (
+    Augment,
+    NoiseMixDataset,
+    NoisyCleanDataset,
+    SpeakerMixDataset,
+    StemDataset,
+    TargetSpeakerDataset,
+    find_tracks,
+)
 from ..data.base import MixtureDataset
-from ..errors import DemixerError
+from ..errors import ConfigError, DemixerError
 from ..models.base import SeparationModel
-from ..errors import ConfigError
 from .config import DataSection
 
 
@@ -27,13 +34,27 @@ def _stems(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mixture
         raise ConfigError("no training tracks left after data.holdout")
     if not valid:
         raise ConfigError("no validation tracks: set data.valid folders or data.holdout track names")
-    common = dict(sources=model.sources, sample_rate=model.sample_rate, channels=model.audio_channels or 2,
-                  segment=cfg.segment, preload=cfg.preload, groups=cfg.groups)
+    common = dict(
+        sources=model.sources,
+        sample_rate=model.sample_rate,
+        channels=model.audio_channels or 2,
+        segment=cfg.segment,
+        preload=cfg.preload,
+        groups=cfg.groups,
+    )
     a = cfg.augment
     return (
-        StemDataset(train, items=cfg.items_per_epoch, seed=seed, speed=a.speed, extra=cfg.extra, extra_p=cfg.extra_p,
-                    track_weights=weights,
-                    augment=Augment(gain_db=a.gain_db, channel_swap=a.channel_swap, polarity=a.polarity, remix=a.remix), **common),
+        StemDataset(
+            train,
+            items=cfg.items_per_epoch,
+            seed=seed,
+            speed=a.speed,
+            extra=cfg.extra,
+            extra_p=cfg.extra_p,
+            track_weights=weights,
+            augment=Augment(gain_db=a.gain_db, channel_swap=a.channel_swap, polarity=a.polarity, remix=a.remix),
+            **common,
+        ),
         StemDataset(valid, validation=True, items_per_track=cfg.valid_items_per_track, seed=seed, **common),
     )
 
@@ -41,14 +62,26 @@ def _stems(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mixture
 def _speakers(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
     if not cfg.valid:
         raise ConfigError(f"{cfg.kind} data need data.valid utterance folders with other speakers than data.train")
-    common = dict(speakers=cfg.speakers, sample_rate=model.sample_rate, segment=cfg.segment, overlap=cfg.overlap,
-                  gain_db=cfg.gain_db, noise=cfg.noise or None, snr_db=cfg.snr_db, speaker_pattern=cfg.speaker_pattern,
-                  speed=cfg.speed, eq_db=cfg.eq_db, balance=cfg.balance)
+    common = dict(
+        speakers=cfg.speakers,
+        sample_rate=model.sample_rate,
+        segment=cfg.segment,
+        overlap=cfg.overlap,
+        gain_db=cfg.gain_db,
+        noise=cfg.noise or None,
+        snr_db=cfg.snr_db,
+        speaker_pattern=cfg.speaker_pattern,
+        speed=cfg.speed,
+        eq_db=cfg.eq_db,
+        balance=cfg.balance,
+    )
     if cfg.kind == "extract":
         common["enrollment"] = cfg.enrollment
     cls = TargetSpeakerDataset if cfg.kind == "extract" else SpeakerMixDataset
-    return (cls(cfg.train, items=cfg.items_per_epoch, seed=seed, **common),
-            cls(cfg.valid, items=cfg.valid_items, seed=seed, validation=True, **common))
+    return (
+        cls(cfg.train, items=cfg.items_per_epoch, seed=seed, **common),
+        cls(cfg.valid, items=cfg.valid_items, seed=seed, validation=True, **common),
+    )
 
 
 def _noisy_clean(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
@@ -65,11 +98,19 @@ def _noise_mix(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mix
     if not cfg.noise or not cfg.valid:
         raise ConfigError("noise_mix data need data.noise folders and data.valid speech folders")
     common = dict(sample_rate=model.sample_rate, segment=cfg.segment, snr_db=cfg.snr_db, eq_db=cfg.eq_db, seed=seed)
-    return (NoiseMixDataset(cfg.train, cfg.noise, items=cfg.items_per_epoch, **common),
-            NoiseMixDataset(cfg.valid, cfg.noise, items=cfg.valid_items, validation=True, **common))
+    return (
+        NoiseMixDataset(cfg.train, cfg.noise, items=cfg.items_per_epoch, **common),
+        NoiseMixDataset(cfg.valid, cfg.noise, items=cfg.valid_items, validation=True, **common),
+    )
 
 
-BUILDERS = {"stems": _stems, "speakers": _speakers, "extract": _speakers, "noisy_clean": _noisy_clean, "noise_mix": _noise_mix}
+BUILDERS = {
+    "stems": _stems,
+    "speakers": _speakers,
+    "extract": _speakers,
+    "noisy_clean": _noisy_clean,
+    "noise_mix": _noise_mix,
+}
 
 
 def build_datasets(cfg: DataSection, model: SeparationModel, seed: int = 0) -> tuple[MixtureDataset, MixtureDataset]:

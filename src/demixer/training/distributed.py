@@ -86,8 +86,14 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
-def torchrun_command(argv: list[str], devices: int, nnodes: int = 1, node_rank: int = 0,
-                     master_addr: str = "127.0.0.1", master_port: int = 29500) -> list[str]:
+def torchrun_command(
+    argv: list[str],
+    devices: int,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str = "127.0.0.1",
+    master_port: int = 29500,
+) -> list[str]:
     """The command that re-runs ``demixer <argv>`` under torchrun with ``devices`` processes per node."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={devices}", f"--nnodes={nnodes}"]
     if nnodes > 1:

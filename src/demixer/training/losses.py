@@ -66,13 +66,17 @@ class CompressedSpectral:
     Shape: ``[B, S, C, T]`` -> ``[B, S]``.
     """
 
-    def __init__(self, resolutions: tuple[tuple[int, int], ...] = ((256, 64), (512, 128), (1024, 256)),
-                 power: float = 0.3, under: float = 0.0) -> None:
+    def __init__(
+        self,
+        resolutions: tuple[tuple[int, int], ...] = ((256, 64), (512, 128), (1024, 256)),
+        power: float = 0.3,
+        under: float = 0.0,
+    ) -> None:
         self.stfts = [STFT(n, h, normalized=True) for n, h in resolutions]
         self.power, self.under = power, under
 
     def _compress(self, spec: Tensor) -> tuple[Tensor, Tensor]:
-        mag2 = spec.real ** 2 + spec.imag ** 2 + 1e-12  # finite gradient at zero
+        mag2 = spec.real**2 + spec.imag**2 + 1e-12  # finite gradient at zero
         scale = mag2 ** ((self.power - 1) / 2)
         return mag2 ** (self.power / 2), torch.view_as_real(spec * scale)
 
@@ -151,7 +155,11 @@ def window_energies(estimate: Tensor, reference: Tensor, window: int) -> tuple[T
     w = min(window, t)
     n = t // w
     est, ref = (x[..., : n * w].unflatten(-1, (n, w)) for x in (estimate, reference))  # [B, S, C, n, w]
-    return ref.pow(2).sum(dim=(2, 4)), (ref - est).pow(2).sum(dim=(2, 4)), ref.sum(1, keepdim=True).pow(2).sum(dim=(2, 4))
+    return (
+        ref.pow(2).sum(dim=(2, 4)),
+        (ref - est).pow(2).sum(dim=(2, 4)),
+        ref.sum(1, keepdim=True).pow(2).sum(dim=(2, 4)),
+    )
 
 
 def window_sdr(estimate: Tensor, reference: Tensor, window: int, silent: float) -> Tensor:

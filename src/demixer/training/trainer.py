@@ -28,13 +28,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
-from ..files import atomic_path
 from ..devices import resolve_device
+from ..errors import ConfigError, DemixerError, ModelNotFoundError
+from ..files import atomic_path
 from ..models.base import SeparationModel
 from ..models.checkpoint import build_model, save_checkpoint
-from ..errors import DemixerError, ModelNotFoundError
 from . import distributed
-from ..errors import ConfigError
 from .config import TrainConfig, dump_config
 from .datasets import build_datasets
 from .logs import Logs
@@ -163,16 +162,23 @@ class Trainer:
                 f"({config.data.batch_size} x {self.dist.world} processes)"
             )
         self.total_steps = self.steps_per_epoch * config.schedule.epochs
-        self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
-            if self.dist.active else self.model
+        self.net = (
+            DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.dist.active
+            else self.model
+        )
         o = config.optim
         opt_cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(self.model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
         self.elapsed = 0.0  # seconds of training, all sessions of the run together
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(config, self.total_steps, self._time_spent if config.schedule.minutes else None))
-        self.ema = AveragedModel(self.model, multi_avg_fn=_warmup_ema(config.train.ema), use_buffers=True) \
-            if config.train.ema > 0 else None
+            self.optimizer, _lr_lambda(config, self.total_steps, self._time_spent if config.schedule.minutes else None)
+        )
+        self.ema = (
+            AveragedModel(self.model, multi_avg_fn=_warmup_ema(config.train.ema), use_buffers=True)
+            if config.train.ema > 0
+            else None
+        )
         self.amp_dtype = None
         if config.train.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -201,7 +207,9 @@ class Trainer:
         except (OSError, ModelNotFoundError) as exc:
             raise ConfigError(f"model.init: {exc}") from None
         if meta["architecture"] != self.cfg.model.architecture:
-            raise ConfigError(f"model.init: {path} is a {meta['architecture']} checkpoint, not {self.cfg.model.architecture}")
+            raise ConfigError(
+                f"model.init: {path} is a {meta['architecture']} checkpoint, not {self.cfg.model.architecture}"
+            )
         weights = load_file(str(path))
         if not self.cfg.model.init_strict:
             own = self.model.state_dict()
@@ -210,13 +218,17 @@ class Trainer:
                 raise ConfigError(f"model.init: no tensor of {path} fits model.config")
             left = sorted(set(own) - set(fits))
             if left and self.cfg.train.progress:
-                print(f"model.init: {len(fits)} tensors from {path}; freshly initialised: {', '.join(left)}", flush=True)
+                print(
+                    f"model.init: {len(fits)} tensors from {path}; freshly initialised: {', '.join(left)}", flush=True
+                )
             weights = {**own, **fits}
         try:
             self.model.load_state_dict(weights, strict=True)
         except RuntimeError as exc:
-            raise ConfigError(f"model.init: {path} does not fit model.config: {str(exc).splitlines()[0]} "
-                              "(model.init_strict: false takes the tensors that fit)") from None
+            raise ConfigError(
+                f"model.init: {path} does not fit model.config: {str(exc).splitlines()[0]} "
+                "(model.init_strict: false takes the tensors that fit)"
+            ) from None
 
     def _auto_select(self) -> str:
         return "si_sdr" if self.cfg.loss.pit or self.cfg.data.kind != "stems" else "sdr"
@@ -260,8 +272,11 @@ class Trainer:
         stored = SELECT_METRICS[int(state["best_metric"])] if "best_metric" in state else self._auto_select()
         if stored != self.select and self.best_score is not None:
             if self.dist.main and self.cfg.train.progress:
-                print(f"train.select is now {self.select} (the best so far was by {stored}): "
-                      f"the next validation sets a new best.safetensors", flush=True)
+                print(
+                    f"train.select is now {self.select} (the best so far was by {stored}): "
+                    f"the next validation sets a new best.safetensors",
+                    flush=True,
+                )
             self.best_score = None
         self.elapsed = float(state["elapsed"])
         torch.set_rng_state(state["rng_cpu"].cpu())
@@ -272,8 +287,12 @@ class Trainer:
     def _card(self, valid: dict[str, float] | None) -> dict[str, Any]:
         return {
             "training": {
-                "epoch": self.epoch, "step": self.step, "seconds": round(self.elapsed, 1),
-                "processes": self.dist.world, "device": str(self.device), "host_cpu": platform.processor() or platform.machine(),
+                "epoch": self.epoch,
+                "step": self.step,
+                "seconds": round(self.elapsed, 1),
+                "processes": self.dist.world,
+                "device": str(self.device),
+                "host_cpu": platform.processor() or platform.machine(),
                 "config": self.cfg.model_dump(mode="json"),
             },
             "validation": valid or {},
@@ -294,9 +313,16 @@ class Trainer:
         bs = self.cfg.data.batch_size
         sampler = _EpochSampler(len(dataset), self.dist.rank, self.dist.world, skip_batches * bs)
         gen = torch.Generator().manual_seed(shuffle_seed)  # worker seeds drawn here, not from the global RNG
-        return DataLoader(dataset, batch_size=bs, sampler=sampler, drop_last=True, num_workers=self.cfg.data.workers,
-                          generator=gen, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False)
+        return DataLoader(
+            dataset,
+            batch_size=bs,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.cfg.data.workers,
+            generator=gen,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
 
     def _forward(self, net, mix: torch.Tensor, *conditions: torch.Tensor) -> torch.Tensor:
         """The model's estimate; ``conditions`` (enrolment clips, ...) follow the mixture."""
@@ -315,7 +341,9 @@ class Trainer:
         n = len(self.model.sources)
         sums = torch.zeros(3 * n + 2, dtype=torch.float64)  # sdr, si_sdr, count per source; loss sum, batches
         indices = list(range(self.dist.rank, len(self.valid_set), self.dist.world))
-        loader = DataLoader(torch.utils.data.Subset(self.valid_set, indices), batch_size=1, num_workers=self.cfg.data.workers)
+        loader = DataLoader(
+            torch.utils.data.Subset(self.valid_set, indices), batch_size=1, num_workers=self.cfg.data.workers
+        )
         windows: list[list[torch.Tensor]] = [[] for _ in range(n)]  # per source: SDR of every 1 s window
         for mix, ref, *conditions in loader:
             mix, ref = mix.to(self.device), ref.to(self.device)
@@ -329,15 +357,17 @@ class Trainer:
             sdr = (-neg_sdr(est, ref)).double().cpu()
             si = (-neg_si_sdr(est, ref)).double().cpu()
             sums[:n] += (sdr * active).sum(0)
-            sums[n:2 * n] += (si * active).sum(0)
-            sums[2 * n:3 * n] += active.sum(0)
+            sums[n : 2 * n] += (si * active).sum(0)
+            sums[2 * n : 3 * n] += active.sum(0)
             per_window = window_sdr(est, ref, self.model.sample_rate, SILENT).double().cpu()  # [B, S, n]
             for i in range(n):
                 windows[i].append(per_window[:, i].flatten())
         sums = distributed.all_sum(sums.to(self.device), self.dist).cpu()
         medians = {}
         for i, name in enumerate(self.model.sources):
-            values = distributed.all_cat(torch.cat(windows[i]) if windows[i] else torch.zeros(0, dtype=torch.float64), self.dist)
+            values = distributed.all_cat(
+                torch.cat(windows[i]) if windows[i] else torch.zeros(0, dtype=torch.float64), self.dist
+            )
             values = values[~values.isnan()]
             if len(values):
                 medians[f"sdr_median_{name}"] = float(values.median())
@@ -380,6 +410,7 @@ class Trainer:
             """Seconds of training so far: rank 0's when the run is timed, so that all ranks stop at one step."""
             now = time.monotonic() - start
             return distributed.from_main(now, self.dist, self.device) if timed else now
+
         valid: dict[str, float] = {}
         self.net.train()
         try:
@@ -390,14 +421,21 @@ class Trainer:
                 if cfg.train.progress and self.dist.main:
                     from tqdm import tqdm
 
-                    bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch,
-                               desc=f"epoch {self.epoch + 1}/{cfg.schedule.epochs}", unit="step", leave=False)
+                    bar = tqdm(
+                        total=self.steps_per_epoch,
+                        initial=self.batch_in_epoch,
+                        desc=f"epoch {self.epoch + 1}/{cfg.schedule.epochs}",
+                        unit="step",
+                        leave=False,
+                    )
                 running = []
                 for mix, ref, *conditions in loader:
                     mix, ref = mix.to(self.device, non_blocking=True), ref.to(self.device, non_blocking=True)
                     loss = self.loss(self._forward(self.net, mix, *conditions), ref)
                     if not torch.isfinite(loss):
-                        raise DemixerError(f"training diverged at step {self.step}: loss is {float(loss)}; lower optim.lr")
+                        raise DemixerError(
+                            f"training diverged at step {self.step}: loss is {float(loss)}; lower optim.lr"
+                        )
                     self.optimizer.zero_grad(set_to_none=True)
                     self.scaler.scale(loss).backward()
                     self.scaler.unscale_(self.optimizer)
@@ -414,13 +452,21 @@ class Trainer:
                         bar.update()
                         bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}")
                     if self.step % cfg.train.log_every == 0:
-                        self.logs.log("train", self.step, {
-                            "epoch": self.epoch, "loss": float(np.mean(running[-cfg.train.log_every:])),
-                            "grad_norm": float(norm), "lr": self.scheduler.get_last_lr()[0],
-                        })
+                        self.logs.log(
+                            "train",
+                            self.step,
+                            {
+                                "epoch": self.epoch,
+                                "loss": float(np.mean(running[-cfg.train.log_every :])),
+                                "grad_norm": float(norm),
+                                "lr": self.scheduler.get_last_lr()[0],
+                            },
+                        )
                     self.elapsed = clock()
                     every = cfg.train.checkpoint_every_steps
-                    timed_out = cfg.train.max_minutes is not None and self.elapsed - session_from > cfg.train.max_minutes * 60
+                    timed_out = (
+                        cfg.train.max_minutes is not None and self.elapsed - session_from > cfg.train.max_minutes * 60
+                    )
                     if (every and self.step % every == 0) or timed_out:
                         self._save(valid or None)
                     if timed_out:
@@ -441,7 +487,10 @@ class Trainer:
                 self._save(valid, best=improved)
                 if self.dist.main and cfg.train.progress:
                     shown = ", ".join(f"{k} {v:.3f}" for k, v in valid.items() if k in ("loss", "sdr", "si_sdr"))
-                    print(f"epoch {self.epoch}/{cfg.schedule.epochs}: {shown}" + (" (best)" if improved else ""), flush=True)
+                    print(
+                        f"epoch {self.epoch}/{cfg.schedule.epochs}: {shown}" + (" (best)" if improved else ""),
+                        flush=True,
+                    )
             return self._result(valid, finished=True)
         finally:
             self.logs.close()

@@ -1,7 +1,7 @@
 """Spectral transforms shared by all models and methods: STFT pair, masks, Wiener filtering."""
 
-from .mel import mel_filterbank
 from .masks import apply_mask, binary_mask, complex_mask, ratio_mask
+from .mel import mel_filterbank
 from .stft import STFT
 from .wiener import wiener
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import require
+
 
 def ratio_mask(magnitudes: Tensor, power: float = 2.0, eps: float = 1e-10, dim: int = 0) -> Tensor:
     """Soft ratio masks ``|S_j|^p / sum_k |S_k|^p`` that sum to one along ``dim``.
@@ -45,5 +47,5 @@ def complex_mask(real_imag: Tensor) -> Tensor:
     Shape:
         ``[..., 2]`` -> complex ``[...]``.
     """
-    assert real_imag.shape[-1] == 2, f"last axis must hold (real, imag), got size {real_imag.shape[-1]}"
+    require(real_imag.shape[-1] == 2, f"last axis must hold (real, imag), got size {real_imag.shape[-1]}")
     return torch.view_as_complex(real_imag.float().contiguous())

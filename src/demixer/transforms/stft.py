@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import require
+
 
 class STFT(nn.Module):
     """Short-time Fourier transform with a periodic Hann window and its exact inverse.
@@ -30,16 +32,17 @@ class STFT(nn.Module):
         True
     """
 
-    def __init__(self, n_fft: int = 2048, hop_length: int | None = None, pad_mode: str = "constant",
-                 normalized: bool = False) -> None:
+    def __init__(
+        self, n_fft: int = 2048, hop_length: int | None = None, pad_mode: str = "constant", normalized: bool = False
+    ) -> None:
         super().__init__()
         self.normalized = normalized
-        assert pad_mode in ("constant", "reflect"), f"pad_mode is 'constant' or 'reflect', got {pad_mode!r}"
+        require(pad_mode in ("constant", "reflect"), f"pad_mode is 'constant' or 'reflect', got {pad_mode!r}")
         self.pad_mode = pad_mode
-        assert n_fft >= 2 and n_fft % 2 == 0, f"n_fft must be an even number >= 2, got {n_fft}"
+        require(n_fft >= 2 and n_fft % 2 == 0, f"n_fft must be an even number >= 2, got {n_fft}")
         self.n_fft = n_fft
         self.hop_length = hop_length or n_fft // 4
-        assert 0 < self.hop_length <= n_fft, f"hop_length must be in (0, n_fft], got {self.hop_length}"
+        require(0 < self.hop_length <= n_fft, f"hop_length must be in (0, n_fft], got {self.hop_length}")
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     @property
@@ -55,8 +58,14 @@ class STFT(nn.Module):
         # more samples than half a frame; shorter inputs are zero-padded instead
         mode = self.pad_mode if shape[-1] > self.n_fft // 2 else "constant"
         spec = torch.stft(
-            x.reshape(-1, shape[-1]), self.n_fft, self.hop_length, window=self.window.to(x.dtype),
-            center=True, pad_mode=mode, normalized=self.normalized, return_complex=True,
+            x.reshape(-1, shape[-1]),
+            self.n_fft,
+            self.hop_length,
+            window=self.window.to(x.dtype),
+            center=True,
+            pad_mode=mode,
+            normalized=self.normalized,
+            return_complex=True,
         )
         return spec.reshape(*shape[:-1], *spec.shape[-2:])
 
@@ -73,26 +82,38 @@ class STFT(nn.Module):
         Shape: ``[..., T + n_fft]`` -> complex ``[..., F, n]``.
         """
         shape = padded.shape
-        seg = padded[..., first * self.hop_length: (first + n - 1) * self.hop_length + self.n_fft]
-        spec = torch.stft(seg.reshape(-1, seg.shape[-1]), self.n_fft, self.hop_length, window=self.window.to(padded.dtype),
-                          center=False, normalized=self.normalized, return_complex=True)
+        seg = padded[..., first * self.hop_length : (first + n - 1) * self.hop_length + self.n_fft]
+        spec = torch.stft(
+            seg.reshape(-1, seg.shape[-1]),
+            self.n_fft,
+            self.hop_length,
+            window=self.window.to(padded.dtype),
+            center=False,
+            normalized=self.normalized,
+            return_complex=True,
+        )
         return spec.reshape(*shape[:-1], *spec.shape[-2:])
 
     def inverse(self, spec: Tensor, length: int) -> Tensor:
         shape = spec.shape
         x = torch.istft(
-            spec.reshape(-1, *shape[-2:]), self.n_fft, self.hop_length, window=self.window.to(spec.real.dtype),
-            center=True, normalized=self.normalized, length=length,
+            spec.reshape(-1, *shape[-2:]),
+            self.n_fft,
+            self.hop_length,
+            window=self.window.to(spec.real.dtype),
+            center=True,
+            normalized=self.normalized,
+            length=length,
         )
         return x.reshape(*shape[:-2], length)
 
-    def synthesis(self, like: Tensor, length: int) -> "OverlapAddSynthesis":
+    def synthesis(self, like: Tensor, length: int) -> OverlapAddSynthesis:
         """An inverse STFT fed a few frames at a time (see :class:`OverlapAddSynthesis`).
 
         ``like``: a tensor shaped as the output without its last axis (``[..., length]``), for
         batch shape, dtype and device.
         """
-        assert not self.normalized, "synthesis() is written for unnormalised transforms"
+        require(not self.normalized, "synthesis() is written for unnormalised transforms")
         return OverlapAddSynthesis(self, like.shape[:-1], length, like.dtype, like.device)
 
 
@@ -118,13 +139,13 @@ class OverlapAddSynthesis:
         n = frames.shape[1]
         if n_fft % hop == 0:  # the frame is k whole hops: k shifted block additions
             k = n_fft // hop
-            blocks = into[:, at: at + hop * (n + k - 1)].view(into.shape[0], n + k - 1, hop)
+            blocks = into[:, at : at + hop * (n + k - 1)].view(into.shape[0], n + k - 1, hop)
             parts = frames.view(frames.shape[0], n, k, hop)
             for j in range(k):
-                blocks[:, j: j + n] += parts[:, :, j]
+                blocks[:, j : j + n] += parts[:, :, j]
         else:
             span = n_fft + hop * (n - 1)
-            into[:, at: at + span] += F.fold(frames.transpose(1, 2), (1, span), (1, n_fft), stride=(1, hop))[:, 0, 0]
+            into[:, at : at + span] += F.fold(frames.transpose(1, 2), (1, span), (1, n_fft), stride=(1, hop))[:, 0, 0]
 
     def add(self, spec: Tensor, first: int, item: int | None = None) -> None:
         """Add frames ``first .. first + n - 1`` (``item``: of that batch element only; then every
@@ -136,14 +157,16 @@ class OverlapAddSynthesis:
         flat_spec = spec.reshape(-1, *spec.shape[-2:])
         flat_acc = acc.reshape(-1, acc.shape[-1])
         for k in range(flat_spec.shape[0]):  # one signal at a time: a small transient
-            frames = torch.fft.irfft(flat_spec[k].transpose(0, 1), n=n_fft, dim=-1).to(self.acc.dtype).mul_(window)  # [n, n_fft]
-            self._overlap_add(frames[None], first * hop, flat_acc[k: k + 1])
+            frames = (
+                torch.fft.irfft(flat_spec[k].transpose(0, 1), n=n_fft, dim=-1).to(self.acc.dtype).mul_(window)
+            )  # [n, n_fft]
+            self._overlap_add(frames[None], first * hop, flat_acc[k : k + 1])
         if item in (None, 0):
-            self._overlap_add((window ** 2).expand(1, n, n_fft), first * hop, self.env[None])
+            self._overlap_add((window**2).expand(1, n, n_fft), first * hop, self.env[None])
 
     def finish(self) -> Tensor:
         half = self.stft.n_fft // 2
-        env = self.env[half: half + self.length]
+        env = self.env[half : half + self.length]
         if not (env > 1e-11).all():
             raise RuntimeError("overlap-add synthesis: some samples got no frame (not every frame was added)")
-        return self.acc[..., half: half + self.length].div_(env)  # in place: the result is a view of the buffer
+        return self.acc[..., half : half + self.length].div_(env)  # in place: the result is a view of the buffer

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..errors import require
+
 _EPS = 1e-10
 BIN_BLOCK = 256  # frequency bins processed at once inside a window (the result does not depend on it)
 
@@ -83,8 +85,14 @@ def _weighted(v: Tensor, r: Tensor) -> Tensor:
     return torch.bmm(v, r[..., None])[..., 0]
 
 
-def _em_small(x: Tensor, iterations: int, style: EMConvention, mags: Tensor | None = None,
-              phase: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+def _em_small(
+    x: Tensor,
+    iterations: int,
+    style: EMConvention,
+    mags: Tensor | None = None,
+    phase: Tensor | None = None,
+    y: Tensor | None = None,
+) -> Tensor:
     """EM for one or two channels in closed form, equal to :func:`_em`.
 
     The spatial covariances are kept as their real diagonal and (stereo) complex off-diagonal
@@ -109,8 +117,13 @@ def _em_small(x: Tensor, iterations: int, style: EMConvention, mags: Tensor | No
             if q is None:
                 off = prod.sum(dim=1) / denom  # R_j[0, 1], [F,J] complex
             else:  # sum_n m0 m1 p0 conj(p1): one batched product of real weights with the phase products
-                off = torch.complex(torch.bmm(prod.transpose(1, 2), q.real[..., None])[..., 0],
-                                    torch.bmm(prod.transpose(1, 2), q.imag[..., None])[..., 0]) / denom
+                off = (
+                    torch.complex(
+                        torch.bmm(prod.transpose(1, 2), q.real[..., None])[..., 0],
+                        torch.bmm(prod.transpose(1, 2), q.imag[..., None])[..., 0],
+                    )
+                    / denom
+                )
             a = _weighted(v, diag[0]) + style.mixture_reg
             d = _weighted(v, diag[1]) + style.mixture_reg
             b = _weighted(v, off)
@@ -162,15 +175,19 @@ def wiener(
     With ``iterations >= 1`` the estimates sum to the mixture exactly (the Wiener gains sum
     to the identity).
     """
-    assert magnitudes.dim() == 4 and mix_spec.dim() == 3, "magnitudes [F,N,C,J] and mix_spec [F,N,C] expected"
-    assert magnitudes.shape[:3] == mix_spec.shape, f"shapes differ: {tuple(magnitudes.shape)} vs {tuple(mix_spec.shape)}"
+    require(magnitudes.dim() == 4 and mix_spec.dim() == 3, "magnitudes [F,N,C,J] and mix_spec [F,N,C] expected")
+    require(
+        magnitudes.shape[:3] == mix_spec.shape, f"shapes differ: {tuple(magnitudes.shape)} vs {tuple(mix_spec.shape)}"
+    )
     mix_spec = mix_spec.to(torch.complex64)
     magnitudes = magnitudes.float()
     phase = None
     fast = iterations > 0 and mix_spec.shape[-1] <= 2 and not (softmask or residual)  # EM from the magnitudes directly
     if softmask:
         total = magnitudes.sum(-1, keepdim=True)
-        share = torch.where(total > _EPS, magnitudes / total.clamp_min(_EPS), torch.full_like(magnitudes, 1.0 / magnitudes.shape[-1]))
+        share = torch.where(
+            total > _EPS, magnitudes / total.clamp_min(_EPS), torch.full_like(magnitudes, 1.0 / magnitudes.shape[-1])
+        )
         y = mix_spec[..., None] * share
     else:
         size = mix_spec.abs()
@@ -196,8 +213,13 @@ def wiener(
             fb = slice(lo, lo + BIN_BLOCK)
             x_b = x_w[fb].to(convention.dtype) * scale
             if fast:
-                est = _em_small(x_b, iterations, convention, mags=(magnitudes[fb, sl] * scale).to(real),
-                                phase=phase[fb, sl].to(convention.dtype))
+                est = _em_small(
+                    x_b,
+                    iterations,
+                    convention,
+                    mags=(magnitudes[fb, sl] * scale).to(real),
+                    phase=phase[fb, sl].to(convention.dtype),
+                )
             elif small:
                 est = _em_small(x_b, iterations, convention, y=y[fb, sl].to(convention.dtype) * scale)
             else:

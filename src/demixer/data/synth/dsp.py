@@ -12,15 +12,15 @@ def estimate_f0(x: np.ndarray, sample_rate: int, fmin: float = 70.0, fmax: float
     frame, hop = int(0.04 * sample_rate), int(0.01 * sample_rate)
     lo, hi = int(sample_rate / fmax), int(sample_rate / fmin)
     f0s = []
-    energy = np.sqrt(np.mean(x ** 2)) + 1e-9
+    energy = np.sqrt(np.mean(x**2)) + 1e-9
     for s in range(0, len(x) - frame, hop):
-        w = x[s:s + frame] * np.hanning(frame)
-        if np.sqrt(np.mean(w ** 2)) < 0.3 * energy:
+        w = x[s : s + frame] * np.hanning(frame)
+        if np.sqrt(np.mean(w**2)) < 0.3 * energy:
             continue
         ac = np.fft.irfft(np.abs(np.fft.rfft(w, 2 * frame)) ** 2)[: hi + 1]
         if ac[0] <= 0:
             continue
-        lag = lo + int(np.argmax(ac[lo:hi + 1]))
+        lag = lo + int(np.argmax(ac[lo : hi + 1]))
         if ac[lag] / ac[0] > 0.5:
             f0s.append(sample_rate / lag)
     return float(np.median(f0s)) if len(f0s) >= 3 else None
@@ -61,7 +61,7 @@ def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
     spec *= f ** (COLOURS[colour] / 2)
     spec[0] = 0
     x = np.fft.irfft(spec, n)
-    return (x / (np.sqrt(np.mean(x ** 2)) + 1e-12)).astype(np.float32)
+    return (x / (np.sqrt(np.mean(x**2)) + 1e-12)).astype(np.float32)
 
 
 def to_level(x: np.ndarray, db: float) -> np.ndarray:

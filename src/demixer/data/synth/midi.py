@@ -143,8 +143,10 @@ def write_midi(path: Path, parts: list[tuple[list[Note], int, int]], bpm: float)
         for n in notes:
             on, off = int(round(n.start * 480)), int(round((n.start + n.duration) * 480))
             pitch = int(np.clip(n.pitch, 0, 127))
-            events += [(on, 1, mido.Message("note_on", note=pitch, velocity=int(n.velocity), channel=channel)),
-                       (max(off, on + 1), 0, mido.Message("note_off", note=pitch, velocity=0, channel=channel))]
+            events += [
+                (on, 1, mido.Message("note_on", note=pitch, velocity=int(n.velocity), channel=channel)),
+                (max(off, on + 1), 0, mido.Message("note_off", note=pitch, velocity=0, channel=channel)),
+            ]
         now = 0
         for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
             track.append(msg.copy(time=tick - now))

@@ -19,8 +19,17 @@ def _babble(talkers: ClipBank, n: int, rng: np.random.Generator) -> np.ndarray:
     return sum(to_level(v, float(rng.uniform(-6, 0))) for v in voices).astype(np.float32)
 
 
-def synth_noise(out: Path, minutes: float, seed: int, *, sample_rate: int = 16000, noise: list[str] | None = None,
-                speech: list[str] | None = None, clip_seconds: float = 10.0, progress=None) -> list[Path]:
+def synth_noise(
+    out: Path,
+    minutes: float,
+    seed: int,
+    *,
+    sample_rate: int = 16000,
+    noise: list[str] | None = None,
+    speech: list[str] | None = None,
+    clip_seconds: float = 10.0,
+    progress=None,
+) -> list[Path]:
     bank = ClipBank(list_audio(noise, "noise"), sample_rate) if noise else None
     talkers = ClipBank(list_audio(speech, "speech"), sample_rate) if speech else None
     n = int(clip_seconds * sample_rate)

@@ -34,7 +34,7 @@ WORDS = (
 
 def sentence(rng: np.random.Generator) -> str:
     start = int(rng.integers(0, len(WORDS) - 12))
-    return " ".join(WORDS[start:start + int(rng.integers(6, 13))])
+    return " ".join(WORDS[start : start + int(rng.integers(6, 13))])
 
 
 def voices() -> list[str]:
@@ -50,8 +50,9 @@ def voices() -> list[str]:
     return [v for group in itertools.zip_longest(*engines) for v in group if v is not None]
 
 
-def synth_speech(out: Path, minutes: float, seed: int, *, sample_rate: int = 16000, speech: list[str] | None = None,
-                 progress=None) -> list[Path]:
+def synth_speech(
+    out: Path, minutes: float, seed: int, *, sample_rate: int = 16000, speech: list[str] | None = None, progress=None
+) -> list[Path]:
     """Write TTS utterances (about ``minutes`` of speech, spread over all voices), copy in real
     utterances (``speech=`` folders), then two-speaker tracks that use each utterance once."""
     rng = np.random.default_rng(seed)
@@ -65,7 +66,9 @@ def synth_speech(out: Path, minutes: float, seed: int, *, sample_rate: int = 160
         engine, _, name = voice.partition(":")
         # speed and base pitch vary per voice so that two espeak voices differ more than their variants
         vrng = np.random.default_rng([seed, i % len(vs)])
-        audio = tts(sentence(rng), voice, sample_rate, speed=int(vrng.integers(130, 190)), pitch=int(vrng.integers(25, 75)))
+        audio = tts(
+            sentence(rng), voice, sample_rate, speed=int(vrng.integers(130, 190)), pitch=int(vrng.integers(25, 75))
+        )
         audio = to_level(audio, -25.0)
         folder = utt_dir / f"{engine}_{name.replace('+', '_')}"
         path = folder / f"{i:05d}.wav"
@@ -94,11 +97,13 @@ def synth_speech(out: Path, minutes: float, seed: int, *, sample_rate: int = 160
         n = max(len(x1[0]), offset + len(x2[0]))
         stack = np.zeros((2, 1, n), np.float32)
         stack[0, 0, : len(x1[0])] = x1[0] * 10 ** (rng.uniform(-2.5, 2.5) / 20)
-        stack[1, 0, offset:offset + len(x2[0])] = x2[0] * 10 ** (rng.uniform(-2.5, 2.5) / 20)
+        stack[1, 0, offset : offset + len(x2[0])] = x2[0] * 10 ** (rng.uniform(-2.5, 2.5) / 20)
         stack = limit_peak(stack)
         folder = out / "tracks" / f"mix_{t:04d}"
         for k in range(2):
             save_audio(folder / f"speaker{k + 1}.wav", stack[k], sample_rate)
-        (folder / "info.json").write_text(json.dumps({"speaker1": written[a][0], "speaker2": written[b][0], "offset_s": offset / sample_rate}))
+        (folder / "info.json").write_text(
+            json.dumps({"speaker1": written[a][0], "speaker2": written[b][0], "offset_s": offset / sample_rate})
+        )
         tracks.append(folder)
     return tracks

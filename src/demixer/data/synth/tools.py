@@ -56,8 +56,26 @@ def render_midi(midi: Path, soundfont: Path, sample_rate: int) -> np.ndarray:
     """
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "out.wav"
-        _run([require("fluidsynth"), "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.6", "-r", str(sample_rate),
-              "-F", str(wav), str(soundfont), str(midi)], "fluidsynth")
+        _run(
+            [
+                require("fluidsynth"),
+                "-ni",
+                "-q",
+                "-R",
+                "0",
+                "-C",
+                "0",
+                "-g",
+                "0.6",
+                "-r",
+                str(sample_rate),
+                "-F",
+                str(wav),
+                str(soundfont),
+                str(midi),
+            ],
+            "fluidsynth",
+        )
         audio, rate = load_audio(wav)
     return resample(audio, rate, sample_rate)
 
@@ -86,7 +104,10 @@ def tts(text: str, voice: str, sample_rate: int, *, speed: int = 160, pitch: int
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "tts.wav"
         if engine == "espeak":
-            _run([require("espeak-ng"), "-v", name, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text], "espeak-ng")
+            _run(
+                [require("espeak-ng"), "-v", name, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
+                "espeak-ng",
+            )
         elif engine == "flite":
             _run([require("flite"), "-voice", name, "-t", text, "-o", str(wav)], "flite")
         elif engine == "festival":

@@ -18,7 +18,7 @@ class RMSNorm(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.scale = dim ** 0.5
+        self.scale = dim**0.5
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -56,8 +56,14 @@ class Attention(nn.Module):
         ``forward``: ``[B, N, dim]`` -> ``[B, N, dim]``.
     """
 
-    def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, dropout: float = 0.0,
-                 rotary_embed: RotaryEmbedding | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 8,
+        dim_head: int = 64,
+        dropout: float = 0.0,
+        rotary_embed: RotaryEmbedding | None = None,
+    ) -> None:
         super().__init__()
         self.heads = heads
         self.dropout = dropout
@@ -88,8 +94,14 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0) -> None:
         super().__init__()
         inner = int(dim * mult)
-        self.net = nn.Sequential(RMSNorm(dim), nn.Linear(dim, inner), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(inner, dim), nn.Dropout(dropout))
+        self.net = nn.Sequential(
+            RMSNorm(dim),
+            nn.Linear(dim, inner),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(inner, dim),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -102,12 +114,23 @@ class Transformer(nn.Module):
         ``forward``: ``[B, N, dim]`` -> ``[B, N, dim]``.
     """
 
-    def __init__(self, dim: int, depth: int, dim_head: int = 64, heads: int = 8, attn_dropout: float = 0.0,
-                 ff_dropout: float = 0.0, ff_mult: int = 4, norm_output: bool = True,
-                 rotary_embed: RotaryEmbedding | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        dim_head: int = 64,
+        heads: int = 8,
+        attn_dropout: float = 0.0,
+        ff_dropout: float = 0.0,
+        ff_mult: int = 4,
+        norm_output: bool = True,
+        rotary_embed: RotaryEmbedding | None = None,
+    ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.ModuleList([Attention(dim, heads, dim_head, attn_dropout, rotary_embed), FeedForward(dim, ff_mult, ff_dropout)])
+            nn.ModuleList(
+                [Attention(dim, heads, dim_head, attn_dropout, rotary_embed), FeedForward(dim, ff_mult, ff_dropout)]
+            )
             for _ in range(depth)
         )
         self.norm = RMSNorm(dim) if norm_output else nn.Identity()

@@ -27,5 +27,7 @@ class Fusable(nn.Module):
     def check_fused_inference(self) -> None:
         """Raise when a fused path would run where autograd records."""
         if torch.is_grad_enabled() or self.training:
-            raise RuntimeError(f"{type(self).__name__} is fused for inference: run it in eval mode under "
-                               "torch.inference_mode() (or call unfuse() to train it)")
+            raise RuntimeError(
+                f"{type(self).__name__} is fused for inference: run it in eval mode under "
+                "torch.inference_mode() (or call unfuse() to train it)"
+            )

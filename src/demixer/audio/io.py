@@ -256,7 +256,7 @@ def load_audio(
     info = probe(path)
     blocks = list(iter_blocks(info, start=start, duration=duration))
     if not blocks:
-        raise AudioError(path, "contains no audio samples")
+        raise AudioError(str(path), "contains no audio samples")
     return np.concatenate(blocks, axis=1), info.sample_rate
 
 

@@ -48,13 +48,13 @@ class StreamResampler:
         return out
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        if self.identity:
+        if self._stream is None:
             return self._limit(block)
         out = self._stream.resample_chunk(np.ascontiguousarray(block.T, dtype=np.float32), last=False)
         return self._limit(np.ascontiguousarray(out.T))
 
     def flush(self) -> np.ndarray:
-        if self.identity:
+        if self._stream is None:
             tail = np.zeros((self.channels, 0), np.float32)
         else:
             out = self._stream.resample_chunk(np.zeros((0, self.channels), np.float32), last=True)

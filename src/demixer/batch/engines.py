@@ -6,6 +6,7 @@ is loaded once per worker (process or actor), never per item.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -58,7 +59,7 @@ def run_ray(items: list[Item], options: dict[str, Any], workers: int, address: s
             ignore_reinit_error=True,
             include_dashboard=False,
             log_to_driver=False,
-            logging_level="ERROR",
+            logging_level=logging.ERROR,
         )
     except Exception as exc:  # connection refused, version mismatch, ...
         raise DemixerError(

@@ -85,21 +85,21 @@ def run_batch(
             continue
         foreign = [str(p) for p in outputs.values() if p.exists()]
         if foreign and previous is None and not options.overwrite:
-            record = {
+            refused = {
                 "input": key,
                 "outputs": {k: str(v) for k, v in outputs.items()},
                 "status": "failed",
                 "error": f"output exists and is not from this batch: {foreign[0]} (use --overwrite)",
             }
-            store.append(record)
+            store.append(refused)
             summary.failed += 1
-            summary.failures.append(record)
+            summary.failures.append(refused)
             continue
         if previous is not None:  # ours from a run that stopped: drop what a killed writer may have left
             _remove_leftovers(outputs)
         todo.append((key, {k: str(v) for k, v in outputs.items()}))
-    for key, outputs in todo:  # this batch owns these outputs from now on (a killed run may redo them)
-        store.append({"input": key, "outputs": outputs, "status": "started"})
+    for key, claimed in todo:  # this batch owns these outputs from now on (a killed run may redo them)
+        store.append({"input": key, "outputs": claimed, "status": "started"})
     worker_options = {f.name: getattr(options, f.name) for f in dataclasses.fields(SeparationOptions)}
     del planner
     bar = None

@@ -99,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     msub = p.add_subparsers(dest="models_command", required=True)
     lp = msub.add_parser("list", help="list the available models (published ones with their cache state)")
     lp.add_argument("--json", action="store_true", help="machine-readable output")
-    lp.set_defaults(run=lambda args: print_models(args.json) or 0)
+    lp.set_defaults(run=lambda args: print_models(args.json))
     cp = msub.add_parser(
         "card", help="print the model card of a trained model shipped with demixer: data, training, metrics, weaknesses"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from ..errors import DemixerError
 from ..files import walk
 
 
-def list_audio(roots: list[str | os.PathLike[str]] | str | os.PathLike[str], what: str = "audio") -> list[Path]:
+def list_audio(roots: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], what: str = "audio") -> list[Path]:
     """Every audio file under the given folders (recursively), sorted.
 
     Raises:

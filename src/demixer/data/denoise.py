@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +108,8 @@ class NoiseMixDataset(MixtureDataset):
 
     def __init__(
         self,
-        speech: list[str | os.PathLike[str]] | str | os.PathLike[str],
-        noise: list[str | os.PathLike[str]] | str | os.PathLike[str],
+        speech: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+        noise: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
         *,
         sample_rate: int = 16000,
         segment: float = 3.0,

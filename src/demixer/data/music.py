@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -63,7 +65,7 @@ class StemDataset(MixtureDataset):
         preload: bool = False,
         groups: dict[str, list[str]] | None = None,
         speed: tuple[float, float] = (1.0, 1.0),
-        extra: dict[str, list[str | os.PathLike[str]]] | None = None,
+        extra: Mapping[str, Sequence[str | os.PathLike[str]]] | None = None,
         extra_p: float = 0.0,
         track_weights: list[float] | None = None,
     ) -> None:
@@ -94,7 +96,7 @@ class StemDataset(MixtureDataset):
         unknown = sorted(set(extra or {}) - set(self.sources))
         if unknown:
             raise ValueError(f"extra clips for sources the model does not have: {', '.join(unknown)}")
-        self.speed = (1.0, 1.0) if validation else tuple(speed)
+        self.speed: tuple[float, float] = (1.0, 1.0) if validation else (float(speed[0]), float(speed[1]))
         self.extra_p = 0.0 if validation else extra_p
         self.extra = (
             {s: ClipBank(list_audio(roots, f"extra {s}"), sample_rate) for s, roots in (extra or {}).items()}
@@ -120,7 +122,7 @@ class StemDataset(MixtureDataset):
         """``[C, frames]`` from ``start``, played ``factor`` times as fast."""
         parts = self.groups.get(source, [source])
         frames = self.frames if factor == 1.0 else int(np.ceil(self.frames * factor)) + 16
-        audio = sum(track.read(p, start, frames, self.sample_rate, self.channels) for p in parts)
+        audio = cast(np.ndarray, sum(track.read(p, start, frames, self.sample_rate, self.channels) for p in parts))
         if factor == 1.0:
             return audio
         audio = resample(audio, self.sample_rate * factor, self.sample_rate)
@@ -156,11 +158,11 @@ class StemDataset(MixtureDataset):
                 start = self._start(track, rng)
                 factor = self._factor(rng)
             stems.append(self._read(track, s, start, factor))
-        stems = np.stack(stems)
+        sources = np.stack(stems)
         for i, s in enumerate(self.sources):
             if s in self.extra and rng.random() < self.extra_p:
-                stems[i] = self._extra(s, np.delete(stems, i, axis=0).sum(0), rng)
-        return limit_peak(self.augment(stems, rng))
+                sources[i] = self._extra(s, np.delete(sources, i, axis=0).sum(0), rng)
+        return limit_peak(self.augment(sources, rng))
 
     def _track(self, rng: np.random.Generator) -> Track:
         if self.track_p is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ class SpeakerMixDataset(MixtureDataset):
 
     def __init__(
         self,
-        utterances: list[str | os.PathLike[str]] | str | os.PathLike[str],
+        utterances: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
         *,
         speakers: int = 2,
         sample_rate: int = 8000,
@@ -52,7 +53,7 @@ class SpeakerMixDataset(MixtureDataset):
         items: int = 1000,
         overlap: tuple[float, float] = (0.5, 1.0),
         gain_db: tuple[float, float] = (-5.0, 5.0),
-        noise: list[str | os.PathLike[str]] | None = None,
+        noise: Sequence[str | os.PathLike[str]] | None = None,
         snr_db: tuple[float, float] = (0.0, 20.0),
         speaker_pattern: str | None = None,
         speed: tuple[float, float] = (1.0, 1.0),
@@ -89,7 +90,7 @@ class SpeakerMixDataset(MixtureDataset):
         self.sample_rate = sample_rate
         self.frames = int(round(segment * sample_rate))
         self.n, self.overlap, self.gain_db, self.snr_db = speakers, overlap, gain_db, snr_db
-        self.speed = (1.0, 1.0) if validation else tuple(speed)
+        self.speed: tuple[float, float] = (1.0, 1.0) if validation else (float(speed[0]), float(speed[1]))
         self.eq_db = training_eq_db(eq_db, validation)
         folders = [label.split("/", 1)[0] for label in self.speakers]  # labels are "<folder>/<speaker>"
         per_folder = Counter(folders)
@@ -98,7 +99,7 @@ class SpeakerMixDataset(MixtureDataset):
         )
         super().__init__(items=items, seed=seed, validation=validation)
 
-    def make(self, index: int, rng: np.random.Generator) -> np.ndarray:
+    def make(self, index: int, rng: np.random.Generator) -> np.ndarray | tuple[np.ndarray, ...]:
         return self._compose(rng)[0]
 
     def _perturb(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -9,6 +9,7 @@ A stem that a track lacks reads as silence, so a song without bass still trains 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -56,7 +57,7 @@ class Stem:
         step = Fraction(info.sample_rate, sample_rate)
         lo_t = (start - 256) // step.denominator * step.denominator
         lo = lo_t * step.numerator // step.denominator
-        n = int(np.ceil((frames + start - lo_t + 256) * step))
+        n = math.ceil((frames + start - lo_t + 256) * step)
         raw = read_frames(info, max(lo, 0), n + min(lo, 0))
         if lo < 0:
             raw = np.concatenate([np.zeros((raw.shape[0], -lo), np.float32), raw], axis=1)

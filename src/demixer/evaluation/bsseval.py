@@ -210,7 +210,7 @@ def bss_eval_v4(
     out = np.full((4, nsrc, len(frames)), np.nan)
     active = [j for j in range(nsrc) if np.any(ref[j].sum(0) != 0)]
     if not active:
-        return BssEvalResult(*out, window=window, hop=hop)
+        return BssEvalResult(out[0], out[1], out[2], out[3], window=window, hop=hop)
     ra, ea = (ref, est) if len(active) == nsrc else (ref[active], est[active])
     na, L = len(active), filters_len
 
@@ -273,13 +273,13 @@ def bss_eval_v4(
         # projections in the frequency domain (spectra of size >= window + L - 1: linear, no wrap)
         proj = torch.matmul(Cf, Rw).numpy()  # [F, (e,c), w]
         proj_j = torch.matmul(Cjf, Rw.reshape(nf, na, nchan, hi - lo)).reshape(nf, P, hi - lo).numpy()
-        Rw, Ew = Rw.numpy(), Ew.numpy()
-        e_ref, e_proj, e_proj_j = energy(Rw), energy(proj), energy(proj_j)
-        sdr = _db(e_ref, energy(Ew - Rw))
-        isr = _db(e_ref, energy(proj_j - Rw))
+        ref_w, est_w = Rw.numpy(), Ew.numpy()
+        e_ref, e_proj, e_proj_j = energy(ref_w), energy(proj), energy(proj_j)
+        sdr = _db(e_ref, energy(est_w - ref_w))
+        isr = _db(e_ref, energy(proj_j - ref_w))
         sir = _db(e_proj_j, energy(proj - proj_j))
-        sar = _db(e_proj, energy(Ew - proj))
+        sar = _db(e_proj, energy(est_w - proj))
         for m, values in enumerate((sdr, isr, sir, sar)):  # [j, w]
             values[:, silent[lo:hi]] = np.nan
             out[m][np.ix_(active, range(lo, hi))] = values
-    return BssEvalResult(*out, window=window, hop=hop)
+    return BssEvalResult(out[0], out[1], out[2], out[3], window=window, hop=hop)

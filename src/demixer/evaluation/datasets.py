@@ -80,28 +80,28 @@ def load_dataset(path: str | os.PathLike[str], kind: str = "auto", limit: int | 
     if kind == "denoise":
         for noisy, clean in find_pairs(root):
 
-            def load(noisy=noisy, clean=clean):
+            def load_pair(noisy=noisy, clean=clean):
                 (n, c), rate = _load_same_length([noisy, clean])
                 return n, {"speech": c, "noise": n - c}, rate
 
-            items.append(EvalItem(noisy.stem, kind, load))
-    elif kind == "speakers" and _speaker_dirs(root):
-        mix_dir, spk_dirs = _speaker_dirs(root)
+            items.append(EvalItem(noisy.stem, kind, load_pair))
+    elif kind == "speakers" and (folders := _speaker_dirs(root)) is not None:
+        mix_dir, spk_dirs = folders
         for mix in sorted(p for p in mix_dir.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS):
             paths = [d / mix.name for d in spk_dirs]
             missing = [p for p in paths if not p.exists()]
             if missing:
                 raise DemixerError(f"{mix} has no source file {missing[0]}")
 
-            def load(mix=mix, paths=paths):
+            def load_speakers(mix=mix, paths=paths):
                 arrays, rate = _load_same_length([mix, *paths])
                 return arrays[0], {f"speaker{i + 1}": a for i, a in enumerate(arrays[1:])}, rate
 
-            items.append(EvalItem(mix.stem, kind, load))
+            items.append(EvalItem(mix.stem, kind, load_speakers))
     else:
         for track in find_tracks(root):
 
-            def load(track=track):
+            def load_track(track=track):
                 rate = probe(next(iter(track.stems.values())).path).sample_rate
                 refs = {name: stem.load(rate) for name, stem in track.stems.items()}
                 n = max(a.shape[1] for a in refs.values())
@@ -117,7 +117,7 @@ def load_dataset(path: str | os.PathLike[str], kind: str = "auto", limit: int | 
                     mix = sum(refs.values())
                 return mix.astype(np.float32), {k: v.astype(np.float32) for k, v in refs.items()}, rate
 
-            items.append(EvalItem(track.name, kind, load))
+            items.append(EvalItem(track.name, kind, load_track))
     if not items:
         raise DemixerError(f"no {kind} items found in {root}")
     items.sort(key=lambda i: i.name)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def _targets_for(sources: tuple[str, ...] | list[str], refs: dict[str, np.ndarra
         if s in refs:
             out[s] = refs[s]
         elif rest in refs:
-            out[s] = sum(v for k, v in refs.items() if k != rest)
+            out[s] = cast(np.ndarray, sum(v for k, v in refs.items() if k != rest))
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -66,7 +67,7 @@ def inspect_path(
     if max_seconds:
         arrays = {k: v[:, : int(max_seconds * rate)] for k, v in arrays.items()}
     stems = {k: v for k, v in arrays.items() if not k.startswith("mixture")}
-    mixture = arrays.get("mixture", sum(stems.values()) if stems else None)
+    mixture = arrays["mixture"] if "mixture" in arrays else cast(np.ndarray, sum(stems.values()))  # files hold one
     panels = [("mixture" if "mixture" in arrays else "mixture (sum of the stems)", mixture)] + list(stems.items())
     out_dir = Path(out) if out else path
     result.images.append(save_spectrograms(out_dir / "inspect_spectrograms.png", panels, rate, title=str(path)))

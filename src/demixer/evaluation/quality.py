@@ -25,6 +25,7 @@ so their cost does not grow with the track.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -104,7 +105,7 @@ def _frame_rms_db(x: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def quality_signals(
     mixture: np.ndarray | torch.Tensor,
-    stems: dict[str, np.ndarray | torch.Tensor],
+    stems: Mapping[str, np.ndarray | torch.Tensor],
     sample_rate: int,
     max_seconds: float = 60.0,
 ) -> dict[str, Any]:

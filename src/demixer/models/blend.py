@@ -12,6 +12,7 @@ composition is the engine's (:mod:`demixer.separation.chunking`); this module on
 from __future__ import annotations
 
 from math import lcm
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -53,13 +54,18 @@ class Blend(SeparationModel):
     def combine(self, targets: list[Tensor], mix: Tensor) -> Tensor:
         """The blend of the members' ``target`` stems (one per member, in order, each ``[..., C, T]``) and the
         rest of the mixture ``[..., C, T]`` -> ``[..., 2, C, T]``."""
-        target = sum(w * t for w, t in zip(self.weights, targets))
+        target = cast(Tensor, sum(w * t for w, t in zip(self.weights, targets)))
         return torch.stack([target, mix - target], dim=-3)
+
+    @property
+    def member_models(self) -> list[SeparationModel]:
+        """The members, in order (their weights: :attr:`weights`)."""
+        return [cast(SeparationModel, model) for model in self.members]
 
     def forward(self, mix: Tensor) -> Tensor:
         """Every member on the whole input, then :meth:`combine`. The separation engine does better: it runs
         each member with its own chunking, as the member would run alone (:mod:`demixer.separation.chunking`)."""
-        targets = [model(mix)[:, model.sources.index(self.target)] for model in self.members]
+        targets = [model(mix)[:, model.sources.index(self.target)] for model in self.member_models]
         return self.combine(targets, mix)
 
     def describe(self) -> dict:

@@ -86,7 +86,7 @@ def save_checkpoint(model: SeparationModel, path: str | os.PathLike[str], extra:
     from ..version import __version__
 
     path = Path(path)
-    config = dataclasses.asdict(model.config)  # type: ignore[attr-defined]
+    config = dataclasses.asdict(model.config)
     meta = {
         "format": FORMAT,
         "architecture": architecture_of(model),

@@ -10,6 +10,7 @@ speakers with silent extra targets, it leaves the outputs it does not need near 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -117,7 +118,8 @@ class _TCNBlock(Fusable):
     def _residual_and_skip_fused(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The residual and skip 1x1 convolutions as one, the residual added in place."""
         self.check_fused_inference()
-        both = F.conv1d(y, torch.cat([self.res.weight, self.skip.weight]), torch.cat([self.res.bias, self.skip.bias]))
+        biases = cast(list[Tensor], [self.res.bias, self.skip.bias])  # both 1x1 convolutions have biases
+        both = F.conv1d(y, torch.cat([self.res.weight, self.skip.weight]), torch.cat(biases))
         res, skip = both.chunk(2, dim=1)
         return res.add_(x), skip
 

@@ -76,6 +76,10 @@ class Denoiser(SeparationModel):
         ``forward``: ``[B, 1, T]`` -> ``[B, 2, 1, T]`` (speech, noise = mixture - speech).
     """
 
+    window: Tensor  # buffers: the sqrt-Hann frame window, band features and their expansion to bins
+    bands: Tensor
+    expand: Tensor
+
     def __init__(self, config: DenoiserConfig | None = None, run_rate: int | None = None) -> None:
         """``run_rate``: the rate to run at, if not the trained ``config.sample_rate`` (a higher one;
         see :meth:`at_input_rate`)."""
@@ -104,9 +108,9 @@ class Denoiser(SeparationModel):
         self.register_buffer("bands", torch.from_numpy(features).float(), persistent=False)
         self.register_buffer("expand", torch.from_numpy(expand).float(), persistent=False)
         self._rates: dict[int, Denoiser] = {}  # at_input_rate's versions, sharing these weights
-        features = cfg.bands + self.fine
-        self.input_norm = nn.LayerNorm(features)
-        self.gru = nn.GRU(features, cfg.hidden, num_layers=cfg.layers, batch_first=True)
+        inputs = cfg.bands + self.fine
+        self.input_norm = nn.LayerNorm(inputs)
+        self.gru = nn.GRU(inputs, cfg.hidden, num_layers=cfg.layers, batch_first=True)
         self.to_band_gains = nn.Linear(cfg.hidden, cfg.bands)
         self.to_fine_gains = nn.Linear(cfg.hidden, self.fine)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -206,7 +207,7 @@ class DConv(Fusable):
         return x
 
     @staticmethod
-    def _fused(layer: nn.Sequential, x: Tensor, out: Tensor) -> None:
+    def _fused(layer: nn.Module, x: Tensor, out: Tensor) -> None:
         """One residual branch at inference: ``out = x + layer(x)``.
 
         The second GroupNorm is folded into the 1x1 convolution before it: its statistics follow
@@ -214,10 +215,13 @@ class DConv(Fusable):
         activation is never normalised in a separate pass, and the layer scale goes into the
         GLU's value half.
         """
-        conv1, gn1, _, conv2, gn2, _, scale = layer
+        conv1, gn1, _, conv2, gn2, _, scale = cast(
+            tuple[nn.Conv1d, nn.GroupNorm, nn.GELU, nn.Conv1d, nn.GroupNorm, nn.GLU, LayerScale],
+            tuple(layer.children()),
+        )
         h = F.gelu(gn1(conv1(x)))  # [N, I, T], I = C / compress
         t = h.shape[-1]
-        w, b = conv2.weight[:, :, 0], conv2.bias  # [2C, I], [2C]
+        w, b = conv2.weight[:, :, 0], cast(Tensor, conv2.bias)  # [2C, I], [2C] (DConv's convolutions have biases)
         h_mean = h.mean(dim=2)  # [N, I]
         centred = h - h_mean[:, :, None]
         cov = torch.bmm(centred, centred.transpose(1, 2)) / t  # [N, I, I]
@@ -245,14 +249,14 @@ class ConvGLU(Fusable):
     norm keep their checkpoint names.
     """
 
-    def forward(self, conv: nn.Module, norm: nn.Module, x: Tensor) -> Tensor:
+    def forward(self, conv: nn.Conv1d | nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:
         if self.fused and isinstance(norm, nn.Identity):
             self.check_fused_inference()
             return _conv_glu_halves(conv, x)
         return F.glu(norm(conv(x)), dim=1)
 
 
-def _conv_glu_halves(conv: nn.Module, x: Tensor) -> Tensor:
+def _conv_glu_halves(conv: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
     """``glu(conv(x), dim=1)`` with the value and gate halves computed apart, multiplied in place."""
     c = conv.out_channels // 2
     value = conv._conv_forward(x, conv.weight[:c], conv.bias[:c] if conv.bias is not None else None)
@@ -293,6 +297,8 @@ class HEncLayer(nn.Module):
         self.freq, self.stride, self.empty = freq, stride, empty
         self.kernel_size = kernel_size
         pad_n = kernel_size // 4 if pad else 0
+        klass: type[nn.Conv1d | nn.Conv2d]
+        self.conv: nn.Module
         if freq:
             self.conv = nn.Conv2d(chin, chout, (kernel_size, 1), (stride, 1), (pad_n, 0))
             klass = nn.Conv2d
@@ -350,6 +356,8 @@ class HDecLayer(nn.Module):
         super().__init__()
         self.freq, self.chin, self.empty, self.last = freq, chin, empty, last
         self.pad = kernel_size // 4 if pad else 0
+        klass: type[nn.Conv1d | nn.Conv2d]
+        self.conv_tr: nn.Module
         if freq:
             self.conv_tr = nn.ConvTranspose2d(chin, chout, (kernel_size, 1), (stride, 1))
             klass = nn.Conv2d
@@ -368,7 +376,7 @@ class HDecLayer(nn.Module):
     def forward(self, x: Tensor, skip: Tensor | None, length: int) -> tuple[Tensor, Tensor]:
         if self.freq and x.dim() == 3:
             x = x.view(x.shape[0], self.chin, -1, x.shape[-1])
-        if self.empty:
+        if self.empty or skip is None:
             y = x
         else:
             x = x + skip
@@ -503,7 +511,7 @@ class CrossTransformerEncoder(nn.Module):
         self.norm_in = nn.LayerNorm(dim) if cfg.t_norm_in else nn.Identity()
         self.norm_in_t = nn.LayerNorm(dim) if cfg.t_norm_in else nn.Identity()
         norm_out = cfg.t_norm_out
-        kw = dict(
+        kw: dict[str, Any] = dict(
             dim=dim, heads=cfg.t_heads, hidden=hidden, norm_out=norm_out, layer_scale=cfg.t_layer_scale, gelu=cfg.t_gelu
         )
         self.layers = nn.ModuleList(_Layer(cross=i % 2 != self.classic_parity, **kw) for i in range(cfg.t_layers))
@@ -558,7 +566,9 @@ class HTDemucs(SeparationModel):
                 ker, stri = cfg.time_stride * 2, cfg.time_stride
             if freq and freqs <= cfg.kernel_size:
                 ker, pad, last_freq = freqs, False, True
-            common = dict(norm_groups=cfg.norm_groups, norm=norm, dconv_kw=dconv_kw, rewrite=cfg.rewrite)
+            common: dict[str, Any] = dict(
+                norm_groups=cfg.norm_groups, norm=norm, dconv_kw=dconv_kw, rewrite=cfg.rewrite
+            )
             if last_freq:
                 chout_z = max(chout, chout_z)
                 chout = chout_z
@@ -732,6 +742,8 @@ class HTDemucsBag(SeparationModel):
         ``forward``: ``[B, C, T]`` -> ``[B, S, C, T]``.
     """
 
+    weights: Tensor  # buffer: [models, sources]
+
     def __init__(self, models: list[HTDemucs], weights: list[list[float]] | None = None) -> None:
         super().__init__()
         first = models[0]
@@ -749,14 +761,13 @@ class HTDemucsBag(SeparationModel):
         require(
             w.shape == (len(models), len(first.sources)), f"bag weights must be [models, sources], got {tuple(w.shape)}"
         )
-        require((w.sum(0) > 0).all(), "every source needs a positive weight in some model")
+        require(bool((w.sum(0) > 0).all()), "every source needs a positive weight in some model")
         self.register_buffer("weights", w, persistent=False)
 
     def forward(self, mix: Tensor) -> Tensor:
-        total = None
+        total = torch.zeros((), dtype=mix.dtype, device=mix.device)
         for model, w in zip(self.models, self.weights):
             if not (w > 0).any():
                 continue
-            y = model(mix) * w[:, None, None].to(mix.dtype)
-            total = y if total is None else total + y
+            total = total + model(mix) * w[:, None, None].to(mix.dtype)
         return total / self.weights.sum(0)[:, None, None].to(mix.dtype)

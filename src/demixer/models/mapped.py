@@ -112,7 +112,7 @@ def map_weights(model: nn.Module, path: str | os.PathLike[str], streamed: list[s
         module = model.get_submodule(prefix)
         module.register_forward_hook(page_out(module, prefix))
         page_out(module, prefix)()  # nothing of it is resident until it runs
-    model._mapped_weights = mapped  # keeps the map alive as long as the model
+    setattr(model, "_mapped_weights", mapped)  # noqa: B010 (keeps the map alive as long as the model)
     return True
 
 
@@ -124,7 +124,7 @@ def load_mapped(model: nn.Module, path: str | os.PathLike[str]) -> bool:
     """
     from safetensors import safe_open
 
-    streamed = model.streamed_modules() if hasattr(model, "streamed_modules") else []
+    streamed: list[str] = getattr(model, "streamed_modules", list)()
     expected = set(model.state_dict())
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())

@@ -20,6 +20,7 @@ einops axes: ``b`` batch, ``c`` audio channel, ``j`` targets, ``f`` frequency, `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -107,8 +108,9 @@ class UnmixNet(nn.Module):
         """bn2, and bn3 with the output scale/mean, as per-feature scale and shift (eval mode: BatchNorm is affine)."""
 
         def affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            return scale, bn.bias - bn.running_mean * scale
+            mean, var = cast(Tensor, bn.running_mean), cast(Tensor, bn.running_var)  # tracked: running statistics
+            scale = bn.weight / torch.sqrt(var + bn.eps)
+            return scale, bn.bias - mean * scale
 
         s2, t2 = affine(self.bn2)
         s3, t3 = affine(self.bn3)
@@ -168,11 +170,16 @@ class OpenUnmix(SeparationModel, Fusable):
             }
         )
 
+    @property
+    def nets(self) -> list[UnmixNet]:
+        """The target networks, in source order."""
+        return [cast(UnmixNet, net) for net in self.targets.values()]
+
     def forward(self, mix: Tensor) -> Tensor:
         if self.fused:
             return self.forward_fused(mix)
         spec = self.stft(mix)  # [b, c, f, n] complex
-        mags = torch.stack([net(spec.abs()) for net in self.targets.values()], dim=1)  # [b, j, c, f, n]
+        mags = torch.stack([net(spec.abs()) for net in self.nets], dim=1)  # [b, j, c, f, n]
         if self.training:  # the training objective: magnitudes with the mixture's phase, no post-filter
             return self.stft.inverse(mags * torch.exp(1j * torch.angle(spec))[:, None], mix.shape[-1])
         return self.stft.inverse(self.post_filter(mags, spec), mix.shape[-1])
@@ -224,7 +231,7 @@ class OpenUnmix(SeparationModel, Fusable):
             ],
             dim=-1,
         )  # [b, c, max_bin, n]
-        hidden = [net.encode(low) for net in self.targets.values()]  # [n, b, 2H] each: small
+        hidden = [net.encode(low) for net in self.nets]  # [n, b, 2H] each: small
         del low
         synth = self.stft.synthesis(mix.new_empty(mix.shape[0], len(self.sources), mix.shape[1], 0), length)
         for first in range(0, frames, cfg.wiener_window):
@@ -232,7 +239,7 @@ class OpenUnmix(SeparationModel, Fusable):
             spec = self.stft.frames_at(padded, first, n)  # [b, c, f, n]
             mag = spec.abs()
             mags = torch.stack(
-                [net.decode_fused(h[first : first + n], mag) for net, h in zip(self.targets.values(), hidden)], dim=1
+                [net.decode_fused(h[first : first + n], mag) for net, h in zip(self.nets, hidden)], dim=1
             )
             for b in range(spec.shape[0]):
                 synth.add(self._wiener_window(mags[b], spec[b]), first, item=b)

@@ -44,7 +44,7 @@ _DEMUCS_CLASSES = (
 
 def safe_torch_load(path: str | os.PathLike[str]) -> Any:
     """``torch.load`` that cannot run code from the file (weights-only unpickler)."""
-    allowed = [(_DemucsClass, name) for name in _DEMUCS_CLASSES] + [fractions.Fraction]
+    allowed: list[Any] = [(_DemucsClass, name) for name in _DEMUCS_CLASSES] + [fractions.Fraction]
     try:
         with torch.serialization.safe_globals(allowed):
             return torch.load(str(path), map_location="cpu", weights_only=True)
@@ -140,11 +140,8 @@ def build_roformer(
     from .roformer import BSRoformer, MelRoformer, RoformerConfig
 
     cls = {"bs_roformer": BSRoformer, "mel_roformer": MelRoformer}[architecture]
-    cfg = RoformerConfig(
-        sources=tuple(sources),
-        sample_rate=sample_rate,
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()},
-    )
+    settings: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    cfg = RoformerConfig(sources=tuple(sources), sample_rate=sample_rate, **settings)
     model = cls(cfg)
     mapped = path.with_name(path.name + ".safetensors")
     stamp = {"source_size": str(path.stat().st_size), "source_mtime_ns": str(path.stat().st_mtime_ns)}

@@ -13,6 +13,7 @@ einops axes: ``b`` batch, ``s`` audio channel, ``n`` stems, ``f`` frequency, ``t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -86,6 +87,8 @@ class BandSplit(nn.Module):
 class MaskEstimator(nn.Module):
     """One MLP + GLU per band: ``[b, t, k, d] -> [b, t, sum(widths)]``."""
 
+    to_freqs: nn.ModuleList
+
     def __init__(self, dim: int, widths: tuple[int, ...], hidden_layers: int, expansion: int = 4) -> None:
         super().__init__()
         self.to_freqs = nn.ModuleList(
@@ -115,7 +118,7 @@ class _AxialRoformer(SeparationModel, Fusable):
         self.default_segment = cfg.default_segment
         self.stft = STFT(cfg.n_fft, cfg.hop_length, pad_mode="reflect")
         time_rotary, freq_rotary = RotaryEmbedding(cfg.dim_head), RotaryEmbedding(cfg.dim_head)
-        common = dict(
+        common: dict[str, Any] = dict(
             dim=cfg.dim,
             heads=cfg.heads,
             dim_head=cfg.dim_head,
@@ -146,7 +149,7 @@ class _AxialRoformer(SeparationModel, Fusable):
         return [
             f"mask_estimators.{i}.to_freqs.{k}"
             for i, est in enumerate(self.mask_estimators)
-            for k in range(len(est.to_freqs))
+            for k in range(len(cast(MaskEstimator, est).to_freqs))
         ]
 
     def _sequences(self, transformer: nn.Module, x: Tensor) -> Tensor:
@@ -198,7 +201,8 @@ class _AxialRoformer(SeparationModel, Fusable):
         spec = rearrange(spec, "b s f t c -> b (f s) t c")
         x = rearrange(self._gather(spec), "b f t c -> b t (f c)")
         x = self.band_split(x)  # [b, t, k, d]
-        for time_transformer, freq_transformer in self.layers:
+        for pair in self.layers:
+            time_transformer, freq_transformer = cast(nn.ModuleList, pair)
             x = rearrange(x, "b t k d -> b k t d")
             x = self._sequences(time_transformer, x)
             x = rearrange(x, "b k t d -> b t k d")
@@ -251,11 +255,13 @@ class MelRoformer(_AxialRoformer):
 
     norm_each_transformer = True
     mask_hidden_offset = 0
+    freq_indices: Tensor  # buffers: the bins the bands read, in band order, and how many bands share each bin
+    num_bands_per_freq: Tensor
 
     def __init__(self, config: RoformerConfig | None = None) -> None:
         cfg = config or RoformerConfig(mask_estimator_depth=1)
         member = torch.from_numpy(mel_band_membership(cfg.sample_rate, cfg.n_fft, cfg.num_bands))
-        require(member.any(dim=0).all(), "every STFT bin must belong to a band")
+        require(bool(member.any(dim=0).all()), "every STFT bin must belong to a band")
         bins = member.shape[1]
         indices = torch.arange(bins).expand(cfg.num_bands, bins)[member]  # bins of band 0, then band 1, ...
         if cfg.audio_channels == 2:
@@ -271,5 +277,6 @@ class MelRoformer(_AxialRoformer):
         b, n, _, t = masks.shape
         summed = torch.zeros(b, n, spec.shape[2], t, dtype=masks.dtype, device=masks.device)
         summed.index_add_(2, self.freq_indices, masks)
-        denom = self.num_bands_per_freq.repeat_interleave(self.audio_channels).clamp(min=1).to(masks.real.dtype)
+        channels = self.config.audio_channels
+        denom = self.num_bands_per_freq.repeat_interleave(channels).clamp(min=1).to(masks.real.dtype)
         return spec * (summed / denom[:, None])

@@ -312,15 +312,18 @@ def _blend_item(blend: Blend, mix: np.ndarray) -> np.ndarray:
     """One chunk ``[C, T]`` through every member of a blend -> ``[2, C, T]``."""
     channels, total = mix.shape
     targets = []
-    for member in blend.members:
+    for member in blend.member_models:
         blocks: list[np.ndarray] = []
-        index = member.sources.index(blend.target)
+
+        def keep(block: np.ndarray, index: int = member.sources.index(blend.target), blocks: list = blocks) -> None:
+            blocks.append(block[index].copy())
+
         run_chunked(
             member,
             lambda start, length: padded_read(start, length, total, channels, lambda lo, hi: mix[:, lo:hi]),
             total,
             channels,
-            lambda block, index=index, blocks=blocks: blocks.append(block[index].copy()),
+            keep,
             device=next(member.parameters(), torch.empty(0)).device,
         )
         targets.append(torch.from_numpy(np.concatenate(blocks, axis=-1)))

@@ -253,7 +253,7 @@ def separate_file(
 
         def write(stems: dict[str, np.ndarray]) -> None:
             nonlocal peak, given
-            if extension is not None:  # model sources at the input's rate: add the high band, then the plan
+            if extension is not None and residual is not None:  # at the input's rate: add the high band, then plan
                 n = next(iter(stems.values())).shape[1]
                 if not n:
                     return

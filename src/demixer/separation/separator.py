@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -88,7 +88,7 @@ class Separator:
                 f"{', '.join(self.model.sources)}); use a target-speaker model (--task extract)"
             )
         audio, sr = load_audio(self.options.enroll)
-        self.model.enroll(audio, sr)
+        cast(Any, self.model).enroll(audio, sr)  # a target-speaker model (needs_enrollment)
 
     @property
     def sources(self) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ class StemPlan:
         atten_lim: float | None = None,
     ) -> None:
         self.model_sources = tuple(sources)
+        self.outputs: tuple[str, ...]
         if two_stems is not None:
             if two_stems not in self.model_sources:
                 raise OptionsError(

@@ -214,15 +214,16 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             429: {"description": "queue full (see Retry-After)"},
         },
     )
-    def create_job(response: Response, form: Annotated[JobForm, Form()]) -> Accepted:
+    def create_job(response: Response, form: Annotated[JobForm, Form()]) -> Accepted:  # type: ignore[valid-type]
         """Upload a recording and queue its separation. Returns the job id at once (202)."""
         try:
             runner.check_room()
         except QueueFull as exc:
             metrics.rejected.labels("queue_full").inc()
             raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
-        file: UploadFile = form.file
-        values = form.model_dump(exclude={"file"})
+        submitted: Any = form  # JobForm is built at import time from SeparationOptions: mypy cannot see its fields
+        file: UploadFile = submitted.file
+        values = submitted.model_dump(exclude={"file"})
         try:
             opts = SeparationOptions.from_mapping(values)
             if opts.name is not None and opts.name not in registered and not _cached_published(opts.name):

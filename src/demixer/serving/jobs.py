@@ -176,7 +176,7 @@ class JobRunner:
         folder = self.job_dir(job.id)
         queued_s = (job.started or time.time()) - job.created
         self.metrics.queue_seconds.observe(max(0.0, queued_s))
-        last = [0.0, ""]
+        last: list[Any] = [0.0, ""]  # time and stage of the last stored update
 
         def on_progress(info: dict[str, Any]) -> None:
             if self._stop.is_set():

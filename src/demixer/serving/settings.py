@@ -68,13 +68,13 @@ class ServerSettings:
         ):
             if value < 1:
                 raise OptionsError(f"--{name}: must be >= 1, got {value}")
-        for name, value in (
+        for name, limit in (
             ("max-upload-mb", self.max_upload_mb),
             ("max-duration", self.max_duration_s),
             ("ttl-hours", self.ttl_hours),
         ):
-            if not value > 0:
-                raise OptionsError(f"--{name}: must be > 0, got {value}")
+            if not limit > 0:
+                raise OptionsError(f"--{name}: must be > 0, got {limit}")
         if not is_loopback(self.host) and not self.api_key:
             raise OptionsError(
                 f"--host {self.host}: binding beyond loopback needs an API key "

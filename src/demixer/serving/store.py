@@ -7,6 +7,7 @@ re-queued or failed by :meth:`JobStore.recover` -- never left "running".
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -173,7 +174,7 @@ class JobStore:
         found.update({r[0]: int(r[1]) for r in rows})
         return found
 
-    def recover(self, max_attempts: int) -> tuple[list[str], list[str]]:
+    def recover(self, max_attempts: int) -> tuple[builtins.list[str], builtins.list[str]]:
         """After a restart: re-queue jobs that were running (or fail those out of attempts).
 
         Returns:
@@ -201,7 +202,7 @@ class JobStore:
                     failed.append(job_id)
         return requeued, failed
 
-    def finished_before(self, when: float) -> list[str]:
+    def finished_before(self, when: float) -> builtins.list[str]:
         """Ids of done/failed/cancelled jobs that finished before ``when`` (candidates for expiry)."""
         with self._lock:
             rows = self._db.execute(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..data import (
     Augment,
     NoiseMixDataset,
@@ -34,7 +36,7 @@ def _stems(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mixture
         raise ConfigError("no training tracks left after data.holdout")
     if not valid:
         raise ConfigError("no validation tracks: set data.valid folders or data.holdout track names")
-    common = dict(
+    common: dict[str, Any] = dict(
         sources=model.sources,
         sample_rate=model.sample_rate,
         channels=model.audio_channels or 2,
@@ -62,7 +64,7 @@ def _stems(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mixture
 def _speakers(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
     if not cfg.valid:
         raise ConfigError(f"{cfg.kind} data need data.valid utterance folders with other speakers than data.train")
-    common = dict(
+    common: dict[str, Any] = dict(
         speakers=cfg.speakers,
         sample_rate=model.sample_rate,
         segment=cfg.segment,
@@ -87,7 +89,7 @@ def _speakers(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mixt
 def _noisy_clean(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
     if not cfg.valid:
         raise ConfigError("noisy_clean data need a data.valid pair folder")
-    common = dict(sample_rate=model.sample_rate, segment=cfg.segment, seed=seed)
+    common: dict[str, Any] = dict(sample_rate=model.sample_rate, segment=cfg.segment, seed=seed)
     train = [NoisyCleanDataset(root, items=cfg.items_per_epoch, **common) for root in cfg.train]
     if len(train) > 1:
         raise ConfigError("noisy_clean takes one data.train folder (it may hold several noisy*/clean* pairs)")
@@ -97,7 +99,9 @@ def _noisy_clean(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[M
 def _noise_mix(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
     if not cfg.noise or not cfg.valid:
         raise ConfigError("noise_mix data need data.noise folders and data.valid speech folders")
-    common = dict(sample_rate=model.sample_rate, segment=cfg.segment, snr_db=cfg.snr_db, eq_db=cfg.eq_db, seed=seed)
+    common: dict[str, Any] = dict(
+        sample_rate=model.sample_rate, segment=cfg.segment, snr_db=cfg.snr_db, eq_db=cfg.eq_db, seed=seed
+    )
     return (
         NoiseMixDataset(cfg.train, cfg.noise, items=cfg.items_per_epoch, **common),
         NoiseMixDataset(cfg.valid, cfg.noise, items=cfg.valid_items, validation=True, **common),

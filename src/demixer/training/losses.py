@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -44,7 +45,7 @@ class MultiResolutionSTFT:
         self.stfts = [STFT(n, h) for n, h in resolutions]
 
     def __call__(self, estimate: Tensor, reference: Tensor) -> Tensor:
-        total = 0.0
+        total = estimate.new_zeros(())
         for stft in self.stfts:
             stft = stft.to(estimate.device)
             e, r = stft(estimate).abs(), stft(reference).abs()
@@ -81,7 +82,7 @@ class CompressedSpectral:
         return mag2 ** (self.power / 2), torch.view_as_real(spec * scale)
 
     def __call__(self, estimate: Tensor, reference: Tensor) -> Tensor:
-        total = 0.0
+        total = estimate.new_zeros(())
         for stft in self.stfts:
             stft = stft.to(estimate.device)
             (em, ec), (rm, rc) = self._compress(stft(estimate)), self._compress(stft(reference))
@@ -200,7 +201,7 @@ class _PerItem:
             raise ValueError("the loss needs at least one term with a non-zero weight")
 
     def __call__(self, estimate: Tensor, reference: Tensor) -> Tensor:
-        return sum(w * fn(estimate, reference) for fn, w in self.terms)
+        return cast(Tensor, sum(w * fn(estimate, reference) for fn, w in self.terms))
 
 
 def _batched_sources(fn: _PerItem, estimate: Tensor, reference: Tensor) -> Tensor:

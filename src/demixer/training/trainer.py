@@ -190,7 +190,8 @@ class Trainer:
 
     def _time_spent(self) -> float:
         """The share of ``schedule.minutes`` spent, all sessions of the run together (0 before ``fit`` starts)."""
-        return self.elapsed / (self.cfg.schedule.minutes * 60)
+        minutes = self.cfg.schedule.minutes
+        return self.elapsed / (minutes * 60) if minutes else 0.0
 
     def _minutes_spent(self) -> bool:
         """Whether a run with ``schedule.minutes`` has had its time."""
@@ -282,6 +283,8 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"].cpu())
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
+        if self.logs is None:
+            raise RuntimeError("the run's state is loaded after fit() opened its logs")
         self.logs.resume_at(self.step)
 
     def _card(self, valid: dict[str, float] | None) -> dict[str, Any]:
@@ -372,7 +375,7 @@ class Trainer:
             if len(values):
                 medians[f"sdr_median_{name}"] = float(values.median())
         model.train()
-        out: dict[str, float] = {"loss": float(sums[-2] / max(sums[-1], 1))}
+        out: dict[str, float] = {"loss": float(sums[-2] / sums[-1].clamp(min=1))}
         for i, name in enumerate(self.model.sources):
             count = float(sums[2 * n + i])
             if count:

@@ -32,6 +32,8 @@ class STFT(nn.Module):
         True
     """
 
+    window: Tensor  # buffer: the periodic Hann window
+
     def __init__(
         self, n_fft: int = 2048, hop_length: int | None = None, pad_mode: str = "constant", normalized: bool = False
     ) -> None:

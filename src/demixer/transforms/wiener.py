@@ -12,6 +12,7 @@ Memory stays bounded on long inputs: the frames are processed in windows of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -102,17 +103,19 @@ def _em_small(
     Shape: x [F,N,C] complex; ``mags`` [F,N,C,J] with ``phase`` [F,N,C] (or ``y`` [F,N,C,J]) -> [F,N,C,J].
     """
     C = x.shape[-1]
+    cross: tuple[Tensor, Tensor | None] | None
     for it in range(iterations):
-        if it == 0 and mags is not None:
+        if it == 0 and mags is not None and phase is not None:
             power = [mags[:, :, c].square() for c in range(C)]  # [F,N,J] real
             cross = (mags[:, :, 0] * mags[:, :, 1], phase[..., 0] * phase[..., 1].conj()) if C == 2 else None
         else:
+            y = cast(Tensor, y)  # given, or estimated by the iteration before
             power = [torch.view_as_real(y[:, :, c]).square().sum(-1) for c in range(C)]
             cross = (y[:, :, 0] * y[:, :, 1].conj(), None) if C == 2 else None
-        v = sum(power) / C + style.psd_floor  # [F,N,J]
+        v = cast(Tensor, sum(power)) / C + style.psd_floor  # [F,N,J]
         denom = v.sum(dim=1) + _EPS  # [F,J]
         diag = [p.sum(dim=1) / denom + style.source_reg for p in power]  # R_j[c, c], [F,J] real
-        if C == 2:
+        if cross is not None:
             prod, q = cross
             if q is None:
                 off = prod.sum(dim=1) / denom  # R_j[0, 1], [F,J] complex
@@ -142,7 +145,7 @@ def _em_small(
         else:
             z = torch.view_as_real(x[..., 0] / (_weighted(v, diag[0]) + style.mixture_reg))[..., None, :]  # [F,N,1,2]
             y = torch.view_as_complex((v * diag[0][:, None])[..., None] * z)[:, :, None]
-    return y
+    return cast(Tensor, y)
 
 
 def wiener(
@@ -181,7 +184,8 @@ def wiener(
     )
     mix_spec = mix_spec.to(torch.complex64)
     magnitudes = magnitudes.float()
-    phase = None
+    phase: Tensor | None = None
+    y: Tensor | None = None  # the initial estimates; none on the fast path, which starts from the magnitudes
     fast = iterations > 0 and mix_spec.shape[-1] <= 2 and not (softmask or residual)  # EM from the magnitudes directly
     if softmask:
         total = magnitudes.sum(-1, keepdim=True)
@@ -193,14 +197,15 @@ def wiener(
         size = mix_spec.abs()
         phase = torch.where(size > 0, mix_spec / size.clamp_min(1e-30), torch.ones_like(mix_spec))  # e^{i angle}
         y = None if fast else magnitudes * phase[..., None]
-    if residual:
+    if residual:  # never on the fast path
+        y = cast(Tensor, y)
         y = torch.cat([y, (mix_spec - y.sum(-1))[..., None]], dim=-1)
-    if iterations <= 0:
-        return y
+    if iterations <= 0:  # never on the fast path
+        return cast(Tensor, y)
 
     small = mix_spec.shape[-1] <= 2
     real = torch.float64 if convention.dtype == torch.complex128 else torch.float32
-    out = torch.empty(magnitudes.shape, dtype=torch.complex64) if fast else torch.empty_like(y)
+    out = torch.empty(magnitudes.shape, dtype=torch.complex64) if fast else torch.empty_like(cast(Tensor, y))
     for first in range(0, mix_spec.shape[1], window_frames):
         sl = slice(first, first + window_frames)
         x_w = mix_spec[:, sl]
@@ -218,11 +223,11 @@ def wiener(
                     iterations,
                     convention,
                     mags=(magnitudes[fb, sl] * scale).to(real),
-                    phase=phase[fb, sl].to(convention.dtype),
+                    phase=cast(Tensor, phase)[fb, sl].to(convention.dtype),
                 )
             elif small:
-                est = _em_small(x_b, iterations, convention, y=y[fb, sl].to(convention.dtype) * scale)
+                est = _em_small(x_b, iterations, convention, y=cast(Tensor, y)[fb, sl].to(convention.dtype) * scale)
             else:
-                est = _em(x_b, y[fb, sl].to(convention.dtype) * scale, iterations, convention)
+                est = _em(x_b, cast(Tensor, y)[fb, sl].to(convention.dtype) * scale, iterations, convention)
             out[fb, sl] = est.mul_(1.0 / scale)
     return out

@@ -180,7 +180,9 @@ def make_song(
     melody = tr(arr.melody, shift)
     use_real = vocal_bank is not None and rng.random() < 0.5
     voice = (
-        _real_vocals(vocal_bank, melody, bpm, total, sr, rng) if use_real else _tts_vocals(melody, bpm, total, sr, rng)
+        _real_vocals(vocal_bank, melody, bpm, total, sr, rng)
+        if use_real and vocal_bank is not None
+        else _tts_vocals(melody, bpm, total, sr, rng)
     )
     stems = {
         "vocals": pan(to_level(voice, float(rng.uniform(-22, -16))), float(rng.uniform(-0.2, 0.2))),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from .dsp import COLOURS, coloured_noise, to_level
 
 def _babble(talkers: ClipBank, n: int, rng: np.random.Generator) -> np.ndarray:
     voices = [talkers.crop(int(rng.integers(len(talkers))), n, rng, loop=True) for _ in range(int(rng.integers(4, 9)))]
-    return sum(to_level(v, float(rng.uniform(-6, 0))) for v in voices).astype(np.float32)
+    return cast(np.ndarray, sum(to_level(v, float(rng.uniform(-6, 0))) for v in voices)).astype(np.float32)
 
 
 def synth_noise(

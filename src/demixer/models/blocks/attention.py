@@ -7,6 +7,8 @@ runs on ``torch.nn.functional.scaled_dot_product_attention``.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -136,7 +138,8 @@ class Transformer(nn.Module):
         self.norm = RMSNorm(dim) if norm_output else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        for attn, ff in self.layers:
+        for layer in self.layers:
+            attn, ff = cast(nn.ModuleList, layer)
             x = attn(x) + x
             x = ff(x) + x
         return self.norm(x)

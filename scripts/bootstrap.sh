@@ -27,10 +27,17 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/python" -m pip install -q torch==2.13.0
-"$VENV/bin/python" -m pip install -q -e ".[dev]"
+# `make demo` needs only the plain install (separation); `make test` and `make lint` take every extra and the dev tools.
+if [ "${WITH_TEST:-0}" = 1 ]; then
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+else
+  "$VENV/bin/python" -m pip install -q -e .
+fi
 # openunmix (a reference for the parity tests and benchmarks) declares torchaudio, which would pull another
 # torch (see ../shared/NOTES.md); its model code does not use it, so it goes in without dependencies.
-"$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('openunmix') is None)" 2>/dev/null \
-  || "$VENV/bin/python" -m pip install -q --no-deps "openunmix==1.3.0"
+if [ "${WITH_TEST:-0}" = 1 ]; then
+  "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('openunmix') is None)" 2>/dev/null \
+    || "$VENV/bin/python" -m pip install -q --no-deps "openunmix==1.3.0"
+fi
 touch "$VENV/.installed"
 if [ "${WITH_TEST:-0}" = 1 ]; then touch "$VENV/.installed-test"; fi

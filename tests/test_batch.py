@@ -17,6 +17,8 @@ import soundfile as sf
 
 from .conftest import run_cli, shared
 
+pytestmark = pytest.mark.slow  # every test here runs the real server or batch processes
+
 
 def _corpus(folder: Path, n_music: int = 0, seconds: float = 12.0) -> list[Path]:
     """Real speech files, music excerpts, and broken files."""

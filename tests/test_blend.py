@@ -25,6 +25,7 @@ def _song(seconds: float = 40.0) -> np.ndarray:
     return tone(seconds, freq=330.0, amp=0.2) + 0.3 * beat + 0.01 * rng.standard_normal(beat.shape).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_blend_is_the_weighted_sum_of_its_members_each_chunked_as_alone():
     mix = _song()
     alone = {name: Separator(name).separate_tensor(mix, 44100)["vocals"].numpy() for name in ("repet-sim", "center")}

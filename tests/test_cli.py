@@ -58,6 +58,7 @@ def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus") / "in")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case",
     [
@@ -95,6 +96,7 @@ def test_bad_input_corpus(cli, corpus, tmp_path, case):
         assert not out.exists() or list(out.rglob("*")) == []  # no partial output, no work files, no empty folders
 
 
+@pytest.mark.slow
 def test_batch_with_bad_files_keeps_going(cli, corpus, tmp_path):
     out = tmp_path / "sep"
     r = cli("separate", "-n", "hpss", "-o", out, corpus["silence"][0], corpus["text"][0], corpus["rate_8k"][0])
@@ -103,6 +105,7 @@ def test_batch_with_bad_files_keeps_going(cli, corpus, tmp_path):
     assert {f.parent.name for f in outputs_under(out)} == {"silence", "rate_8k"}
 
 
+@pytest.mark.slow
 def test_end_to_end_real_music(cli, tmp_path):
     track = shared("music/valid/musdb18_easton_ellises_falcon69_excerpt/mixture.flac")
     out = tmp_path / "sep"
@@ -119,6 +122,7 @@ def test_end_to_end_real_music(cli, tmp_path):
     assert np.abs(total - mix).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_existing_outputs_need_overwrite(cli, tmp_path):
     src = save_audio(tmp_path / "song.wav", tone(1.0), 44100)
     out = tmp_path / "sep"
@@ -130,6 +134,7 @@ def test_existing_outputs_need_overwrite(cli, tmp_path):
     assert cli("separate", "-n", "hpss", "-o", out, "--overwrite", src).returncode == 0
 
 
+@pytest.mark.slow
 def test_folders_globs_and_no_collisions(cli, tmp_path):
     for sub in ("a", "b"):
         save_audio(tmp_path / "in" / sub / "song.wav", tone(0.5), 44100)
@@ -164,6 +169,7 @@ def test_folders_globs_and_no_collisions(cli, tmp_path):
     assert [f.name for f in outputs_under(tmp_path / "g")] == ["other.wav"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, ext, subtype",
     [
@@ -184,6 +190,7 @@ def test_output_formats(cli, tmp_path, flags, ext, subtype):
         assert sf.info(str(f)).subtype == subtype
 
 
+@pytest.mark.slow
 def test_clip_mode_rescale_logs_the_change(cli, tmp_path):
     loud = np.clip(tone(1.0, 44100, 2, amp=1.0) * 1.0, -1, 1)
     loud[:, ::2] *= -1  # maximally bright: HPSS stems can exceed full scale
@@ -197,6 +204,7 @@ def test_clip_mode_rescale_logs_the_change(cli, tmp_path):
     assert r2.returncode == 0 and "levels changed" not in r2.stderr
 
 
+@pytest.mark.slow
 def test_start_duration_and_options_errors(cli, tmp_path):
     src = save_audio(tmp_path / "x.wav", tone(3.0, 16000, 1), 16000)
     r = cli(
@@ -225,6 +233,7 @@ def test_start_duration_and_options_errors(cli, tmp_path):
     assert r.returncode == 1 and "no model for task 'extract'" in r.stderr
 
 
+@pytest.mark.slow
 def test_models_list_env_and_module_entry(cli):
     r = cli("models", "list", "--json")
     assert r.returncode == 0
@@ -235,6 +244,7 @@ def test_models_list_env_and_module_entry(cli):
     assert r.returncode == 0 and "torch" in r.stdout and "model cache" in r.stdout and "ffmpeg" in r.stdout
 
 
+@pytest.mark.slow
 def test_example_demo(cli, tmp_path):
     r = cli("separate", "--example", "-o", tmp_path / "demo")
     assert r.returncode == 0, r.stderr
@@ -245,6 +255,7 @@ def test_example_demo(cli, tmp_path):
     assert len(outputs_under(tmp_path / "demo" / music)) == len(load_model(music).sources)
 
 
+@pytest.mark.slow
 def test_checkpoint_path_works_as_model_name(cli, tmp_path):
     import torch
 
@@ -262,6 +273,7 @@ def test_checkpoint_path_works_as_model_name(cli, tmp_path):
     assert sorted(f.name for f in outputs_under(tmp_path / "o" / "my_model")) == ["a.wav", "b.wav"]
 
 
+@pytest.mark.slow
 def test_ffmpeg_input_through_the_pipeline(cli, tmp_path):
     import subprocess
 

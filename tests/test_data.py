@@ -269,6 +269,7 @@ def test_augment_keeps_examples_additive():
         Augment(polarity=2.0)
 
 
+@pytest.mark.slow
 def test_data_mix_writes_fixed_sets_that_evaluate_reads(tmp_path):
     """`demixer data mix`: LibriMix / noisy-clean layouts, additive, the same files for the same seed."""
     from demixer.audio import load_audio
@@ -402,6 +403,7 @@ def test_train_weights_share_examples_between_folders(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_data_join_trims_levels_and_joins_clips_per_speaker(tmp_path):
     """`demixer data join`: each speaker folder's clips lose their silent edges, are levelled to -25 dB RMS and
     joined with pauses in the gap range; silent and unreadable clips are left out and counted; the speakers are what

@@ -24,6 +24,7 @@ def pairs() -> list[tuple[np.ndarray, np.ndarray, int, str]]:
     return out
 
 
+@pytest.mark.slow
 def test_enhances_real_noisy_speech_and_lines_up_with_the_input():
     from demixer.models.deepfilternet import DeepFilterNet3
 
@@ -54,6 +55,7 @@ def test_enhances_real_noisy_speech_and_lines_up_with_the_input():
     assert np.mean([g[0] for g in gains]) > 0.1
 
 
+@pytest.mark.slow
 def test_separate_cli_with_deepfilternet3(tmp_path):
     noisy, clean, sr, path = pairs()[1]
     r = run_cli("separate", "-n", "deepfilternet3", path, "-o", tmp_path)

@@ -41,6 +41,7 @@ def test_music_methods_beat_the_mixture_on_real_stems(valid_stems, name, target,
     assert np.abs(total - mix).max() < 1e-4  # the stems add up to the mixture
 
 
+@pytest.mark.slow
 def test_hpss_on_a_cc0_training_song():
     stems = {
         s: load_audio(shared(f"music/train/caesium/{s}.ogg"), start=100, duration=20)[0]

@@ -45,7 +45,7 @@ def valid_track():
     return mix.astype(np.float64), np.stack([refs[n] for n in names]).astype(np.float64), names, sr
 
 
-@pytest.mark.parametrize("case", ["stereo4", "mono2", "short", "overlap"])
+@pytest.mark.parametrize("case", [pytest.param("stereo4", marks=pytest.mark.slow), "mono2", "short", "overlap"])
 def test_bsseval_v4_matches_museval_on_random_signals(case):
     rng = np.random.default_rng(len(case))
     shape, win, hop = {
@@ -75,6 +75,7 @@ def test_bsseval_v4_scores_a_track_one_sample_past_whole_seconds_at_44k():
     _assert_parity(ref, ref + 0.3 * rng.standard_normal(ref.shape), tol=1e-6)
 
 
+@pytest.mark.slow
 def test_bsseval_v4_matches_museval_on_real_stems(valid_track):
     mix, ref, _, sr = valid_track
     rng = np.random.default_rng(0)
@@ -165,6 +166,7 @@ def test_oracles_far_above_the_mixture(valid_track):
         )
 
 
+@pytest.mark.slow
 def test_quality_signals_rank_good_and_bad_separations(valid_track):
     mix, ref, names, sr = valid_track
     idx = {n: i for i, n in enumerate(names)}
@@ -194,6 +196,7 @@ def test_quality_signals_rank_good_and_bad_separations(valid_track):
     assert loud["stems"]["a"]["clipped"] > 0
 
 
+@pytest.mark.slow
 def test_evaluate_cli_end_to_end(tmp_path):
     """`demixer evaluate` on music/valid: a trained checkpoint, a DSP model, the baseline and the oracles."""
     run = tmp_path / "run"
@@ -253,6 +256,7 @@ def test_evaluate_cli_end_to_end(tmp_path):
     assert again.stdout.splitlines()[3:] == r.stdout.splitlines()[3:], "a resumed run reports the same numbers"
 
 
+@pytest.mark.slow
 def test_evaluate_speakers_and_denoise_layouts(tmp_path):
     import soundfile as sf
 
@@ -307,6 +311,7 @@ def test_evaluate_speakers_and_denoise_layouts(tmp_path):
     assert "PESQ-wb" in r.stdout and "ESTOI" in r.stdout
 
 
+@pytest.mark.slow
 def test_inspect_and_separate_report(tmp_path):
     r = run_cli(
         "separate",
@@ -333,6 +338,7 @@ def test_inspect_and_separate_report(tmp_path):
     assert r.returncode == 1 and "does not exist" in r.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_musdb_stem_mp4(tmp_path, valid_track):
     """MUSDB18 .stem.mp4 input: the stems come from the file's streams, the mixture from stream 0."""
     mix, ref, names, sr = valid_track
@@ -360,6 +366,7 @@ def test_evaluate_musdb_stem_mp4(tmp_path, valid_track):
     assert r.returncode == 1 and "demixer evaluate -n oracle-irm" in r.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_two_stems_scores_the_rest_against_the_sum_of_the_other_stems(tmp_path):
     """`demixer evaluate --two-stems drums`: X as the model gives it, no_X (the sum of its other stems) against the
     sum of the other references, in a folder of its own."""
@@ -398,6 +405,7 @@ def test_evaluate_two_stems_scores_the_rest_against_the_sum_of_the_other_stems(t
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_follows_linked_track_folders_and_scores_odd_lengths(tmp_path):
     """An evaluation set assembled from links (with a link loop), on a track one sample past whole seconds."""
     import soundfile as sf

@@ -121,6 +121,7 @@ def test_dataset_on_real_utterances():
     assert float(enrollment.pow(2).mean().sqrt()) == pytest.approx(10 ** (-25 / 20), rel=0.05)
 
 
+@pytest.mark.slow
 def test_training_learns_to_follow_the_enrolment_and_separate_uses_it(tmp_path):
     """Three synthetic talkers: after a short run the extractor keeps whichever one it is enrolled with."""
     from demixer.training import load_config, train

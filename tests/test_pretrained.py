@@ -149,6 +149,7 @@ def _cached(tmp_path: Path) -> list[str]:
     )
 
 
+@pytest.mark.slow
 def test_download_verify_and_separate_offline(store):
     server, files, env, tmp = store
     r = _cli("models", "download", "tiny-umx", env=env)
@@ -174,6 +175,7 @@ def test_download_verify_and_separate_offline(store):
     assert _cli("models", "verify", "tiny-umx", env=env).returncode == 0
 
 
+@pytest.mark.slow
 def test_interrupted_download_resumes_with_a_range_request(store):
     server, files, env, tmp = store
     name = next(iter(files))
@@ -185,6 +187,7 @@ def test_interrupted_download_resumes_with_a_range_request(store):
     assert (tmp / "cache" / "checkpoints" / "tiny-umx" / name).read_bytes() == files[name]
 
 
+@pytest.mark.slow
 def test_corrupted_download_is_refused_and_deleted(store):
     server, files, env, tmp = store
     name = next(iter(files))
@@ -197,6 +200,7 @@ def test_corrupted_download_is_refused_and_deleted(store):
     assert _cli("models", "download", "tiny-umx", env=env).returncode == 0  # a clean retry works
 
 
+@pytest.mark.slow
 def test_offline_never_connects_and_says_where_files_go(store):
     server, files, env, tmp = store
     x = np.zeros((4410, 2), np.float32)
@@ -212,6 +216,7 @@ def test_offline_never_connects_and_says_where_files_go(store):
     assert not (tmp / "out").exists() or not any((tmp / "out").rglob("*.wav"))
 
 
+@pytest.mark.slow
 def test_unreachable_server_is_a_clear_error(store, tmp_path):
     server, files, env, tmp = store
     server.close()
@@ -220,6 +225,7 @@ def test_unreachable_server_is_a_clear_error(store, tmp_path):
     assert "download failed" in r.stderr and "demixer models download tiny-umx" in r.stderr
 
 
+@pytest.mark.slow
 def test_prefix_checksum_pins_the_whole_digest(store):
     server, files, env, tmp = store
     checks = {n: {"sha256_prefix": hashlib.sha256(b).hexdigest()[:8]} for n, b in files.items()}
@@ -237,6 +243,7 @@ def test_prefix_checksum_pins_the_whole_digest(store):
     assert r.returncode == 1 and "BAD" in r.stdout
 
 
+@pytest.mark.slow
 def test_wrong_expected_prefix_is_a_checksum_error(store):
     server, files, env, tmp = store
     checks = {n: {"sha256_prefix": "00000000"} for n in files}
@@ -246,6 +253,7 @@ def test_wrong_expected_prefix_is_a_checksum_error(store):
     assert _cached(tmp) == []
 
 
+@pytest.mark.slow
 def test_bad_manifest_is_named(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(
@@ -293,6 +301,7 @@ def test_shipped_manifest_is_complete():
         assert f.name.split("-")[1].split(".")[0] == f.sha256_prefix
 
 
+@pytest.mark.slow
 def test_service_offers_only_cached_published_models(store, monkeypatch):
     import httpx
 

@@ -141,7 +141,9 @@ def _package(ref) -> dict:
     }
 
 
-@pytest.mark.parametrize("kwargs", [SMALL, PUBLISHED], ids=["small", "published-htdemucs"])
+@pytest.mark.parametrize(
+    "kwargs", [SMALL, pytest.param(PUBLISHED, marks=pytest.mark.slow)], ids=["small", "published-htdemucs"]
+)
 def test_htdemucs_matches_reference(demucs, kwargs):
     ref = _reference_htdemucs(demucs, kwargs)
     ours = HTDemucs(HTDemucsConfig.from_demucs(SOURCES, ref._init_args_kwargs[1])).eval()

@@ -25,6 +25,8 @@ from demixer.evaluation import sdr
 
 from .conftest import run_cli, shared
 
+pytestmark = pytest.mark.slow  # every test here runs the real server or batch processes
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "demixer" / "examples" / "example.flac"
 
 

@@ -98,6 +98,7 @@ def test_inference_defaults_are_the_validation_best(card):
         assert max(swept, key=swept.get) == d["inference"]["atten_lim"], swept
 
 
+@pytest.mark.slow
 def test_models_card_and_list_through_the_cli(cli):
     card = CARDS[0]
     r = cli("models", "card", card.name)
@@ -185,6 +186,7 @@ def test_denoiser_on_held_out_speakers_in_real_noise():
     assert ours.mean() > 4.0 and ours.mean() > gate.mean() + 1.0, (ours.mean(), gate.mean())
 
 
+@pytest.mark.slow
 @needs("demixer-denoise")
 def test_denoise_task_through_the_cli_at_48k(cli, tmp_path):
     noisy, sr = load_audio(sorted(shared("denoising_pairs").glob("*/noisy*/*"))[0])
@@ -196,6 +198,7 @@ def test_denoise_task_through_the_cli_at_48k(cli, tmp_path):
     assert info.sample_rate == 48000 and info.frames == probe(src).frames
 
 
+@pytest.mark.slow
 @needs("demixer-denoise")
 def test_denoise_default_noise_limit_and_inf_through_the_cli(cli, tmp_path):
     """Without --atten-lim the card's limit applies: the speech keeps 10^(-DB/20) of the noise the model found;
@@ -214,6 +217,7 @@ def test_denoise_default_noise_limit_and_inf_through_the_cli(cli, tmp_path):
     assert np.abs(out["inf"]["noise"]).max() > 0.01  # the model did remove something
 
 
+@pytest.mark.slow
 @needs("demixer-karaoke")
 def test_karaoke_model_on_real_music_beats_the_training_free_ones(cli, tmp_path):
     """`--two-stems vocals` on a real MUSDB18 excerpt nobody trained on (music/valid, tests only, never shipped):
@@ -248,6 +252,7 @@ def _music_sdr(ref, est) -> float:
     return float(sdr(reference=ref, estimate=est))
 
 
+@pytest.mark.slow
 @needs("demixer-4stem")
 def test_music_model_on_real_music_beats_the_training_free_separators(cli, tmp_path):
     """The default `demixer separate` on a real MUSDB18 song nobody trained on (music/valid, tests only): four stems
@@ -281,6 +286,7 @@ HELD_OUT_TALKERS = (
 )
 
 
+@pytest.mark.slow
 @needs("demixer-2spk")
 def test_two_speaker_model_on_held_out_real_talkers():
     """Two real talkers nobody trained on, overlapping 30-100 % at -5..5 dB: the mixture itself is the only
@@ -317,6 +323,7 @@ def test_two_speaker_model_on_held_out_real_talkers():
     assert np.mean(gains) > 2.5 and np.median(gains) > 2.0, gains
 
 
+@pytest.mark.slow
 @needs("demixer-2spk")
 def test_speakers_task_through_the_cli(cli, tmp_path):
     a, sr = load_audio(sorted(shared("speech/vctk").glob("*"))[0])

@@ -24,6 +24,7 @@ def _md5(folder):
     return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.wav"))}
 
 
+@pytest.mark.slow
 def test_music_synth_cli_layout_and_determinism(tmp_path):
     singing = shared("sources/singing")
     for name in ("a", "b"):
@@ -70,6 +71,7 @@ def test_tts_vocals_follow_the_melody():
         assert min(semitones, 12 - semitones) < 1.0, (pitch, f0, target)
 
 
+@pytest.mark.slow
 def test_speech_synth_voices_and_layouts(tmp_path):
     r = run_cli(
         "data",
@@ -98,6 +100,7 @@ def test_speech_synth_voices_and_layouts(tmp_path):
     assert src.shape == (2, 1, 16000) and torch.equal(mix, src.sum(0))
 
 
+@pytest.mark.slow
 def test_noise_synth_and_colours(tmp_path):
     r = run_cli(
         "data",
@@ -131,6 +134,7 @@ def test_noise_synth_and_colours(tmp_path):
         assert abs(fit - slope) < 0.1, (colour, fit)
 
 
+@pytest.mark.slow
 def test_missing_tools_are_explained():
     with pytest.raises(DemixerError, match="apt-get install"):
         find_soundfont("/nonexistent.sf2")

@@ -11,6 +11,11 @@ from .options_parser import add_option_flags, options_from_args
 def run(args: argparse.Namespace) -> int:
     from ..batch import run_batch
 
+    if args.engine == "ray":
+        from ..extras import require_extra
+
+        require_extra("ray", "demixer batch --engine ray")
+
     options = options_from_args(args)
     summary = run_batch(
         args.inputs,

@@ -9,6 +9,9 @@ from pathlib import Path
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    from ..extras import require_extra
+
+    require_extra("synth", "demixer data synth")
     from ..data.synth import KINDS
     from ..errors import OptionsError
 

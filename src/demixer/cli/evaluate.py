@@ -6,6 +6,9 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..extras import require_extra
+
+    require_extra("eval", "demixer evaluate")
     from ..evaluation.evaluate import evaluate, format_summary
 
     bar = None

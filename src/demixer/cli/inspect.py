@@ -6,6 +6,9 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..extras import require_extra
+
+    require_extra("eval", "demixer inspect")
     from ..evaluation.inspect import inspect_path
 
     result = inspect_path(args.path, args.out, args.reference, args.max_seconds)

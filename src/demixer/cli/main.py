@@ -13,6 +13,7 @@ import sys
 import traceback
 
 from ..errors import DemixerError, OptionsError, one_line
+from ..extras import extra_for_module
 from ..version import __version__
 from . import batch, data, env, evaluate, inspect, models, separate, serve, train
 
@@ -59,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         print("demixer: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug or an unforeseen fault: one line, the traceback under --verbose
+        missing = (exc.name or "") if isinstance(exc, ModuleNotFoundError) else ""
+        needed = extra_for_module(missing) if missing else None
+        if needed is not None:  # an optional dependency is missing: name the extra that brings it
+            hint = f"pip install 'demixer[{needed}]' (missing: {missing})"
+            print(f"demixer: error: this needs the '{needed}' extra: {hint}", file=sys.stderr)
+            return 1
         if args.verbose:
             traceback.print_exc()
         print(

@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..extras import require_extra
+
+    require_extra("serve", "demixer serve")
     import uvicorn
 
     from ..serving import ServerSettings, create_app

@@ -9,6 +9,9 @@ import sys
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..extras import require_extra
+
+    require_extra("train", "demixer train")
     from ..training import load_config, train
     from ..training.distributed import launched_by_torchrun, torchrun_command
 

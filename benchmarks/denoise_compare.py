@@ -35,10 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
 import soxr  # noqa: E402
 import torch  # noqa: E402
 
+from demixer.audio import load_audio  # noqa: E402
 from demixer.evaluation import pesq, si_sdr_i, stoi  # noqa: E402
 
 SR = 16000
@@ -49,15 +49,14 @@ def valentini() -> list[tuple[str, np.ndarray, np.ndarray]]:
     items = []
     for noisy_path in sorted(DATA.glob("denoising_pairs/*/noisy*/*")):
         clean_path = noisy_path.parent.parent / noisy_path.parent.name.replace("noisy", "clean") / noisy_path.name
-        noisy, sr = sf.read(noisy_path, dtype="float32")
-        clean, _ = sf.read(clean_path, dtype="float32")
-        items.append((noisy_path.stem, soxr.resample(noisy, sr, SR), soxr.resample(clean, sr, SR)))
+        noisy = load_audio(noisy_path, sample_rate=SR, mono=True)[0][0]
+        clean = load_audio(clean_path, sample_rate=SR, mono=True)[0][0]
+        items.append((noisy_path.stem, noisy, clean))
     return items
 
 
 def _mono16(path: Path, seconds: float | None = None) -> np.ndarray:
-    x, sr = sf.read(path, dtype="float32", always_2d=True)
-    y = soxr.resample(x.mean(1), sr, SR)
+    y = load_audio(path, sample_rate=SR, mono=True)[0][0]
     return y if seconds is None else y[: int(seconds * SR)]
 
 

@@ -326,10 +326,8 @@ def test_two_speaker_model_on_held_out_real_talkers():
 @pytest.mark.slow
 @needs("demixer-2spk")
 def test_speakers_task_through_the_cli(cli, tmp_path):
-    a, sr = load_audio(sorted(shared("speech/vctk").glob("*"))[0])
-    b, sr_b = load_audio(sorted(shared("speech/librispeech_rtvc").glob("*"))[0])
-    a = resample(a, sr, 16000)
-    b = resample(b, sr_b, 16000)
+    a, _ = load_audio(sorted(shared("speech/vctk").glob("*"))[0], sample_rate=16000)
+    b, _ = load_audio(sorted(shared("speech/librispeech_rtvc").glob("*"))[0], sample_rate=16000)
     n = min(a.shape[1], b.shape[1])
     src = save_audio(tmp_path / "two.wav", a[:, :n] + b[:, :n], 16000)
     r = cli("separate", "--task", "speakers", "-o", tmp_path / "o", src)

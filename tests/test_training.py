@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from demixer.evaluation.metrics import si_sdr
 from demixer.models.checkpoint import build_model, read_metadata
-from demixer.training import ConfigError, TrainingLoss, load_config, pit
+from demixer.training import ConfigError, TrainingLoss, load_config, pit_loss
 from demixer.training.losses import (
     ActiveWindowSDR,
     CompressedSpectral,
@@ -82,7 +82,7 @@ def test_pit_finds_the_permutation():
     ref = torch.randn(3, 3, 1, 800)
     est = ref[:, [2, 0, 1]] + 0.01 * torch.randn(3, 3, 1, 800)
     loss = TrainingLoss({"si_sdr": 1.0}, pit=True)
-    value, perm = pit(loss.per_item, est, ref)
+    value, perm = pit_loss(loss.per_item, reference=ref, estimate=est)
     assert perm.tolist() == [[1, 2, 0]] * 3
     assert float(value) < -35
     assert float(TrainingLoss({"si_sdr": 1.0})(est, ref)) > 0, "without PIT the wrong order is penalised"

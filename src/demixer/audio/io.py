@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import AudioError
+from .resample import resample
 
 #: Extensions picked up when a folder is given as input.
 AUDIO_EXTENSIONS = (
@@ -244,11 +245,19 @@ def load_audio(
     *,
     start: float = 0.0,
     duration: float | None = None,
+    sample_rate: int | None = None,
+    mono: bool = False,
 ) -> tuple[np.ndarray, int]:
-    """Load a whole file (or a part of it) in memory.
+    """Load a whole file (or a part of it) in memory: the one "load, downmix, resample" of the project.
+
+    Args:
+        path: any file soundfile or FFmpeg decodes.
+        start, duration: the part to load, in seconds (``duration=None``: to the end).
+        sample_rate: resample to this rate (soxr, high quality); ``None`` keeps the file's.
+        mono: average the channels into one.
 
     Returns:
-        ``(audio, sample_rate)`` with audio float32. Shape: ``[channels, frames]``.
+        ``(audio, sample_rate)`` with audio float32. Shape: ``[channels, frames]`` (``[1, frames]`` with ``mono``).
 
     Raises:
         AudioError: unreadable, empty, truncated, NaN/Inf or unsupported input.
@@ -257,7 +266,12 @@ def load_audio(
     blocks = list(iter_blocks(info, start=start, duration=duration))
     if not blocks:
         raise AudioError(str(path), "contains no audio samples")
-    return np.concatenate(blocks, axis=1), info.sample_rate
+    audio = np.concatenate(blocks, axis=1)
+    if mono and audio.shape[0] > 1:
+        audio = audio.mean(axis=0, keepdims=True)
+    if sample_rate is None or sample_rate == info.sample_rate:
+        return audio, info.sample_rate
+    return resample(audio, info.sample_rate, sample_rate).astype(np.float32, copy=False), sample_rate
 
 
 def load_stream(path: str | os.PathLike[str], stream: int) -> tuple[np.ndarray, int]:

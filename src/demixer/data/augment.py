@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..audio.resample import resample
+
 
 @dataclass
 class Augment:
@@ -53,6 +55,19 @@ def limit_peak(sources: np.ndarray, peak: float = 0.99) -> np.ndarray:
     """Scale all sources by one factor so their sum never clips. Shape: ``[S, C, T]``."""
     top = float(np.abs(sources.sum(0)).max(initial=0.0))
     return sources * (peak / top) if top > peak else sources
+
+
+def speed_factor(speed: tuple[float, float], rng: np.random.Generator) -> float:
+    """A playback-speed factor drawn uniformly from ``speed``; 1.0, with no draw, when the range is 1..1."""
+    return 1.0 if speed == (1.0, 1.0) else float(rng.uniform(*speed))
+
+
+def change_speed(audio: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
+    """``audio`` played ``factor`` times as fast, pitch and tempo together (a resampling).
+
+    Shape: ``[C, T]`` -> ``[C, ~T / factor]``.
+    """
+    return audio if factor == 1.0 else resample(audio, sample_rate * factor, sample_rate)
 
 
 def rms_db(x: np.ndarray) -> float:

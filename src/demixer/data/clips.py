@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import AUDIO_EXTENSIONS, load_audio, resample
+from ..audio import AUDIO_EXTENSIONS, load_audio
 from ..errors import DemixerError
 from ..files import walk
 
@@ -77,8 +77,7 @@ class ClipBank:
     def get(self, i: int) -> np.ndarray:
         """Shape: returns ``[T]`` float32 mono."""
         if i not in self._cache:
-            audio, rate = load_audio(self.files[i])
-            self._cache[i] = resample(audio, rate, self.sample_rate).mean(0).astype(np.float32)
+            self._cache[i] = load_audio(self.files[i], sample_rate=self.sample_rate, mono=True)[0][0]
         return self._cache[i]
 
     def crop(self, i: int, frames: int, rng: np.random.Generator, loop: bool = False) -> np.ndarray:

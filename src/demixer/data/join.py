@@ -21,7 +21,6 @@ import numpy as np
 import soundfile as sf
 
 from ..audio.io import load_audio
-from ..audio.resample import resample
 from ..errors import AudioError, DemixerError
 from .augment import limit_peak, rms_db
 from .clips import list_audio
@@ -94,13 +93,10 @@ def join_clips(
         unreadable = 0
         for f in files:
             try:
-                audio, sr = load_audio(f)
+                mono = load_audio(f, sample_rate=sample_rate, mono=True)[0][0]
             except AudioError:
                 unreadable += 1
                 continue
-            mono = audio.mean(axis=0)
-            if sr != sample_rate:
-                mono = resample(mono[None], sr, sample_rate)[0]
             clip = trim(mono, sample_rate, top_db)
             if len(clip) >= min_clip * sample_rate:
                 clips.append(_level(clip))

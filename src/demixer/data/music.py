@@ -8,8 +8,7 @@ from typing import cast
 
 import numpy as np
 
-from ..audio import resample
-from .augment import NO_AUGMENT, Augment, limit_peak, rms_db
+from .augment import NO_AUGMENT, Augment, change_speed, limit_peak, rms_db, speed_factor
 from .base import MixtureDataset
 from .clips import ClipBank, list_audio
 from .tracks import Track, find_tracks
@@ -125,7 +124,7 @@ class StemDataset(MixtureDataset):
         audio = cast(np.ndarray, sum(track.read(p, start, frames, self.sample_rate, self.channels) for p in parts))
         if factor == 1.0:
             return audio
-        audio = resample(audio, self.sample_rate * factor, self.sample_rate)
+        audio = change_speed(audio, factor, self.sample_rate)
         out = np.zeros((audio.shape[0], self.frames), np.float32)
         out[:, : min(self.frames, audio.shape[1])] = audio[:, : self.frames]
         return out
@@ -150,13 +149,13 @@ class StemDataset(MixtureDataset):
         remix = rng.random() < self.augment.remix
         track = self._track(rng)
         start = self._start(track, rng)
-        factor = self._factor(rng)
+        factor = speed_factor(self.speed, rng)
         stems = []
         for s in self.sources:
             if remix:
                 track = self._track(rng)
                 start = self._start(track, rng)
-                factor = self._factor(rng)
+                factor = speed_factor(self.speed, rng)
             stems.append(self._read(track, s, start, factor))
         sources = np.stack(stems)
         for i, s in enumerate(self.sources):
@@ -168,6 +167,3 @@ class StemDataset(MixtureDataset):
         if self.track_p is None:
             return self.tracks[int(rng.integers(len(self.tracks)))]
         return self.tracks[int(rng.choice(len(self.tracks), p=self.track_p))]
-
-    def _factor(self, rng: np.random.Generator) -> float:
-        return 1.0 if self.speed == (1.0, 1.0) else float(rng.uniform(*self.speed))

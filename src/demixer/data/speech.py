@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import resample
 from ..errors import DemixerError
-from .augment import limit_peak, random_eq, rms_db, training_eq_db
+from .augment import change_speed, limit_peak, random_eq, rms_db, speed_factor, training_eq_db
 from .base import MixtureDataset
 from .clips import ClipBank, list_audio, speaker_of
 
@@ -105,9 +104,7 @@ class SpeakerMixDataset(MixtureDataset):
     def _perturb(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``clip`` played ``f`` times faster, ``f`` drawn from ``speed`` (no draw when the range is 1..1), then
         through a random equaliser of up to ``eq_db`` (none when 0)."""
-        if self.speed != (1.0, 1.0):
-            factor = rng.uniform(*self.speed)
-            clip = resample(clip[None], self.sample_rate * factor, self.sample_rate)[0]
+        clip = change_speed(clip[None], speed_factor(self.speed, rng), self.sample_rate)[0]
         return random_eq(clip, self.sample_rate, self.eq_db, rng)
 
     def _compose(self, rng: np.random.Generator) -> tuple[np.ndarray, list[str], list[int]]:

@@ -76,7 +76,7 @@ class Stem:
             else:
                 from ..audio import load_audio
 
-                audio, rate = load_audio(self.path)
+                audio, rate = load_audio(self.path, sample_rate=sample_rate)
             self._cache, self._cache_rate = resample(audio, rate, sample_rate), sample_rate
         return self._cache
 

@@ -207,6 +207,14 @@ class Separator:
             self._write_quality(path, result)
         return result
 
+    def read_back(
+        self, path: str | os.PathLike[str], outputs: dict[str, Path]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+        """The span of ``path`` that was separated (``start``/``duration``) and the stems written from it,
+        as the quality signals and the service's images read them: ``(mixture [C, T], {stem: [C, T]}, rate)``."""
+        mixture, sr = load_audio(path, start=self.options.start, duration=self.options.duration)
+        return mixture, {name: load_audio(p)[0] for name, p in outputs.items()}, sr
+
     def _write_quality(self, path: Path, result: FileResult) -> None:
         """Reference-free quality signals of the written stems, saved as ``<track>.quality.json`` beside them."""
         import json
@@ -214,8 +222,7 @@ class Separator:
         from ..evaluation.quality import quality_signals
         from .naming import track_name
 
-        mixture, sr = load_audio(path, start=self.options.start, duration=self.options.duration)
-        stems = {name: load_audio(p)[0] for name, p in result.outputs.items()}
+        mixture, stems, sr = self.read_back(path, result.outputs)
         result.quality = quality_signals(mixture, stems, sr)
         first = next(iter(result.outputs.values()))
         result.quality_path = first.parent / f"{track_name(path)}.quality.json"

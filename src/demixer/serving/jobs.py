@@ -168,7 +168,6 @@ class JobRunner:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        from ..audio.io import load_audio
         from ..evaluation.plots import save_audio_images, spectrogram_top_db
         from ..evaluation.quality import quality_signals
         from ..separation import Separator
@@ -197,8 +196,7 @@ class JobRunner:
             outputs = {s: folder / "stems" / f"{s}.{ext}" for s in separator.sources}
             result = separator.separate_to_files(folder / "input", outputs)
             self.store.update(job.id, stage="analysing", progress=0.97)
-            mixture, sr = load_audio(folder / "input", start=options.start, duration=options.duration)
-            stems = {name: load_audio(p)[0] for name, p in result.outputs.items()}
+            mixture, stems, sr = separator.read_back(folder / "input", result.outputs)
             quality = quality_signals(mixture, stems, sr) if job.options.get("report", True) else None
             on_progress({"stage": "images", "progress": 0.98})
             top = spectrogram_top_db(mixture, sr)

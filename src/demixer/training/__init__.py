@@ -3,7 +3,7 @@
 
 from ..errors import ConfigError
 from .config import TrainConfig, load_config
-from .losses import LOSS_NAMES, TrainingLoss, pit
+from .losses import LOSS_NAMES, TrainingLoss, pit_loss
 from .trainer import Trainer, TrainResult, train
 
 __all__ = [
@@ -14,6 +14,6 @@ __all__ = [
     "Trainer",
     "TrainingLoss",
     "load_config",
-    "pit",
+    "pit_loss",
     "train",
 ]

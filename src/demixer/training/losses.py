@@ -212,8 +212,11 @@ def _batched_sources(fn: _PerItem, estimate: Tensor, reference: Tensor) -> Tenso
     return fn(est, ref).reshape(estimate.shape[0], s, s)
 
 
-def pit(fn: _PerItem, estimate: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
-    """Permutation-invariant loss: the best source order per item.
+def pit_loss(fn: _PerItem, *, reference: Tensor, estimate: Tensor) -> tuple[Tensor, Tensor]:
+    """Permutation-invariant loss: the best source order per item (the training counterpart of
+    :func:`demixer.evaluation.metrics.pit`, with the same keyword-only argument names).
+
+    Shape: ``reference``, ``estimate``: ``[B, S, C, T]``.
 
     Returns:
         ``(loss, perm)``: the mean of the best per-item losses, and the permutation ``[B, S]``
@@ -244,5 +247,5 @@ class TrainingLoss:
 
     def __call__(self, estimate: Tensor, reference: Tensor) -> Tensor:
         if self.pit:
-            return pit(self.per_item, estimate, reference)[0]
+            return pit_loss(self.per_item, reference=reference, estimate=estimate)[0]
         return self.per_item(estimate, reference).mean()

@@ -37,7 +37,7 @@ from . import distributed
 from .config import TrainConfig, dump_config
 from .datasets import build_datasets
 from .logs import Logs
-from .losses import TrainingLoss, neg_sdr, neg_si_sdr, pit, window_sdr
+from .losses import TrainingLoss, neg_sdr, neg_si_sdr, pit_loss, window_sdr
 
 STATE = "state.pt"
 OPTIMIZER = "optimizer.pt"
@@ -354,7 +354,7 @@ class Trainer:
             sums[-2] += float(self.loss(est, ref))
             sums[-1] += 1
             if self.cfg.loss.pit:
-                perm = pit(self.loss.per_item, est, ref)[1]
+                perm = pit_loss(self.loss.per_item, reference=ref, estimate=est)[1]
                 est = torch.stack([est[b, perm[b]] for b in range(est.shape[0])])
             active = (ref.pow(2).mean(dim=(-2, -1)) > SILENT).double().cpu()  # [B, S]
             sdr = (-neg_sdr(est, ref)).double().cpu()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...audio import load_audio, resample
+from ...audio import load_audio
 from ...errors import DemixerError
 
 SOUNDFONTS = (
@@ -76,8 +76,7 @@ def render_midi(midi: Path, soundfont: Path, sample_rate: int) -> np.ndarray:
             ],
             "fluidsynth",
         )
-        audio, rate = load_audio(wav)
-    return resample(audio, rate, sample_rate)
+        return load_audio(wav, sample_rate=sample_rate)[0]
 
 
 def espeak_voices(language: str = "en") -> list[str]:
@@ -116,5 +115,4 @@ def tts(text: str, voice: str, sample_rate: int, *, speed: int = 160, pitch: int
             _run([require("text2wave"), str(txt), "-o", str(wav)], "festival")
         else:
             raise DemixerError(f"unknown TTS engine in voice {voice!r} (espeak:, flite:, festival:)")
-        audio, rate = load_audio(wav)
-    return resample(audio, rate, sample_rate).mean(0)
+        return load_audio(wav, sample_rate=sample_rate, mono=True)[0][0]

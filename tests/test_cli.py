@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +18,9 @@ from demixer.audio import OutputFormat, load_audio, probe, save_audio
 from demixer.evaluation import sdr
 from demixer.models import task_defaults
 
-from .conftest import shared, tone
+from .conftest import ROOT, shared, tone
+
+EXAMPLE = ROOT / "src" / "demixer" / "examples" / "example.flac"
 
 
 def outputs_under(root: Path) -> list[Path]:
@@ -309,3 +316,74 @@ def test_an_unexpected_fault_ends_as_one_error_line(monkeypatch, capsys, verbose
     assert ("Traceback (most recent call last)" in err) == verbose
     if not verbose:
         assert err.strip().count("\n") == 0 and "--verbose" in err
+
+
+@contextlib.contextmanager
+def _tmpfs(where: Path, options: str):
+    """A small tmpfs mounted for the test (root only); skips with a reason where mounting is not allowed."""
+    where.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_output_side_faults_get_one_line_each(cli, tmp_path):
+    """A file in the way, a read-only folder, a full disk, a long name, an absurd header, odd inputs."""
+    example = tmp_path / "song.flac"
+    shutil.copy(EXAMPLE, example)
+    in_the_way = tmp_path / "afile"
+    in_the_way.write_text("x")
+    for out, says in ((in_the_way, "it is a file"), (in_the_way / "sub", f"under {in_the_way}, which is a file")):
+        r = cli("separate", example, "-o", out)
+        assert r.returncode == 1 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().count("\n") == 0, r.stderr
+
+    with _tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
+        r = cli("separate", example, "-o", ro / "out")
+        assert r.returncode == 1 and "read-only file system" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+    second = tmp_path / "second.flac"
+    shutil.copy(EXAMPLE, second)
+    with _tmpfs(tmp_path / "full", "size=256k") as full:  # the first stems fill it
+        r = cli("separate", example, second, "-o", full / "out")
+        assert r.returncode == 1 and "no space left on the device" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and "2 of 2 input(s) not separated" in r.stderr, r.stderr
+        assert not [p for p in full.rglob("*") if p.is_file()], "no partial file is left on the full disk"
+
+    long = tmp_path / f"{'x' * 240}.flac"  # the final names fit in 255 bytes; the temporary ones must too
+    shutil.copy(EXAMPLE, long)
+    ghz = tmp_path / "ghz.wav"
+    data = np.zeros(1000, np.int16).tobytes()
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, 2_000_000_000, 4_000_000_000 % 2**32, 2, 16)
+    ghz.write_bytes(
+        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    empty_folder = tmp_path / "folder.wav"
+    empty_folder.mkdir()
+    r = cli(
+        "separate",
+        ghz,
+        fifo,
+        empty_folder,
+        tmp_path / "none*.wav",
+        long,
+        "--filename",
+        "{track}_{stem}.{ext}",
+        "-o",
+        tmp_path / "out",
+    )
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.splitlines()
+    assert any(f"error: {ghz}: unsupported sample rate 2000000000 Hz" in line for line in lines), r.stderr
+    assert any(f"error: {fifo}: not a regular file" in line for line in lines), r.stderr
+    assert any("folder with no audio files" in line and "folder.wav" in line for line in lines), r.stderr
+    assert any("no file matches" in line for line in lines), r.stderr
+    assert "Traceback" not in r.stderr and "2 of 3 input(s) failed" in r.stderr, r.stderr
+    assert len(list((tmp_path / "out").rglob(f"{'x' * 240}_*.wav"))) == 4, "the long-named input was separated"

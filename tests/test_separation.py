@@ -229,3 +229,16 @@ def test_band_extension_gives_a_low_rate_model_the_input_band(tmp_path):
     two = Separator(model=model, two_stems="speaker1").separate_tensor(x, 16000)
     assert torch.allclose(two["speaker1"], torch.from_numpy(stems["speaker1"]), atol=1e-5)
     assert torch.allclose(two["no_speaker1"], torch.from_numpy(stems["speaker2"]), atol=1e-5)
+
+
+def test_options_name_what_is_above_their_limits():
+    from demixer.options import LIMITS, SeparationOptions
+
+    assert SeparationOptions().over_limits() == []
+    over = SeparationOptions(shifts=1000, segment=1e9, start=1e9).over_limits()
+    assert over == [
+        "--shifts: 1000 is above the limit of 20",
+        "--segment: 1e+09 is above the limit of 900",
+        "--start: 1e+09 is above the limit of 86400",
+    ]
+    assert SeparationOptions(**{k: v for k, v in LIMITS.items() if k != "jobs"}, jobs=2).over_limits() == []

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -222,6 +223,14 @@ def test_bad_uploads_are_refused_with_clear_messages(server_factory, tmp_path):
     r = submit(server, fake)
     assert r.status_code == 415 and r.json()["detail"].startswith("song.wav:")
     assert str(server.data_dir) not in r.text  # server paths never leak
+    ghz = tmp_path / "ghz.wav"  # a header that declares 2 GHz: refused at probe time, not accepted and failed later
+    data = np.zeros(1000, np.int16).tobytes()
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, 2_000_000_000, 4_000_000_000 % 2**32, 2, 16)
+    ghz.write_bytes(
+        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
+    r = submit(server, ghz)
+    assert r.status_code == 415 and "unsupported sample rate" in r.json()["detail"], r.text
 
     long = tmp_path / "long.flac"
     sf.write(long, np.zeros((44100 * 8, 1), np.float32), 44100)
@@ -256,6 +265,13 @@ def test_bad_uploads_are_refused_with_clear_messages(server_factory, tmp_path):
     assert r.status_code == 422 and "has no stem 'vocals'" in r.json()["detail"]
     r = submit(server, EXAMPLE, task="extract")  # a task no shipped model does
     assert r.status_code == 422 and "extract" in str(r.json()["detail"])
+    for field, value in (("shifts", 1000), ("segment", 1e9), ("start", 1e9)):
+        r = submit(server, EXAMPLE, **{field: value})  # unbounded costs are refused before any work
+        assert r.status_code == 422 and "above the limit" in r.json()["detail"], (field, r.text)
+    r = submit(server, EXAMPLE, start=60)  # the example is 8 s long
+    assert r.status_code == 422 and "past the end" in r.json()["detail"]
+    r = submit(server, EXAMPLE, name="tiny-random")
+    assert r.status_code == 422 and "test model" in r.json()["detail"]
 
     r = submit(server, EXAMPLE, filename="../../../../tmp/evil name.flac", duration=4)
     assert r.status_code == 202

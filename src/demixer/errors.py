@@ -21,6 +21,11 @@ class AudioError(DemixerError):
         super().__init__(self.reason if path is None else f"{self.path}: {self.reason}")
 
 
+class OutputError(AudioError):
+    """Outputs cannot be written where they were asked for (a file in the way, read-only, no space left):
+    a fault that every further input would meet too, so a run stops at it."""
+
+
 class OptionsError(DemixerError, ValueError):
     """An option value is invalid (bad range, unknown stem, conflicting flags)."""
 

@@ -7,12 +7,16 @@ leaves no partial file behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import OutputError
 
 NAME_MAX = 255  # bytes in one path component on the file systems demixer writes to (ext4, xfs, btrfs, tmpfs, APFS)
 _TOKEN_BYTES = 4
@@ -92,3 +96,40 @@ def walk(root: str | os.PathLike[str]) -> Iterator[tuple[Path, list[str], list[s
         dirnames.sort()
         filenames.sort()
         yield Path(dirpath), dirnames, filenames
+
+
+def output_fault(folder: str | os.PathLike[str], exc: BaseException | None = None) -> str | None:
+    """Why nothing at all can be written under ``folder`` (read-only file system, no space left), or None.
+
+    Looks at ``exc``'s errno when it has one, else at the free space of the file system (libsndfile
+    reports a full disk as "System error." with no errno).
+    """
+    code = getattr(exc, "errno", None)
+    if code == errno.EROFS:
+        return "read-only file system"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the device"
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        return None
+    return f"no space left on the device (only {free // 1024} KiB free)" if free < 1 << 20 else None
+
+
+def check_output_folder(folder: str | os.PathLike[str]) -> None:
+    """Raise :class:`~demixer.errors.OutputError` when ``folder`` cannot hold outputs: it is a file, it
+    lies under a file, or its nearest existing folder is not writable (read-only mount, permissions)."""
+    target = Path(folder)
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == target else f"is under {existing}, which is a file"
+        raise OutputError(target, f"cannot write outputs here: it {where}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        probe = os.statvfs(existing)
+        why = "a read-only file system" if probe.f_flag & os.ST_RDONLY else "not writable (permission denied)"
+        raise OutputError(target, f"cannot write outputs here: {existing} is {why}")

@@ -16,6 +16,17 @@ from .errors import OptionsError
 
 CLIP_MODES = ("rescale", "clamp", "none")
 
+#: Sane upper bounds of the options whose cost grows without limit. The service refuses values above them
+#: (422); the CLI and the Python API take them with a warning (:meth:`SeparationOptions.over_limits`).
+LIMITS: dict[str, float] = {
+    "shifts": 20,  # each shift is a whole extra pass over the track
+    "segment": 900.0,  # seconds per chunk (Open-Unmix's default is 600): memory grows with it
+    "batch_size": 64,  # chunks per forward pass
+    "jobs": 64,  # inputs in parallel
+    "start": 86400.0,  # seconds: a day
+    "duration": 86400.0,
+}
+
 
 def _csv(value: str | list[str] | None) -> list[str] | None:
     """``"vocals,drums"`` -> ``["vocals", "drums"]`` (lists pass through)."""
@@ -157,6 +168,15 @@ class SeparationOptions:
         except ValueError as exc:
             raise OptionsError(str(exc)) from None
         return self
+
+    def over_limits(self) -> list[str]:
+        """One message per option above its :data:`LIMITS` value (empty when all are within)."""
+        out = []
+        for name, limit in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and value > limit:
+                out.append(f"--{name.replace('_', '-')}: {value:g} is above the limit of {limit:g}")
+        return out
 
     @property
     def output_format(self) -> OutputFormat:

@@ -66,11 +66,19 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
+#: Sample rates demixer accepts (a header outside them is damaged or hostile: a 2 GHz "WAV" would plan
+#: chunks of billions of samples).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000
+MAX_CHANNELS = 64
+
+
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise AudioError(path, "no such file")
     if path.is_dir():
         raise AudioError(path, "is a folder, not an audio file")
+    if not path.is_file():
+        raise AudioError(path, "not a regular file (a FIFO, device or socket)")
     if not os.access(path, os.R_OK):
         raise AudioError(path, "permission denied")
     if path.stat().st_size == 0:
@@ -129,7 +137,16 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     """
     p = Path(path)
     _check_file(p)
-    return _probe_soundfile(p) or _probe_pyav(p)
+    info = _probe_soundfile(p) or _probe_pyav(p)
+    if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            p,
+            f"unsupported sample rate {info.sample_rate} Hz in the header "
+            f"(demixer reads {MIN_SAMPLE_RATE // 1000}-{MAX_SAMPLE_RATE // 1000} kHz)",
+        )
+    if info.channels > MAX_CHANNELS:
+        raise AudioError(p, f"{info.channels} channels in the header (demixer reads at most {MAX_CHANNELS})")
+    return info
 
 
 def _check_block(path: str, block: np.ndarray, offset: int, sample_rate: int) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 from typing import Any
 
 from ..options import SeparationOptions
+
+log = logging.getLogger("demixer")
 
 
 def add_option_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -35,4 +38,7 @@ def options_from_args(args: argparse.Namespace) -> SeparationOptions:
     """The SeparationOptions for the flags given (unset flags keep the dataclass defaults)."""
     names = {f.name for f in dataclasses.fields(SeparationOptions)}
     given: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names}
-    return SeparationOptions.from_mapping(given)
+    options = SeparationOptions.from_mapping(given)
+    for message in options.over_limits():  # allowed here, refused by the service
+        log.warning("warning: %s (the service refuses it; this may take very long or much memory)", message)
+    return options

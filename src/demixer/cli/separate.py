@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
 from ..errors import DemixerError, one_line
+from ..files import check_output_folder, output_fault
 from ..separation.naming import expand_inputs
 from ..separation.separator import Separator
 from .models import print_models
@@ -48,20 +50,31 @@ def run(args: argparse.Namespace) -> int:
     inputs = expand_inputs(items)
     if not inputs:
         raise DemixerError(f"no audio files found in {' '.join(items)}")
+    check_output_folder(options.out)  # a file in the way or a read-only folder: one line before any work
     separator = Separator(options=options, progress=not args.no_progress and sys.stderr.isatty())
     plans = separator.output_paths(inputs)
     log.info("model %s -> stems %s; %d input(s)", separator.model_name, ", ".join(separator.sources), len(inputs))
+    stop = threading.Event()  # set by a fault every further input would meet too (disk full, read-only)
 
-    def one(job: tuple[Path, dict[str, Path]]) -> bool:
+    def one(job: tuple[Path, dict[str, Path]]) -> bool | None:
+        """True: written; False: this input failed; None: not tried, the run stopped at an output fault."""
         path, outputs = job
+        if stop.is_set():
+            return None
         try:
             result = separator.separate_to_files(path, outputs)
-        except DemixerError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return False
-        except Exception as exc:  # an unforeseen fault on one input: say so and go on with the others
+        except Exception as exc:  # one line per fault, and on with the other inputs unless no output can be written
+            folder = next(iter(outputs.values())).parent
+            fault = output_fault(folder, exc)
+            if fault is not None:
+                if not stop.is_set():
+                    stop.set()
+                    print(f"error: {folder}: {fault}; stopping (no further output can be written)", file=sys.stderr)
+                return None
             log.debug("%s failed", path, exc_info=True)
-            print(f"error: {path}: {one_line(exc)}", file=sys.stderr)
+            print(
+                f"error: {exc}" if isinstance(exc, DemixerError) else f"error: {path}: {one_line(exc)}", file=sys.stderr
+            )
             return False
         written = ", ".join(str(p) for p in result.outputs.values())
         print(f"{path}: {len(result.outputs)} stems written: {written}", flush=True)
@@ -86,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
             ok = list(pool.map(one, jobs))
     else:
         ok = [one(job) for job in jobs]
-    failed = ok.count(False)
+    failed, untried = ok.count(False), ok.count(None)
     if failed:
         print(f"{failed} of {len(jobs)} input(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+    if untried:
+        print(f"{untried} of {len(jobs)} input(s) not separated: the run stopped at an output fault", file=sys.stderr)
+    return 1 if failed or untried else 0

@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from pathlib import Path
 
 from ..audio.io import AUDIO_EXTENSIONS
 from ..errors import OptionsError
+from ..files import walk
+
+log = logging.getLogger("demixer")
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
     """Files stay as given (their content decides if they are audio); folders give their audio
-    files recursively; patterns with ``* ? [`` are globbed (``**`` recursive). A path that does
-    not exist is kept, so that it fails with a clear message of its own."""
+    files recursively (following links); patterns with ``* ? [`` are globbed (``**`` recursive).
+    A path that does not exist is kept, so that it fails with a clear message of its own. A folder
+    without audio files and a pattern that matches nothing are skipped with a warning each."""
     out: list[Path] = []
     for item in items:
         p = Path(item).expanduser()
         if p.is_dir():
-            out += sorted(
-                f
-                for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS and not f.name.startswith(".")
+            found = sorted(
+                folder / name
+                for folder, _, names in walk(p)
+                for name in names
+                if Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.startswith(".")
             )
+            if not found:
+                log.warning("warning: %s: a folder with no audio files in it (skipped)", item)
+            out += found
         elif not p.exists() and any(ch in item for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(item), recursive=True) if Path(m).is_file())
             if not matches:
-                raise OptionsError(f"no file matches {item!r}")
+                log.warning("warning: no file matches %r (skipped)", item)
             out += matches
         else:
             out.append(p)

@@ -102,6 +102,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     metrics = ServiceMetrics(store)
     runner = JobRunner(store, settings, metrics)
     registered = {e.name for e in list_models()}
+    test_models = {e.name for e in list_models() if e.kind == "test"}  # random weights: smoke tests only
 
     def _cached_published(name: str) -> bool:
         """A published model whose files are all in the model cache (the service never downloads)."""
@@ -226,6 +227,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         values = submitted.model_dump(exclude={"file"})
         try:
             opts = SeparationOptions.from_mapping(values)
+            limits = opts.over_limits()
+            if limits:
+                raise OptionsError("; ".join(limits))
+            if opts.name in test_models:
+                raise ModelNotFoundError(
+                    f"{opts.name} is a test model with random weights; this service does not run it"
+                )
             if opts.name is not None and opts.name not in registered and not _cached_published(opts.name):
                 raise ModelNotFoundError(
                     f"unknown model {opts.name!r} (GET /models lists them)"
@@ -274,7 +282,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
         except HTTPException as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            metrics.rejected.labels("too_long" if exc.status_code == 413 else "not_audio").inc()
+            metrics.rejected.labels({413: "too_long", 422: "options"}.get(exc.status_code, "not_audio")).inc()
             raise
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -348,6 +356,10 @@ def _check_audio(
         reason = re.sub(r"'?/[^\s']*'?", repr(filename), reason)  # decoder messages quote (cut) server paths
         raise HTTPException(415, f"{filename}: {reason}") from None
     available = max(0.0, info.duration - opts.start)
+    if available <= 0:
+        raise HTTPException(
+            422, f"{filename}: start={opts.start:g} s is past the end of the audio ({info.duration:.1f} s)"
+        )
     seconds = min(available, opts.duration) if opts.duration else available
     if seconds > settings.max_duration_s:
         raise HTTPException(

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import soundfile as sf
 
@@ -223,3 +224,40 @@ def test_ray_engine_matches_local(tmp_path, ray_cluster):
         timeout=600,
     )
     assert "0 separated, 4 already done" in again.stdout
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    """kill -9 of the batch process alone (not its group): its workers stop within seconds and write nothing more."""
+    _corpus(tmp_path / "in", n_music=6, seconds=15)
+    out = tmp_path / "out"
+    manifest = out / "hpss" / "manifest.jsonl"
+    cmd = [sys.executable, "-m", "demixer", "batch", str(tmp_path / "in"), "-o", str(out), "-n", "hpss"]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "2", "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not (manifest.exists() and any(r["status"] == "ok" for r in _records(manifest))):
+        time.sleep(0.2)
+    session = [p for p in psutil.process_iter() if _sid(p.pid) == proc.pid and p.pid != proc.pid]
+    assert session, "the workers were running"
+    os.kill(proc.pid, signal.SIGKILL)  # the parent only
+    proc.wait()
+    gone, alive = psutil.wait_procs(session, timeout=10)
+    assert not alive, f"left running after the parent died: {[p.cmdline() for p in alive]}"
+    settled = sorted(str(p) for p in out.rglob("*.wav"))
+    time.sleep(2.0)
+    assert sorted(str(p) for p in out.rglob("*.wav")) == settled, "nothing is written after the parent died"
+    r = run_cli("batch", tmp_path / "in", "-o", out, "-n", "hpss", "--no-progress")
+    assert r.returncode == 1  # the two broken files
+    final = _records(manifest)
+    assert len({rec["input"] for rec in final}) == 11 and sum(rec["status"] == "ok" for rec in final) == 9
+
+
+def _sid(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None

@@ -387,3 +387,41 @@ def test_output_side_faults_get_one_line_each(cli, tmp_path):
     assert any("no file matches" in line for line in lines), r.stderr
     assert "Traceback" not in r.stderr and "2 of 3 input(s) failed" in r.stderr, r.stderr
     assert len(list((tmp_path / "out").rglob(f"{'x' * 240}_*.wav"))) == 4, "the long-named input was separated"
+
+
+@pytest.mark.slow
+def test_truncated_files_warn_or_fail_without_decoder_noise(cli, tmp_path):
+    """A cut Ogg is separated with a warning that it ended early; a cut MP3 fails in one line, and what the MP3
+    decoder prints ("Warning: Xing ...") goes to --verbose only. Batch failures name their input."""
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=5",
+            "-c:a",
+            "libvorbis",
+            tmp_path / "full.ogg",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=f=440:d=3", "-ac", "2", tmp_path / "full.mp3"],
+        check=True,
+    )
+    (tmp_path / "in").mkdir()
+    for name, keep in (("cut.ogg", 6000), ("cut.mp3", 20000)):
+        (tmp_path / "in" / name).write_bytes((tmp_path / f"full{Path(name).suffix}").read_bytes()[:keep])
+    shutil.copy(tmp_path / "full.ogg", tmp_path / "in" / "whole.ogg")
+    r = cli("separate", "-n", "hpss", tmp_path / "in", "-o", tmp_path / "out")
+    assert r.returncode == 1, r.stderr
+    assert "cut.ogg: the Ogg stream ends early" in r.stderr and "whole.ogg: the Ogg" not in r.stderr, r.stderr
+    assert f"error: {tmp_path / 'in' / 'cut.mp3'}: truncated file" in r.stderr, r.stderr
+    assert "Xing" not in r.stderr and "1 of 3 input(s) failed" in r.stderr, r.stderr
+    verbose = cli("-v", "separate", "-n", "hpss", tmp_path / "in" / "cut.mp3", "-o", tmp_path / "out2")
+    assert "decoder: Warning: Xing" in verbose.stderr, verbose.stderr
+    r = cli("batch", tmp_path / "in", "-n", "hpss", "-o", tmp_path / "batch", "--no-progress")
+    assert r.returncode == 1 and f"error: {tmp_path / 'in' / 'cut.mp3'}: truncated file" in r.stderr, r.stderr

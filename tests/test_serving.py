@@ -329,7 +329,8 @@ def test_fifty_concurrent_uploads_complete_or_get_429(server_factory, tmp_path):
         accepted += ids
         refused += [r for r in responses if r.status_code == 429]
         rss.append(proc.memory_info().rss)
-    assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
+    waits = [int(r.headers["retry-after"]) for r in refused]
+    assert min(waits) >= 1 and max(waits) <= 30, f"Retry-After follows the measured speed: {sorted(set(waits))}"
     listed = {j["id"] for j in httpx.get(f"{server.url}/jobs", params={"limit": 500}).json()}
     assert listed == set(accepted)  # nothing lost, nothing half-made from refused uploads
     assert len(list((server.data_dir / "jobs").iterdir())) == len(accepted)
@@ -378,9 +379,12 @@ def test_killed_server_reruns_or_fails_interrupted_jobs(server_factory, tmp_path
     assert sf.info(str(data / "jobs" / job_id / "stems" / "drums.wav")).duration == pytest.approx(90, abs=0.01)
 
     other = _kill_mid_job(second, path)
+    work = list((data / "jobs" / other).rglob(".demixer-work-*"))
+    assert work, "the killed job left its engine work folder"
     third = server_factory("--threads", "1", "--max-attempts", "1", data_dir=data)
     job = wait_done(third, other, timeout=30)
     assert job["state"] == "failed" and "interrupted" in job["error"], job
+    assert not any(p.exists() for p in work), "a restart removes what interrupted jobs left behind"
     assert httpx.get(f"{third.url}/jobs/{job_id}").json()["state"] == "done"  # finished jobs survive restarts
 
 

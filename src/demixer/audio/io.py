@@ -9,9 +9,14 @@ a file that is empty, truncated, undecodable or holds NaN/Inf samples raises
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +25,8 @@ import soundfile as sf
 
 from ..errors import AudioError
 from .resample import resample
+
+log = logging.getLogger("demixer")
 
 #: Extensions picked up when a folder is given as input.
 AUDIO_EXTENSIONS = (
@@ -85,9 +92,44 @@ def _check_file(path: Path) -> None:
         raise AudioError(path, "empty file (0 bytes)")
 
 
+_STDERR = threading.Lock()
+
+
+@contextmanager
+def _decoder_chatter(path: str | Path, active: bool) -> Iterator[None]:
+    """While ``active``, what C decoders print on the process's stderr (libsndfile's mpg123: "Note: ...",
+    "Warning: Xing stream size off ...") goes to the debug log (``--verbose``) instead of the terminal.
+
+    Redirects file descriptor 2 for the duration of one call, under a lock; only MP3 reads use it.
+    """
+    if not active:
+        yield
+        return
+    with _STDERR, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said = sink.read().decode(errors="replace").split("\n")
+            for line in filter(None, (s.strip() for s in said)):
+                log.debug("%s: decoder: %s", path, line)
+
+
+def _looks_like_mp3(path: str | Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(3)
+    return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
 def _probe_soundfile(path: Path) -> AudioInfo | None:
     try:
-        info = sf.info(str(path))
+        with _decoder_chatter(path, _looks_like_mp3(path)):
+            info = sf.info(str(path))
     except Exception:  # libsndfile does not know it: let FFmpeg try
         return None
     match = _SHOULD_BE.search(info.extra_info or "")
@@ -146,7 +188,36 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
         )
     if info.channels > MAX_CHANNELS:
         raise AudioError(p, f"{info.channels} channels in the header (demixer reads at most {MAX_CHANNELS})")
+    if _ogg_ends_early(p):
+        log.warning(
+            "warning: %s: the Ogg stream ends early (its last page is not an end-of-stream page): the file looks "
+            "truncated; only its first %.1f s are read",
+            p,
+            info.duration,
+        )
     return info
+
+
+def _ogg_ends_early(path: Path, tail: int = 1 << 16) -> bool:
+    """An Ogg file whose last page is cut short or lacks the end-of-stream flag (a truncated download or copy).
+
+    Reads only the last ``tail`` bytes; ``False`` for anything that is not Ogg.
+    """
+    with open(path, "rb") as f:
+        if f.read(4) != b"OggS":
+            return False
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - tail))
+        data = f.read()
+    last = data.rfind(b"OggS")
+    if last < 0 or len(data) - last < 27:
+        return True
+    segments = data[last + 26]
+    if len(data) - last < 27 + segments:
+        return True
+    body = sum(data[last + 27 : last + 27 + segments])
+    complete = len(data) - last >= 27 + segments + body
+    return not complete or not data[last + 5] & 0x04  # header type flag 0x04: end of stream
 
 
 def _check_block(path: str, block: np.ndarray, offset: int, sample_rate: int) -> None:
@@ -157,13 +228,18 @@ def _check_block(path: str, block: np.ndarray, offset: int, sample_rate: int) ->
 
 def _iter_soundfile(info: AudioInfo, start: int, frames: int | None, block: int) -> Iterator[np.ndarray]:
     remaining = info.frames - start if frames is None else min(frames, info.frames - start)
+    mp3 = info.format.upper() == "MP3"
     try:
-        with sf.SoundFile(info.path) as f:
+        with _decoder_chatter(info.path, mp3):
+            f = sf.SoundFile(info.path)
+        with f:
             if start:
-                f.seek(start)
+                with _decoder_chatter(info.path, mp3):
+                    f.seek(start)
             pos = start
             while remaining > 0:
-                data = f.read(min(block, remaining), dtype="float32", always_2d=True)
+                with _decoder_chatter(info.path, mp3):
+                    data = f.read(min(block, remaining), dtype="float32", always_2d=True)
                 if data.shape[0] == 0:
                     raise AudioError(info.path, f"truncated file: decoding stopped at {pos / info.sample_rate:.3f} s")
                 out = np.ascontiguousarray(data.T)

@@ -35,7 +35,7 @@ def run_local(items: list[Item], options: dict[str, Any], workers: int) -> Itera
         workers,
         mp_context=mp.get_context("spawn"),
         initializer=init_worker,
-        initargs=(options, _threads_per_worker(workers)),
+        initargs=(options, _threads_per_worker(workers), os.getpid()),  # workers die with this process
     ) as pool:
         futures = [pool.submit(process_one, path, outputs) for path, outputs in items]
         for future in as_completed(futures):

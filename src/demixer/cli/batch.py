@@ -26,8 +26,10 @@ def run(args: argparse.Namespace) -> int:
         manifest=args.manifest,
         progress=not args.no_progress,
     )
-    for failure in summary.failures:
-        print(f"failed: {failure['error']}", file=sys.stderr)
+    for failure in summary.failures:  # one line each, naming the input (once)
+        source, error = failure["input"], str(failure["error"])
+        reason = error[len(source) + 2 :] if error.startswith(f"{source}: ") else error
+        print(f"error: {source}: {reason}", file=sys.stderr)
     print(
         f"{summary.total} item(s): {summary.ok} separated, {summary.skipped} already done, {summary.failed} failed; "
         f"{summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s "

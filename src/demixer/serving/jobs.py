@@ -82,7 +82,9 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         self._submit_lock = threading.Lock()
         self._archive_lock = threading.Lock()
-        self._mean_seconds = 10.0
+        # job seconds per audio second, measured on finished jobs (a prior until the first one finishes)
+        self._seconds_per_audio_second = 0.5
+        self._measured = False
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -96,6 +98,14 @@ class JobRunner:
         for folder in self.jobs_dir.iterdir():  # uploads cut off before their job was recorded
             if folder.name not in known:
                 shutil.rmtree(folder, ignore_errors=True)
+                continue
+            # no job runs yet: engine work folders and temporary files are what a crash left behind
+            for leftover in [*folder.rglob(".demixer-work-*"), *folder.rglob(".*.part")]:
+                log.warning("removing %s, left by an interrupted job", leftover)
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
         if self.settings.threads:
             import torch
 
@@ -132,9 +142,16 @@ class JobRunner:
         return self.job_dir(job.id) / "images" / f"{stem}.{kind}.png"
 
     # -- submitting and cancelling ---------------------------------------------------------------
+    #: the longest Retry-After a client is told: past it, polling again costs nothing
+    RETRY_AFTER_CAP = 120
+
     def retry_after(self) -> int:
+        """Seconds until a queue slot is likely free: one queued job's worth of audio (their mean) at the
+        measured speed, shared by the workers; 1 to :attr:`RETRY_AFTER_CAP`."""
         queued = self.store.count("queued")
-        return int(min(600, max(1, math.ceil(self._mean_seconds * max(queued, 1) / self.settings.workers))))
+        per_job = self.store.audio_seconds("queued") / max(1, queued)
+        work = per_job * self._seconds_per_audio_second / self.settings.workers
+        return int(min(self.RETRY_AFTER_CAP, max(1, math.ceil(work))))
 
     def check_room(self) -> None:
         """Raise :class:`QueueFull` if no job can be queued now."""
@@ -233,7 +250,11 @@ class JobRunner:
             self.metrics.job_seconds.labels("done").observe(finished - t0)
             self.metrics.rtf.observe(result.rtf)
             self.metrics.audio_seconds.inc(result.duration)
-            self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * (finished - t0)
+            if result.duration > 0:
+                rate = (finished - t0) / result.duration
+                mix = 0.3 if self._measured else 1.0  # the first measurement replaces the prior
+                self._seconds_per_audio_second = (1 - mix) * self._seconds_per_audio_second + mix * rate
+                self._measured = True
             log.info("job %s done: %.1f s of audio in %.1f s", job.id, result.duration, finished - t0)
         except _Stop:
             self.store.update(

@@ -167,6 +167,12 @@ class JobStore:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state,)).fetchone()[0])
 
+    def audio_seconds(self, state: str) -> float:
+        """The audio seconds of all jobs in ``state`` (what the queue holds, for Retry-After)."""
+        with self._lock:
+            row = self._db.execute("SELECT SUM(duration) FROM jobs WHERE state = ?", (state,)).fetchone()
+        return float(row[0] or 0.0)
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()

@@ -514,3 +514,25 @@ def test_web_page_in_headless_chromium(server_factory, tmp_path):
             assert errors == [] and external == []
         finally:
             browser.close()
+
+
+def test_memory_admission_counts_channels_and_rate(server_factory, tmp_path):
+    """Uploads are admitted by their memory estimate (channels x rate x seconds x stems), not by length alone."""
+    from demixer.serving.settings import job_memory_mb
+
+    server = server_factory("--max-memory-mb", "1100")  # 76 MB above the analysis' fixed part
+    assert httpx.get(f"{server.url}/health").json()["max_memory_mb"] == 1100
+    wide = tmp_path / "wide.flac"
+    sf.write(wide, 0.1 * np.ones((48000 * 10, 8), np.float32), 48000)  # 10 s, 8 channels, 48 kHz
+    assert job_memory_mb(10, 48000, 8, 4) > 1100
+    r = submit(server, wide)
+    assert r.status_code == 413, r.text
+    detail = r.json()["detail"]
+    assert "8-channel audio at 48000 Hz" in detail and "allows 1100 MB per job" in detail, detail
+    fits = float(detail.split("at most about ")[1].split(" s")[0])
+    assert 2 <= fits < 10
+    r = submit(server, wide, duration=2)  # the part that fits is admitted and separated
+    assert r.status_code == 202 and wait_done(server, r.json()["id"])["state"] == "done"
+    narrow = tmp_path / "narrow.flac"  # the same length in stereo at 44.1 kHz fits
+    sf.write(narrow, 0.1 * np.ones((44100 * 10, 2), np.float32), 44100)
+    assert submit(server, narrow).status_code == 202

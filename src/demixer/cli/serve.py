@@ -24,6 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue-size", type=int, default=16, help="jobs allowed to wait; more get 429 (default: 16)")
     p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload in MB (default: 200)")
     p.add_argument("--max-duration", type=float, default=1200.0, help="longest audio in seconds (default: 1200)")
+    p.add_argument(
+        "--max-memory-mb",
+        type=float,
+        default=4096.0,
+        help="most memory one job may need, estimated from channels x rate x seconds x stems at upload (default: 4096)",
+    )
     p.add_argument("--ttl-hours", type=float, default=24.0, help="keep finished jobs' files this long (default: 24)")
     p.add_argument(
         "--max-attempts",
@@ -53,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         queue_size=args.queue_size,
         max_upload_mb=args.max_upload_mb,
         max_duration_s=args.max_duration,
+        max_memory_mb=args.max_memory_mb,
         ttl_hours=args.ttl_hours,
         max_attempts=args.max_attempts,
         api_key=args.api_key,

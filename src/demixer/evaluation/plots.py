@@ -10,10 +10,19 @@ import torch
 from ..transforms import STFT
 
 
-def _db_spectrogram(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+def _db_spectrogram(audio: np.ndarray, sample_rate: int, max_frames: int = 2048) -> np.ndarray:
+    """Log-magnitude spectrogram (dB) of the channels' mean, ``[F, N]``: every hop's frame when there are at
+    most ``max_frames`` of them, else ``max_frames`` evenly spaced frames (an image has fewer columns than
+    that anyway), so the memory does not grow with the track's length."""
     n_fft = 2048 if sample_rate > 24000 else 512
     x = torch.from_numpy(np.ascontiguousarray(np.atleast_2d(audio).mean(0), dtype=np.float32))
-    mag = STFT(n_fft, n_fft // 4)(x).abs().numpy()
+    stft = STFT(n_fft, n_fft // 4)
+    if stft.frames(x.shape[-1]) <= max_frames:
+        mag = stft(x).abs().numpy()
+    else:
+        starts = np.linspace(0, x.shape[-1] - n_fft, max_frames).astype(int)
+        frames = torch.stack([x[s : s + n_fft] for s in starts]) * stft.window  # [N, n_fft]
+        mag = torch.fft.rfft(frames, dim=-1).abs().T.numpy()
     return 20 * np.log10(mag + 1e-6)
 
 
@@ -30,8 +39,8 @@ def save_spectrograms(
     fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 2.6 * rows), squeeze=False)
     specs = [_db_spectrogram(a, sample_rate) for _, a in panels]
     top = max(float(s.max()) for s in specs)
-    for ax, (name, _), spec in zip(axes.flat, panels, specs):
-        seconds = spec.shape[1] * (2048 if sample_rate > 24000 else 512) / 4 / sample_rate
+    for ax, (name, audio), spec in zip(axes.flat, panels, specs):
+        seconds = np.atleast_2d(audio).shape[-1] / sample_rate
         ax.imshow(
             spec,
             origin="lower",

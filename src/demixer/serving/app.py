@@ -28,7 +28,7 @@ from ..version import __version__
 from .forms import Accepted, JobForm, JobView, download_stem, safe_filename
 from .jobs import JobRunner, QueueFull
 from .metrics import ServiceMetrics
-from .settings import ServerSettings
+from .settings import ServerSettings, job_memory_mb, longest_job_seconds
 from .store import Job, JobStore
 
 log = logging.getLogger("demixer.serve")
@@ -188,6 +188,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             "auth": bool(settings.api_key),
             "max_upload_mb": settings.max_upload_mb,
             "max_duration_s": settings.max_duration_s,
+            "max_memory_mb": settings.max_memory_mb,
             "ttl_hours": settings.ttl_hours,
         }
 
@@ -251,7 +252,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                     f"{model_name} extracts a target speaker from an enrolment clip, "
                     "which this service does not take yet (use the CLI or the Python API)"
                 )
-            StemPlan.for_model(model, opts.two_stems, opts.stems, opts.atten_lim)
+            plan = StemPlan.for_model(model, opts.two_stems, opts.stems, opts.atten_lim)
         except (OptionsError, ModelNotFoundError) as exc:
             metrics.rejected.labels("options").inc()
             raise HTTPException(422, str(exc)) from None
@@ -262,7 +263,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             file.file.seek(0)
             with open(target, "wb") as out:
                 shutil.copyfileobj(file.file, out, 1024 * 1024)
-            info = _check_audio(target, filename, opts, settings)
+            info = _check_audio(target, filename, opts, settings, len(plan.outputs))
             values["stems"] = opts.stems
             job = Job(
                 id=job_id,
@@ -341,9 +342,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
 
 def _check_audio(
-    path: Path, filename: str, opts: SeparationOptions, settings: ServerSettings
+    path: Path, filename: str, opts: SeparationOptions, settings: ServerSettings, stems: int
 ) -> tuple[float, int, int]:
-    """Decode the upload's header and first second; refuse non-audio (415) and over-long audio (413).
+    """Decode the upload's header and first second; refuse non-audio (415), over-long audio and jobs whose
+    memory estimate is over the limit (413).
 
     Returns:
         ``(seconds to separate, sample rate, channels)``.
@@ -366,5 +368,15 @@ def _check_audio(
             413,
             f"{filename}: {seconds:.0f} s of audio; this server separates at most "
             f"{settings.max_duration_s:g} s per job (use start/duration to pick a part)",
+        )
+    need = job_memory_mb(seconds, info.sample_rate, info.channels, stems)
+    if need > settings.max_memory_mb:
+        longest = longest_job_seconds(settings.max_memory_mb, info.sample_rate, info.channels, stems)
+        raise HTTPException(
+            413,
+            f"{filename}: {seconds:.0f} s of {info.channels}-channel audio at {info.sample_rate} Hz with {stems} stems "
+            f"needs about {need:.0f} MB; this server allows {settings.max_memory_mb:g} MB per job "
+            f"(at most about {longest:.0f} s of this file: use start/duration, or fewer channels or a "
+            "lower rate)",
         )
     return round(seconds, 3), info.sample_rate, info.channels

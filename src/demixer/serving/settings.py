@@ -36,6 +36,8 @@ class ServerSettings:
         queue_size: jobs allowed to wait; beyond it uploads get 429 with Retry-After.
         max_upload_mb: request bodies above this get 413 (checked while streaming).
         max_duration_s: decoded audio longer than this gets 413.
+        max_memory_mb: the memory one job may need above the server's own (its estimate, from the upload's
+            channels, rate and length and the stems asked for: :func:`job_memory_mb`); above it, 413.
         ttl_hours: finished jobs' files are removed this long after they finish.
         max_attempts: a job interrupted by a server stop is re-run until it has had this many attempts,
             then marked failed.
@@ -51,6 +53,7 @@ class ServerSettings:
     queue_size: int = 16
     max_upload_mb: float = 200.0
     max_duration_s: float = 1200.0
+    max_memory_mb: float = 4096.0
     ttl_hours: float = 24.0
     max_attempts: int = 2
     api_key: str | None = None
@@ -71,6 +74,7 @@ class ServerSettings:
         for name, limit in (
             ("max-upload-mb", self.max_upload_mb),
             ("max-duration", self.max_duration_s),
+            ("max-memory-mb", self.max_memory_mb),
             ("ttl-hours", self.ttl_hours),
         ):
             if not limit > 0:
@@ -88,3 +92,27 @@ class ServerSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+
+#: Bytes a job holds per decoded input sample (one channel at the upload's rate) for each of the mixture and
+#: its stems while the stems are analysed (quality signals, images): the float32 copy and the blocks and
+#: mixdowns around it, measured by ``benchmarks/service_memory.py``.
+BYTES_PER_SAMPLE = 5.2
+#: What the analysis needs whatever the length: spectrograms of at most 60 s at most at 48 kHz.
+ANALYSIS_FIXED_MB = 1024.0
+
+
+def job_memory_mb(seconds: float, sample_rate: int, channels: int, stems: int) -> float:
+    """The memory (MiB) a job needs above the server's own, for the admission check (``--max-memory-mb``).
+
+    The separation streams (its memory does not grow with the length); what grows is the analysis of the
+    result: the mixture and every stem, all channels, at the upload's rate.
+    """
+    samples = seconds * sample_rate * channels * (1 + stems)
+    return ANALYSIS_FIXED_MB + samples * BYTES_PER_SAMPLE / 2**20
+
+
+def longest_job_seconds(max_memory_mb: float, sample_rate: int, channels: int, stems: int) -> float:
+    """The longest audio (seconds) of this shape that :func:`job_memory_mb` keeps within ``max_memory_mb``."""
+    per_second = sample_rate * channels * (1 + stems) * BYTES_PER_SAMPLE / 2**20
+    return max(0.0, (max_memory_mb - ANALYSIS_FIXED_MB) / per_second)

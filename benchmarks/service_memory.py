@@ -31,17 +31,18 @@ import soundfile as sf
 from demixer.serving.settings import ServerSettings, job_memory_mb, longest_job_seconds
 
 
-def write_upload(path: Path, seconds: float, rate: int, channels: int, noise: float = 0.003) -> Path:
-    """Quiet tones and a little noise, written block by block as 16-bit FLAC (compresses like real music;
-    without noise, far better: the upload limit then does not stop a long 8-channel file first)."""
+def write_upload(path: Path, seconds: float, rate: int, channels: int, level: float = 0.2) -> Path:
+    """Quiet tones and a little noise, written block by block as 16-bit FLAC (compresses like real music);
+    ``level=0``: digital silence, which FLAC shrinks so far that the upload limit does not stop a long
+    8-channel file before the memory check sees it (the issue's 1200 s file was 201 MB)."""
     rng = np.random.default_rng(0)
     block = rate * 5
     with sf.SoundFile(path, "w", rate, channels, subtype="PCM_16", format="FLAC") as f:
         for lo in range(0, int(seconds * rate), block):
             n = min(block, int(seconds * rate) - lo)
             t = (lo + np.arange(n)) / rate
-            tones = np.stack([0.2 * np.sin(2 * np.pi * (110 * (c + 1)) * t) for c in range(channels)], axis=1)
-            f.write((tones + noise * rng.standard_normal((n, channels))).astype(np.float32))
+            tones = np.stack([level * np.sin(2 * np.pi * (110 * (c + 1)) * t) for c in range(channels)], axis=1)
+            f.write((tones + level / 60 * rng.standard_normal((n, channels))).astype(np.float32))
     return path
 
 
@@ -67,6 +68,7 @@ def main() -> None:
     p.add_argument("--max-duration", type=float, default=ServerSettings.max_duration_s)
     p.add_argument("--stereo-seconds", type=float, default=300.0, help="length of the stereo 44.1 kHz upload")
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--cases", type=int, nargs="*", help="run only these cases (0, 1, 2)")
     args = p.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="demixer-service-memory-"))
@@ -104,6 +106,7 @@ def main() -> None:
             ("8 ch 192 kHz, longest admitted", float(int(longest * 0.98)), 192000, 8),
             ("8 ch 192 kHz, at the duration limit", args.max_duration, 192000, 8),
         ]
+        cases = [c for i, c in enumerate(cases) if args.cases is None or i in args.cases]
         rows = []
         print(
             f"server RSS at start {psutil.Process(server.pid).memory_info().rss / 2**20:.0f} MiB; "
@@ -113,7 +116,7 @@ def main() -> None:
         print(f"{header[0]:<38} " + " ".join(f"{h:>{w}}" for h, w in zip(header[1:], (8, 8, 5, 13, 10, 7))))
         for label, seconds, rate, channels in cases:
             path = work / f"{channels}ch-{rate}-{seconds:.0f}s.flac"
-            write_upload(path, seconds, rate, channels, noise=0.003 if seconds * rate * channels < 2e9 else 0.0)
+            write_upload(path, seconds, rate, channels, level=0.2 if seconds * rate * channels < 1e9 else 0.0)
             before = psutil.Process(server.pid).memory_info().rss
             sampler = Sampler(server.pid)
             sampler.start()

@@ -370,6 +370,7 @@ def test_output_side_faults_get_one_line_each(cli, tmp_path):
     r = cli(
         "separate",
         ghz,
+        "/dev/zero",
         fifo,
         empty_folder,
         tmp_path / "none*.wav",
@@ -383,9 +384,12 @@ def test_output_side_faults_get_one_line_each(cli, tmp_path):
     lines = r.stderr.splitlines()
     assert any(f"error: {ghz}: unsupported sample rate 2000000000 Hz" in line for line in lines), r.stderr
     assert any(f"error: {fifo}: not a regular file" in line for line in lines), r.stderr
+    assert any("error: /dev/zero: not a regular file" in line for line in lines), r.stderr
     assert any("folder with no audio files" in line and "folder.wav" in line for line in lines), r.stderr
     assert any("no file matches" in line for line in lines), r.stderr
-    assert "Traceback" not in r.stderr and "2 of 3 input(s) failed" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "3 of 4 input(s) failed" in r.stderr, r.stderr
+    r = cli("separate", "-n", "hpss", "--segment", "1000", example, "-o", tmp_path / "capped")
+    assert r.returncode == 0 and "--segment: 1000 is above the limit of 900" in r.stderr, r.stderr
     assert len(list((tmp_path / "out").rglob(f"{'x' * 240}_*.wav"))) == 4, "the long-named input was separated"
 
 

@@ -531,8 +531,16 @@ def test_memory_admission_counts_channels_and_rate(server_factory, tmp_path):
     assert "8-channel audio at 48000 Hz" in detail and "allows 1100 MB per job" in detail, detail
     fits = float(detail.split("at most about ")[1].split(" s")[0])
     assert 2 <= fits < 10
+    proc = psutil.Process(server.proc.pid)
+    before, peak = proc.memory_info().rss, 0
     r = submit(server, wide, duration=2)  # the part that fits is admitted and separated
-    assert r.status_code == 202 and wait_done(server, r.json()["id"])["state"] == "done"
+    assert r.status_code == 202
+    while httpx.get(f"{server.url}/jobs/{r.json()['id']}").json()["state"] not in ("done", "failed"):
+        peak = max(peak, proc.memory_info().rss)
+        time.sleep(0.05)
+    assert httpx.get(f"{server.url}/jobs/{r.json()['id']}").json()["state"] == "done"
+    print(f"admitted 2 s of 8 x 48 kHz: server RSS {before / 2**20:.0f} -> peak {peak / 2**20:.0f} MiB")
+    assert peak - before < 1100 * 2**20, "the job stayed within --max-memory-mb"
     narrow = tmp_path / "narrow.flac"  # the same length in stereo at 44.1 kHz fits
     sf.write(narrow, 0.1 * np.ones((44100 * 10, 2), np.float32), 44100)
     assert submit(server, narrow).status_code == 202

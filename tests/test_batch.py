@@ -196,9 +196,8 @@ def test_ray_engine_matches_local(tmp_path, ray_cluster):
         "--no-progress",
         timeout=600,
     )
-    assert r_local.returncode == r_ray.returncode == 1, (
-        r_ray.stderr
-    )  # the broken files fail on Ray too, the batch goes on
+    # the broken files fail on Ray too, and the batch goes on
+    assert r_local.returncode == r_ray.returncode == 1, r_ray.stderr
     assert "4 separated, 0 already done, 2 failed" in r_ray.stdout
     local = {Path(r["input"]).name: r for r in _records(tmp_path / "local" / "hpss" / "manifest.jsonl")}
     remote = {Path(r["input"]).name: r for r in _records(tmp_path / "ray" / "hpss" / "manifest.jsonl")}

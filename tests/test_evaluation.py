@@ -428,3 +428,37 @@ def test_evaluate_follows_linked_track_folders_and_scores_odd_lengths(tmp_path):
     r = run_cli("evaluate", "-n", "hpss", dataset, "-o", out, "--no-progress", timeout=240)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (out / "hpss").glob("*.json")) == ["song_a.json", "song_b.json"]
+
+
+def test_analysis_from_files_equals_the_in_memory_signals_and_images(tmp_path):
+    """The service's block-by-block analysis gives the quality signals of the whole arrays, on a span of the input."""
+    import soundfile as sf
+
+    from demixer.audio import load_audio
+    from demixer.evaluation.analysis import analyse_separation
+    from demixer.evaluation.plots import ImageSketch, _db_spectrogram
+    from demixer.evaluation.quality import quality_signals
+
+    rng = np.random.default_rng(5)
+    sr, n, start, duration = 16000, 16000 * 75, 0.5, 70.0  # longer than the 60 s excerpts and than one block
+    stems = {k: (0.2 * rng.standard_normal((2, n))).astype(np.float32) for k in ("vocals", "drums")}
+    stems["drums"][:, : n // 4] = 0
+    mix = (sum(stems.values()) + 0.01 * rng.standard_normal((2, n))).astype(np.float32)
+    sf.write(tmp_path / "mix.flac", mix.T, sr, subtype="PCM_24")
+    first, count = int(start * sr), int(duration * sr)
+    paths = {}
+    for k, v in stems.items():
+        paths[k] = tmp_path / f"{k}.wav"
+        sf.write(paths[k], v[:, first : first + count].T, sr, subtype="FLOAT")
+    whole, _ = load_audio(tmp_path / "mix.flac", start=start, duration=duration)
+    expected = quality_signals(whole, {k: load_audio(p)[0] for k, p in paths.items()}, sr)
+    got = analyse_separation(tmp_path / "mix.flac", paths, start=start, duration=duration, images=tmp_path / "img")
+    assert got == expected
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == sorted(
+        f"{k}.{kind}.png" for k in ("mixture", "vocals", "drums") for kind in ("waveform", "spectrogram")
+    )
+    x = whole.mean(0)
+    sketch = ImageSketch(x.size, sr)
+    for lo in range(0, x.size, 99_991):  # blocks of any size give the spectrogram of the whole signal
+        sketch.add(x[lo : lo + 99_991])
+    np.testing.assert_array_equal(sketch.spectrogram_db(), _db_spectrogram(whole, sr))

@@ -520,27 +520,47 @@ def test_memory_admission_counts_channels_and_rate(server_factory, tmp_path):
     """Uploads are admitted by their memory estimate (channels x rate x seconds x stems), not by length alone."""
     from demixer.serving.settings import job_memory_mb
 
-    server = server_factory("--max-memory-mb", "1100")  # 76 MB above the analysis' fixed part
-    assert httpx.get(f"{server.url}/health").json()["max_memory_mb"] == 1100
+    server = server_factory("--max-memory-mb", "1320")  # 40 MB above a job's fixed part
+    assert httpx.get(f"{server.url}/health").json()["max_memory_mb"] == 1320
     wide = tmp_path / "wide.flac"
     sf.write(wide, 0.1 * np.ones((48000 * 10, 8), np.float32), 48000)  # 10 s, 8 channels, 48 kHz
-    assert job_memory_mb(10, 48000, 8, 4) > 1100
+    assert job_memory_mb(10, 48000, 8, 4) > 1320
     r = submit(server, wide)
     assert r.status_code == 413, r.text
     detail = r.json()["detail"]
-    assert "8-channel audio at 48000 Hz" in detail and "allows 1100 MB per job" in detail, detail
+    assert "8-channel audio at 48000 Hz" in detail and "allows 1320 MB per job" in detail, detail
     fits = float(detail.split("at most about ")[1].split(" s")[0])
     assert 2 <= fits < 10
-    proc = psutil.Process(server.proc.pid)
-    before, peak = proc.memory_info().rss, 0
-    r = submit(server, wide, duration=2)  # the part that fits is admitted and separated
-    assert r.status_code == 202
-    while httpx.get(f"{server.url}/jobs/{r.json()['id']}").json()["state"] not in ("done", "failed"):
-        peak = max(peak, proc.memory_info().rss)
-        time.sleep(0.05)
-    assert httpx.get(f"{server.url}/jobs/{r.json()['id']}").json()["state"] == "done"
-    print(f"admitted 2 s of 8 x 48 kHz: server RSS {before / 2**20:.0f} -> peak {peak / 2**20:.0f} MiB")
-    assert peak - before < 1100 * 2**20, "the job stayed within --max-memory-mb"
+    peak, before = _job_peak_rss(server, wide, duration=2)  # the part that fits is admitted and separated
+    assert peak - before < 1320 * 2**20, "the job stayed within --max-memory-mb"
     narrow = tmp_path / "narrow.flac"  # the same length in stereo at 44.1 kHz fits
     sf.write(narrow, 0.1 * np.ones((44100 * 10, 2), np.float32), 44100)
     assert submit(server, narrow).status_code == 202
+
+
+def test_eight_channels_at_192k_at_the_duration_limit_stay_under_the_memory_limit(server_factory, tmp_path):
+    """The worst shape of issue 33 (8 channels, 192 kHz) at the duration limit (20 s here): admitted, separated,
+    and the server's RSS stays under the default --max-memory-mb above its own."""
+    server = server_factory("--max-duration", "20")
+    upload = tmp_path / "wide192.flac"
+    t = np.arange(192000 * 20) / 192000
+    tones = np.stack([0.2 * np.sin(2 * np.pi * 110 * (c + 1) * t) for c in range(8)], axis=1).astype(np.float32)
+    sf.write(upload, tones, 192000, subtype="PCM_16")
+    peak, before = _job_peak_rss(server, upload)
+    print(f"8 x 192 kHz x 20 s: server RSS {before / 2**20:.0f} -> peak {peak / 2**20:.0f} MiB")
+    assert peak - before < 4096 * 2**20
+
+
+def _job_peak_rss(server, path: Path, **fields) -> tuple[int, int]:
+    """Submit a job, wait for it to finish, sampling the server's RSS every 50 ms: ``(peak, before)``."""
+    proc = psutil.Process(server.proc.pid)
+    before = peak = proc.memory_info().rss
+    r = submit(server, path, **fields)
+    assert r.status_code == 202, r.text
+    url = f"{server.url}/jobs/{r.json()['id']}"
+    deadline = time.time() + 300
+    while (state := httpx.get(url).json()["state"]) not in ("done", "failed") and time.time() < deadline:
+        peak = max(peak, proc.memory_info().rss)
+        time.sleep(0.05)
+    assert state == "done", httpx.get(url).json()
+    return peak, before

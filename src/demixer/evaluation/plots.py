@@ -10,20 +10,30 @@ import torch
 from ..transforms import STFT
 
 
+def _spectrogram_frames(length: int, sample_rate: int, max_frames: int = 2048) -> tuple[STFT, np.ndarray | None]:
+    """The STFT of the images and, when a signal of ``length`` samples has more than ``max_frames`` hops, the
+    starts of ``max_frames`` evenly spaced frames to take instead (``None``: every hop's frame)."""
+    n_fft = 2048 if sample_rate > 24000 else 512
+    stft = STFT(n_fft, n_fft // 4)
+    if stft.frames(length) <= max_frames:
+        return stft, None
+    return stft, np.linspace(0, length - n_fft, max_frames).astype(int)
+
+
+def _db_of_frames(frames: torch.Tensor, stft: STFT) -> np.ndarray:
+    """dB magnitudes of windowed frames ``[N, n_fft]`` -> ``[F, N]``."""
+    return 20 * np.log10(torch.fft.rfft(frames * stft.window, dim=-1).abs().T.numpy() + 1e-6)
+
+
 def _db_spectrogram(audio: np.ndarray, sample_rate: int, max_frames: int = 2048) -> np.ndarray:
     """Log-magnitude spectrogram (dB) of the channels' mean, ``[F, N]``: every hop's frame when there are at
     most ``max_frames`` of them, else ``max_frames`` evenly spaced frames (an image has fewer columns than
     that anyway), so the memory does not grow with the track's length."""
-    n_fft = 2048 if sample_rate > 24000 else 512
     x = torch.from_numpy(np.ascontiguousarray(np.atleast_2d(audio).mean(0), dtype=np.float32))
-    stft = STFT(n_fft, n_fft // 4)
-    if stft.frames(x.shape[-1]) <= max_frames:
-        mag = stft(x).abs().numpy()
-    else:
-        starts = np.linspace(0, x.shape[-1] - n_fft, max_frames).astype(int)
-        frames = torch.stack([x[s : s + n_fft] for s in starts]) * stft.window  # [N, n_fft]
-        mag = torch.fft.rfft(frames, dim=-1).abs().T.numpy()
-    return 20 * np.log10(mag + 1e-6)
+    stft, starts = _spectrogram_frames(x.shape[-1], sample_rate, max_frames)
+    if starts is None:
+        return 20 * np.log10(stft(x).abs().numpy() + 1e-6)
+    return _db_of_frames(torch.stack([x[s : s + stft.n_fft] for s in starts]), stft)
 
 
 def save_spectrograms(
@@ -103,51 +113,114 @@ def save_audio_images(
     """A waveform strip (min/max envelope) and a log-spectrogram image of one signal.
 
     Uses matplotlib's object API (no pyplot state), so server threads can call it concurrently.
+    :class:`ImageSketch` makes the same images from a signal read block by block.
 
     Args:
         audio: the signal. Shape: ``[C, T]`` or ``[T]``.
         top_db: the colour scale's top in dB (default: the signal's own maximum); pass a common
             value to compare stems of one mixture.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     mono = np.atleast_2d(np.asarray(audio, dtype=np.float32)).mean(0)
-    dpi = 80
-    columns = max(1, min(width_px * 2, mono.size))
-    edges = np.linspace(0, mono.size, columns + 1).astype(int)
-    lo = np.array([mono[a:b].min() if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
-    hi = np.array([mono[a:b].max() if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
-    seconds = mono.size / sample_rate
-    t = np.linspace(0, seconds, columns)
+    sketch = ImageSketch(mono.size, sample_rate, width_px)
+    sketch.add(mono)
+    return sketch.save(waveform_path, spectrogram_path, top_db)
 
-    fig = Figure(figsize=(width_px / dpi, 1.0), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.fill_between(t, lo, hi, color="#3b82f6", linewidth=0)
-    peak = max(float(np.abs(mono).max()), 1e-3)
-    ax.set_xlim(0, seconds)
-    ax.set_ylim(-peak, peak)
-    ax.axis("off")
-    waveform_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(waveform_path, dpi=dpi)
 
-    spec = _db_spectrogram(mono, sample_rate)
-    top = float(spec.max()) if top_db is None else top_db
-    fig = Figure(figsize=(width_px / dpi, 1.6), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(
-        spec,
-        origin="lower",
-        aspect="auto",
-        cmap="magma",
-        vmin=top - 80,
-        vmax=top,
-        extent=(0, seconds, 0, sample_rate / 2000),
-        interpolation="nearest",
-    )
-    ax.axis("off")
-    spectrogram_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(spectrogram_path, dpi=dpi)
-    return waveform_path, spectrogram_path
+class ImageSketch:
+    """What the waveform and spectrogram images of one signal need, gathered block by block: the min/max
+    envelope per image column, the peak, and the spectrogram frames (memory: an image's worth, whatever
+    the length).
+
+    Examples:
+        >>> sketch = ImageSketch(length=44100, sample_rate=44100)
+        >>> sketch.add(np.zeros(44100, np.float32))  # mono blocks, in order, ``length`` samples in all
+    """
+
+    def __init__(self, length: int, sample_rate: int, width_px: int = 720) -> None:
+        self.length, self.sample_rate, self.width_px = length, sample_rate, width_px
+        self.columns = max(1, min(width_px * 2, length))
+        self.edges = np.linspace(0, length, self.columns + 1).astype(int)
+        self.lo = np.full(self.columns, np.inf, np.float32)
+        self.hi = np.full(self.columns, -np.inf, np.float32)
+        self.peak = 0.0
+        self.stft, self.starts = _spectrogram_frames(length, sample_rate)
+        self._whole: list[np.ndarray] = []  # few frames: the whole (short) signal, for the exact spectrogram
+        self._frames: list[np.ndarray] = []
+        self._carry = np.zeros(0, np.float32)  # the tail of the last block, for frames across blocks
+        self._offset = 0
+
+    def add(self, mono: np.ndarray) -> None:
+        """The next samples of the signal (channels already averaged). Shape: ``[n]``."""
+        mono = np.asarray(mono, dtype=np.float32)
+        lo, hi = self._offset, self._offset + mono.size
+        first = int(np.searchsorted(self.edges, lo, side="right")) - 1
+        for c in range(max(0, first), self.columns):
+            a, b = max(self.edges[c], lo), min(self.edges[c + 1], hi)
+            if a >= hi:
+                break
+            if b > a:
+                segment = mono[a - lo : b - lo]
+                self.lo[c] = min(self.lo[c], float(segment.min()))
+                self.hi[c] = max(self.hi[c], float(segment.max()))
+        if mono.size:
+            self.peak = max(self.peak, float(np.abs(mono).max()))
+        if self.starts is None:
+            self._whole.append(mono)
+        else:
+            n_fft = self.stft.n_fft
+            window = np.concatenate([self._carry, mono])  # samples [base, hi)
+            base = hi - window.size
+            while len(self._frames) < self.starts.size and self.starts[len(self._frames)] + n_fft <= hi:
+                s = int(self.starts[len(self._frames)]) - base  # frames are taken in order, each once
+                self._frames.append(window[s : s + n_fft].copy())
+            self._carry = window[max(0, window.size - n_fft) :]
+        self._offset = hi
+
+    def spectrogram_db(self) -> np.ndarray:
+        """The log-magnitude spectrogram of what was added, as :func:`_db_spectrogram` gives it. ``[F, N]``."""
+        if self.starts is None:
+            whole = np.concatenate(self._whole) if self._whole else np.zeros(1, np.float32)
+            return 20 * np.log10(self.stft(torch.from_numpy(whole)).abs().numpy() + 1e-6)
+        return _db_of_frames(torch.from_numpy(np.stack(self._frames)), self.stft)
+
+    def save(self, waveform_path: Path, spectrogram_path: Path, top_db: float | None = None) -> tuple[Path, Path]:
+        """Write both PNGs; ``top_db`` as in :func:`save_audio_images`."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        dpi, width_px = 80, self.width_px
+        lo = np.where(np.isfinite(self.lo), self.lo, 0.0)
+        hi = np.where(np.isfinite(self.hi), self.hi, 0.0)
+        seconds = self.length / self.sample_rate
+        t = np.linspace(0, seconds, self.columns)
+
+        fig = Figure(figsize=(width_px / dpi, 1.0), dpi=dpi)
+        FigureCanvasAgg(fig)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.fill_between(t, lo, hi, color="#3b82f6", linewidth=0)
+        peak = max(self.peak, 1e-3)
+        ax.set_xlim(0, seconds)
+        ax.set_ylim(-peak, peak)
+        ax.axis("off")
+        waveform_path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(waveform_path, dpi=dpi)
+
+        spec = self.spectrogram_db()
+        top = float(spec.max()) if top_db is None else top_db
+        fig = Figure(figsize=(width_px / dpi, 1.6), dpi=dpi)
+        FigureCanvasAgg(fig)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.imshow(
+            spec,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=top - 80,
+            vmax=top,
+            extent=(0, seconds, 0, self.sample_rate / 2000),
+            interpolation="nearest",
+        )
+        ax.axis("off")
+        spectrogram_path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(spectrogram_path, dpi=dpi)
+        return waveform_path, spectrogram_path

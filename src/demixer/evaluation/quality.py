@@ -44,23 +44,21 @@ PROFILES = ("vocals", "drums", "bass", "speech")
 ANALYSIS_RATE = 48000  # the highest rate the time-frequency signals look at
 
 
-def _spectral_view(x: np.ndarray, sample_rate: int, max_seconds: float) -> tuple[np.ndarray, int]:
-    """The excerpt the time-frequency signals read, at most at :data:`ANALYSIS_RATE`: ``(x' [C, T'], rate)``."""
-    x = _excerpt(x, sample_rate, max_seconds)
-    if sample_rate <= ANALYSIS_RATE:
-        return x, sample_rate
-    return np.stack([resample(c[None], sample_rate, ANALYSIS_RATE)[0] for c in np.atleast_2d(x)]), ANALYSIS_RATE
+def _excerpt_ranges(total: int, sample_rate: int, max_seconds: float, pieces: int = 6) -> list[tuple[int, int]]:
+    """``(start, size)`` of the evenly spaced pieces :func:`_excerpt` keeps of ``total`` samples."""
+    keep = int(max_seconds * sample_rate)
+    if total <= keep:
+        return [(0, total)]
+    size = keep // pieces
+    return [(int(s), size) for s in np.linspace(0, total - size, pieces).astype(int)]
 
 
 def _excerpt(x: np.ndarray, sample_rate: int, max_seconds: float, pieces: int = 6) -> np.ndarray:
     """At most ``max_seconds`` of ``x``, as ``pieces`` evenly spaced excerpts joined. Shape: ``[..., T]``."""
-    total = x.shape[-1]
-    keep = int(max_seconds * sample_rate)
-    if total <= keep:
+    ranges = _excerpt_ranges(x.shape[-1], sample_rate, max_seconds, pieces)
+    if len(ranges) == 1:
         return x
-    size = keep // pieces
-    starts = np.linspace(0, total - size, pieces).astype(int)
-    return np.concatenate([x[..., s : s + size] for s in starts], axis=-1)
+    return np.concatenate([x[..., s : s + size] for s, size in ranges], axis=-1)
 
 
 def _power_spectrogram(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -95,35 +93,91 @@ class _StemStats:
         )
 
 
-def _sample_stats(
-    mix: np.ndarray, stems: Mapping[str, np.ndarray], sample_rate: int, block_seconds: float = 10.0
-) -> tuple[float, float, dict[str, _StemStats]]:
-    """What needs every sample, in blocks of whole 100 ms frames (memory: one block, whatever the length):
-    the mixture's and the residual's energy, and per stem its energy, frame levels, clipped samples and peak.
+class QualityAccumulator:
+    """The quality signals of one separation, fed block by block (memory: a block, the 60 s excerpts and
+    their spectrograms, whatever the track's length). :func:`quality_signals` feeds it whole arrays;
+    :mod:`demixer.evaluation.analysis` feeds it files.
 
-    Shape: ``mix [C, T]``, stems ``[C, T]`` (same length).
+    Blocks come in order, aligned across the mixture and the stems, each (but the last) a multiple of
+    :attr:`block` samples. Shape of a block: ``[C, n]``.
     """
-    hop = max(1, int(0.1 * sample_rate))
-    step = max(hop, int(block_seconds * sample_rate) // hop * hop)
-    n = mix.shape[-1]
-    mix_energy = residual_energy = 0.0
-    stats = {k: _StemStats() for k in stems}
-    for lo in range(0, n, step):
-        m = np.asarray(mix[..., lo : lo + step], dtype=np.float64)
+
+    def __init__(self, names: list[str], length: int, channels: int, sample_rate: int, max_seconds: float = 60.0):
+        self.names, self.length, self.channels, self.sample_rate = names, length, channels, sample_rate
+        self.hop = max(1, int(0.1 * sample_rate))
+        self.block = max(self.hop, int(10.0 * sample_rate) // self.hop * self.hop)  # whole 100 ms frames
+        self.ranges = _excerpt_ranges(length, sample_rate, max_seconds)
+        size = sum(n for _, n in self.ranges)
+        self.excerpts = {k: np.zeros((channels, size), np.float32) for k in ["mixture", *names]}
+        self.mix_energy = self.residual_energy = 0.0
+        self.stats = {k: _StemStats() for k in names}
+        self._offset = 0
+
+    def add(self, mix: np.ndarray, stems: Mapping[str, np.ndarray]) -> None:
+        lo, hi = self._offset, self._offset + mix.shape[-1]
+        m = np.asarray(mix, dtype=np.float64)
         residual = m.copy()
-        for k, a in stems.items():
-            block = np.asarray(a[..., lo : lo + step], dtype=np.float64)
+        for k in self.names:
+            block = np.asarray(stems[k], dtype=np.float64)
             residual -= block
-            s = stats[k]
+            s = self.stats[k]
             s.energy += float(np.sum(block**2))
             s.clipped += int(np.sum(np.abs(block) >= 0.999))
             s.peak = max(s.peak, float(np.abs(block).max(initial=0.0)))
-            whole = block.shape[-1] // hop * hop  # whole frames only, cut as one pass over the track would
-            if n >= hop and whole:
-                s.frames.append(_frame_rms_db(block[..., :whole], sample_rate))
-        mix_energy += float(np.sum(m**2))
-        residual_energy += float(np.sum(residual**2))
-    return mix_energy, residual_energy, stats
+            whole = block.shape[-1] // self.hop * self.hop  # whole frames only, cut as one pass over the track would
+            if self.length >= self.hop and whole:
+                s.frames.append(_frame_rms_db(block[..., :whole], self.sample_rate))
+        self.mix_energy += float(np.sum(m**2))
+        self.residual_energy += float(np.sum(residual**2))
+        at = 0  # where each excerpt piece goes in the joined excerpt
+        for start, size in self.ranges:
+            a, b = max(start, lo), min(start + size, hi)
+            if b > a:
+                for k, x in (("mixture", mix), *((k, stems[k]) for k in self.names)):
+                    self.excerpts[k][:, at + a - start : at + b - start] = x[..., a - lo : b - lo]
+            at += size
+        self._offset = hi
+
+    def result(self) -> dict[str, Any]:
+        """The signals (see :func:`quality_signals`), once every block was added."""
+        rate = min(self.sample_rate, ANALYSIS_RATE)
+
+        def power(k: str) -> np.ndarray:  # the excerpt is dropped once its spectrogram exists
+            x = self.excerpts.pop(k)
+            if self.sample_rate > ANALYSIS_RATE:
+                x = np.stack([resample(c[None], self.sample_rate, ANALYSIS_RATE)[0] for c in x])
+            return _power_spectrogram(x, rate)
+
+        consistency = 10 * np.log10((self.mix_energy + _EPS) / (self.residual_energy + _EPS))
+        weight = power("mixture")
+        powers = {k: power(k) for k in self.names}
+        mags = {k: np.sqrt(p) for k, p in powers.items()}
+        norms = {k: np.sqrt((m**2).sum()) + _EPS for k, m in mags.items()}
+        samples = self.length * self.channels
+        out_stems: dict[str, dict[str, Any]] = {}
+        for k in self.names:
+            others = [float((mags[k] * mags[o]).sum() / (norms[k] * norms[o])) for o in self.names if o != k]
+            s = self.stats[k]
+            out_stems[k] = {
+                "energy_db": round(float(10 * np.log10(s.mean_square(samples) + _EPS)), 2),
+                "silence_ratio": round(float(np.mean(s.levels(samples) < -60)), 4),
+                "clipped": s.clipped,
+                "peak": round(s.peak, 4),
+                "leakage": round(max(others), 4) if others else 0.0,
+                "artifacts": round(_flux_db(powers[k]), 3),
+                "profile": None if (p := _profile(k, powers[k], rate)) is None else round(p, 4),
+            }
+        stack = np.stack([mags[k] for k in self.names])  # [J, F, N]
+        implied = stack / (stack.sum(0, keepdims=True) + _EPS)
+        top = implied.max(0)
+        confidence = float((top * weight).sum() / (weight.sum() + _EPS))
+        uncertain = float(weight[top < 0.6].sum() / (weight.sum() + _EPS))
+        return {
+            "consistency_db": round(float(min(consistency, 200.0)), 2),
+            "mask_confidence": round(confidence, 4),
+            "uncertain_share": round(uncertain, 4),
+            "stems": out_stems,
+        }
 
 
 def _band_share(power: np.ndarray, sample_rate: int, lo: float, hi: float) -> float:
@@ -190,37 +244,9 @@ def quality_signals(
     mix = np.asarray(mixture.detach().cpu() if hasattr(mixture, "detach") else mixture)  # no copy of arrays
     arrays = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for k, v in stems.items()}
     n = min([mix.shape[-1], *(a.shape[-1] for a in arrays.values())])
-    mix = mix[..., :n]
-    arrays = {k: a[..., :n] for k, a in arrays.items()}
-    mix_energy, residual_energy, stats = _sample_stats(mix, arrays, sample_rate)
-    consistency = 10 * np.log10((mix_energy + _EPS) / (residual_energy + _EPS))
-    rate = min(sample_rate, ANALYSIS_RATE)
-    powers = {k: _power_spectrogram(_spectral_view(a, sample_rate, max_seconds)[0], rate) for k, a in arrays.items()}
-    mags = {k: np.sqrt(p) for k, p in powers.items()}
-    norms = {k: np.sqrt((m**2).sum()) + _EPS for k, m in mags.items()}
-    names = list(arrays)
-    out_stems: dict[str, dict[str, Any]] = {}
-    for k in arrays:
-        others = [float((mags[k] * mags[o]).sum() / (norms[k] * norms[o])) for o in names if o != k]
-        s, samples = stats[k], arrays[k].size
-        out_stems[k] = {
-            "energy_db": round(float(10 * np.log10(s.mean_square(samples) + _EPS)), 2),
-            "silence_ratio": round(float(np.mean(s.levels(samples) < -60)), 4),
-            "clipped": s.clipped,
-            "peak": round(s.peak, 4),
-            "leakage": round(max(others), 4) if others else 0.0,
-            "artifacts": round(_flux_db(powers[k]), 3),
-            "profile": None if (p := _profile(k, powers[k], rate)) is None else round(p, 4),
-        }
-    stack = np.stack([mags[k] for k in names])  # [J, F, N]
-    implied = stack / (stack.sum(0, keepdims=True) + _EPS)
-    weight = _power_spectrogram(_spectral_view(mix, sample_rate, max_seconds)[0], rate)
-    top = implied.max(0)
-    confidence = float((top * weight).sum() / (weight.sum() + _EPS))
-    uncertain = float(weight[top < 0.6].sum() / (weight.sum() + _EPS))
-    return {
-        "consistency_db": round(float(min(consistency, 200.0)), 2),
-        "mask_confidence": round(confidence, 4),
-        "uncertain_share": round(uncertain, 4),
-        "stems": out_stems,
-    }
+    mix = np.atleast_2d(mix)
+    acc = QualityAccumulator(list(arrays), n, mix.shape[0], sample_rate, max_seconds)
+    for lo in range(0, n, acc.block):
+        hi = min(lo + acc.block, n)
+        acc.add(mix[..., lo:hi], {k: np.atleast_2d(a)[..., lo:hi] for k, a in arrays.items()})
+    return acc.result()

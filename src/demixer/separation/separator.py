@@ -207,23 +207,25 @@ class Separator:
             self._write_quality(path, result)
         return result
 
-    def read_back(
-        self, path: str | os.PathLike[str], outputs: dict[str, Path]
-    ) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
-        """The span of ``path`` that was separated (``start``/``duration``) and the stems written from it,
-        as the quality signals and the service's images read them: ``(mixture [C, T], {stem: [C, T]}, rate)``."""
-        mixture, sr = load_audio(path, start=self.options.start, duration=self.options.duration)
-        return mixture, {name: load_audio(p)[0] for name, p in outputs.items()}, sr
+    def analyse(
+        self, path: str | os.PathLike[str], outputs: dict[str, Path], quality: bool = True, images: Path | None = None
+    ) -> dict[str, Any] | None:
+        """Quality signals (and with ``images``, the PNGs) of the stems written from the separated span of
+        ``path`` (``start``/``duration``), read block by block: memory flat in the track's length
+        (:func:`demixer.evaluation.analysis.analyse_separation`)."""
+        from ..evaluation.analysis import analyse_separation
+
+        return analyse_separation(
+            path, outputs, start=self.options.start, duration=self.options.duration, quality=quality, images=images
+        )
 
     def _write_quality(self, path: Path, result: FileResult) -> None:
         """Reference-free quality signals of the written stems, saved as ``<track>.quality.json`` beside them."""
         import json
 
-        from ..evaluation.quality import quality_signals
         from .naming import track_name
 
-        mixture, stems, sr = self.read_back(path, result.outputs)
-        result.quality = quality_signals(mixture, stems, sr)
+        result.quality = cast(dict[str, Any], self.analyse(path, result.outputs))  # quality=True: a dict
         first = next(iter(result.outputs.values()))
         result.quality_path = first.parent / f"{track_name(path)}.quality.json"
         write_text_atomic(

@@ -185,8 +185,6 @@ class JobRunner:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        from ..evaluation.plots import save_audio_images, spectrogram_top_db
-        from ..evaluation.quality import quality_signals
         from ..separation import Separator
 
         folder = self.job_dir(job.id)
@@ -212,19 +210,10 @@ class JobRunner:
             ext = options.output_format.extension
             outputs = {s: folder / "stems" / f"{s}.{ext}" for s in separator.sources}
             result = separator.separate_to_files(folder / "input", outputs)
-            self.store.update(job.id, stage="analysing", progress=0.97)
-            mixture, stems, sr = separator.read_back(folder / "input", result.outputs)
-            quality = quality_signals(mixture, stems, sr) if job.options.get("report", True) else None
-            on_progress({"stage": "images", "progress": 0.98})
-            top = spectrogram_top_db(mixture, sr)
-            for name, audio in {"mixture": mixture, **stems}.items():
-                save_audio_images(
-                    audio,
-                    sr,
-                    folder / "images" / f"{name}.waveform.png",
-                    folder / "images" / f"{name}.spectrogram.png",
-                    top_db=top,
-                )
+            on_progress({"stage": "analysing", "progress": 0.97})  # quality signals and images, block by block
+            quality = separator.analyse(
+                folder / "input", result.outputs, quality=job.options.get("report", True), images=folder / "images"
+            )
             finished = time.time()
             timings = {
                 "queued_s": round(queued_s, 3),

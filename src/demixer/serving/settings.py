@@ -94,25 +94,29 @@ class ServerSettings:
         return int(self.max_upload_mb * 1024 * 1024)
 
 
-#: Bytes a job holds per decoded input sample (one channel at the upload's rate) for each of the mixture and
-#: its stems while the stems are analysed (quality signals, images): the float32 copy and the blocks and
-#: mixdowns around it, measured by ``benchmarks/service_memory.py``.
-BYTES_PER_SAMPLE = 5.2
-#: What the analysis needs whatever the length: spectrograms of at most 60 s at most at 48 kHz.
-ANALYSIS_FIXED_MB = 1024.0
+#: Bytes a job holds per input sample (one channel at the upload's rate) of the quality signals' excerpts, for
+#: each of the mixture and its stems (float32 copies, blocks, resampling), measured by
+#: ``benchmarks/service_memory.py``.
+BYTES_PER_SAMPLE = 6.0
+#: The excerpts the quality signals read: at most this many seconds of every signal, at the upload's rate.
+EXCERPT_SECONDS = 60.0
+#: What a job needs whatever the upload: the separation's chunks and the spectrograms (at most 48 kHz).
+ANALYSIS_FIXED_MB = 1280.0
 
 
 def job_memory_mb(seconds: float, sample_rate: int, channels: int, stems: int) -> float:
     """The memory (MiB) a job needs above the server's own, for the admission check (``--max-memory-mb``).
 
-    The separation streams (its memory does not grow with the length); what grows is the analysis of the
-    result: the mixture and every stem, all channels, at the upload's rate.
+    The separation and the analysis stream the files block by block, so the length counts only up to the
+    quality signals' excerpts (:data:`EXCERPT_SECONDS`); channels, rate and stems count in full.
     """
-    samples = seconds * sample_rate * channels * (1 + stems)
+    samples = min(seconds, EXCERPT_SECONDS) * sample_rate * channels * (1 + stems)
     return ANALYSIS_FIXED_MB + samples * BYTES_PER_SAMPLE / 2**20
 
 
 def longest_job_seconds(max_memory_mb: float, sample_rate: int, channels: int, stems: int) -> float:
-    """The longest audio (seconds) of this shape that :func:`job_memory_mb` keeps within ``max_memory_mb``."""
+    """The longest audio (seconds) of this shape that :func:`job_memory_mb` keeps within ``max_memory_mb``
+    (``inf`` when the excerpts of any length fit)."""
     per_second = sample_rate * channels * (1 + stems) * BYTES_PER_SAMPLE / 2**20
-    return max(0.0, (max_memory_mb - ANALYSIS_FIXED_MB) / per_second)
+    longest = max(0.0, (max_memory_mb - ANALYSIS_FIXED_MB) / per_second)
+    return float("inf") if longest >= EXCERPT_SECONDS else longest

@@ -67,6 +67,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--max-memory-mb", type=float, default=ServerSettings.max_memory_mb)
     p.add_argument("--max-duration", type=float, default=ServerSettings.max_duration_s)
+    p.add_argument("--max-upload-mb", type=float, default=ServerSettings.max_upload_mb)
     p.add_argument("--stereo-seconds", type=float, default=300.0, help="length of the stereo 44.1 kHz upload")
     p.add_argument("--wide-seconds", type=float, default=90.0, help="length of the 8-channel 192 kHz upload")
     p.add_argument("--json", type=Path, help="also write the rows here")
@@ -91,6 +92,8 @@ def main() -> None:
         str(args.max_memory_mb),
         "--max-duration",
         str(args.max_duration),
+        "--max-upload-mb",
+        str(args.max_upload_mb),
     ]
     server = subprocess.Popen(cmd, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"

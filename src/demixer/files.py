@@ -109,11 +109,8 @@ def output_fault(folder: str | os.PathLike[str], exc: BaseException | None = Non
         return "read-only file system"
     if code in (errno.ENOSPC, errno.EDQUOT):
         return "no space left on the device"
-    existing = Path(folder)
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
     try:
-        free = shutil.disk_usage(existing).free
+        free = shutil.disk_usage(_nearest_existing(Path(folder))).free
     except OSError:
         return None
     return f"no space left on the device (only {free // 1024} KiB free)" if free < 1 << 20 else None
@@ -123,9 +120,7 @@ def check_output_folder(folder: str | os.PathLike[str]) -> None:
     """Raise :class:`~demixer.errors.OutputError` when ``folder`` cannot hold outputs: it is a file, it
     lies under a file, or its nearest existing folder is not writable (read-only mount, permissions)."""
     target = Path(folder)
-    existing = target
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _nearest_existing(target)
     if not existing.is_dir():
         where = "is a file" if existing == target else f"is under {existing}, which is a file"
         raise OutputError(target, f"cannot write outputs here: it {where}, not a folder")
@@ -133,3 +128,10 @@ def check_output_folder(folder: str | os.PathLike[str]) -> None:
         probe = os.statvfs(existing)
         why = "a read-only file system" if probe.f_flag & os.ST_RDONLY else "not writable (permission denied)"
         raise OutputError(target, f"cannot write outputs here: {existing} is {why}")
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (what a folder still to be made would be created in)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

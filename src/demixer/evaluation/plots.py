@@ -25,15 +25,13 @@ def _db_of_frames(frames: torch.Tensor, stft: STFT) -> np.ndarray:
     return 20 * np.log10(torch.fft.rfft(frames * stft.window, dim=-1).abs().T.numpy() + 1e-6)
 
 
-def _db_spectrogram(audio: np.ndarray, sample_rate: int, max_frames: int = 2048) -> np.ndarray:
-    """Log-magnitude spectrogram (dB) of the channels' mean, ``[F, N]``: every hop's frame when there are at
-    most ``max_frames`` of them, else ``max_frames`` evenly spaced frames (an image has fewer columns than
-    that anyway), so the memory does not grow with the track's length."""
-    x = torch.from_numpy(np.ascontiguousarray(np.atleast_2d(audio).mean(0), dtype=np.float32))
-    stft, starts = _spectrogram_frames(x.shape[-1], sample_rate, max_frames)
-    if starts is None:
-        return 20 * np.log10(stft(x).abs().numpy() + 1e-6)
-    return _db_of_frames(torch.stack([x[s : s + stft.n_fft] for s in starts]), stft)
+def _db_spectrogram(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Log-magnitude spectrogram (dB) of the channels' mean, ``[F, N]``, as the images show it
+    (:meth:`ImageSketch.spectrogram_db`)."""
+    mono = np.atleast_2d(np.asarray(audio, dtype=np.float32)).mean(0)
+    sketch = ImageSketch(mono.size, sample_rate)
+    sketch.add(mono)
+    return sketch.spectrogram_db()
 
 
 def save_spectrograms(
@@ -95,11 +93,6 @@ def save_metric_curves(path: Path, times: np.ndarray, curves: dict[str, np.ndarr
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
-
-
-def spectrogram_top_db(audio: np.ndarray, sample_rate: int) -> float:
-    """The loudest bin of a signal's log spectrogram: a common colour-scale top for images of its stems."""
-    return float(_db_spectrogram(audio, sample_rate).max())
 
 
 def save_audio_images(

@@ -45,20 +45,13 @@ ANALYSIS_RATE = 48000  # the highest rate the time-frequency signals look at
 
 
 def _excerpt_ranges(total: int, sample_rate: int, max_seconds: float, pieces: int = 6) -> list[tuple[int, int]]:
-    """``(start, size)`` of the evenly spaced pieces :func:`_excerpt` keeps of ``total`` samples."""
+    """``(start, size)`` of the at most ``max_seconds`` of ``total`` samples the time-frequency signals read:
+    ``pieces`` evenly spaced excerpts (the whole signal when it is short enough)."""
     keep = int(max_seconds * sample_rate)
     if total <= keep:
         return [(0, total)]
     size = keep // pieces
     return [(int(s), size) for s in np.linspace(0, total - size, pieces).astype(int)]
-
-
-def _excerpt(x: np.ndarray, sample_rate: int, max_seconds: float, pieces: int = 6) -> np.ndarray:
-    """At most ``max_seconds`` of ``x``, as ``pieces`` evenly spaced excerpts joined. Shape: ``[..., T]``."""
-    ranges = _excerpt_ranges(x.shape[-1], sample_rate, max_seconds, pieces)
-    if len(ranges) == 1:
-        return x
-    return np.concatenate([x[..., s : s + size] for s, size in ranges], axis=-1)
 
 
 def _power_spectrogram(x: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -43,3 +43,40 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     if device.type == "mps" and "mps" not in available_devices():
         raise OptionsError("--device: MPS was asked for but is not available here")
     return device
+
+
+#: CPU flags (``/proc/cpuinfo`` names) that decide which fast kernels a CPU has.
+CPU_FLAGS = {
+    "avx2": "avx2",
+    "avx512": "avx512f",
+    "vnni": "avx512_vnni",  # int8 dot products (int8 Linear layers)
+    "avx_vnni": "avx_vnni",
+    "avx512_bf16": "avx512_bf16",  # bfloat16 dot products
+    "amx": "amx_tile",
+    "amx_bf16": "amx_bf16",
+    "amx_int8": "amx_int8",
+}
+
+
+def cpu_features() -> dict[str, bool]:
+    """Which of :data:`CPU_FLAGS` this CPU has (all False where ``/proc/cpuinfo`` cannot be read)."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return {name: flag in flags for name, flag in CPU_FLAGS.items()}
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (else bf16 autocast would only emulate it, slower)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        features = cpu_features()
+        return torch.backends.mkldnn.is_available() and (features["avx512_bf16"] or features["amx_bf16"])
+    return False

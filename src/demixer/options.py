@@ -15,6 +15,7 @@ from .audio.writer import OutputFormat
 from .errors import OptionsError
 
 CLIP_MODES = ("rescale", "clamp", "none")
+SPEEDS = ("exact", "fast")
 
 #: Sane upper bounds of the options whose cost grows without limit. The service refuses values above them
 #: (422); the CLI and the Python API take them with a warning (:meth:`SeparationOptions.over_limits`).
@@ -79,6 +80,14 @@ class SeparationOptions:
     )
     shifts: int = _opt(
         0, "--shifts", help="average N passes with random time shifts (slower, a bit better)", type=int, metavar="N"
+    )
+    speed: str = _opt(
+        "exact",
+        "--speed",
+        help="exact, or fast: int8 weights, bf16 where the CPU has it and less overlap, for a small measured "
+        "quality cost (see `demixer models list`); --fast is short for --speed fast",
+        choices=SPEEDS,
+        shortcuts={"--fast": "fast"},
     )
     batch_size: int = _opt(1, "--batch-size", help="chunks per forward pass", type=int, metavar="N")
     jobs: int = _opt(1, "-j", "--jobs", help="files separated in parallel", type=int, metavar="N")
@@ -153,6 +162,8 @@ class SeparationOptions:
             bad("duration", f"must be > 0, got {self.duration}")
         if self.atten_lim is not None and not self.atten_lim >= 0:
             bad("atten-lim", f"must be >= 0 dB, got {self.atten_lim}")
+        if self.speed not in SPEEDS:
+            bad("speed", f"choose from {', '.join(SPEEDS)}, got {self.speed!r}")
         if self.clip_mode not in CLIP_MODES:
             bad("clip-mode", f"choose from {', '.join(CLIP_MODES)}")
         if self.flac and self.mp3:

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     import soxr
     import torch
 
-    from ..devices import available_devices, resolve_device
+    from ..devices import available_devices, cpu_features, native_bf16, resolve_device
     from ..pretrained import cache_dir, offline
     from ..version import __version__
 
@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
         ("ffmpeg", ffmpeg_version),
         ("devices", ", ".join(available_devices()) + f" (auto -> {resolve_device('auto')})"),
         ("cuda", torch.version.cuda or "not built with CUDA"),
+        (
+            "cpu features",
+            cpu_line(cpu_features(), native_bf16(torch.device("cpu")), torch.backends.cpu.get_cpu_capability()),
+        ),
         ("model cache", f"{cache_dir()} (DEMIXER_CACHE_DIR overrides)"),
         ("offline", "yes (DEMIXER_OFFLINE)" if offline() else "no"),
     ]
@@ -50,6 +54,16 @@ def run(args: argparse.Namespace) -> int:
     for key, value in lines:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def cpu_line(features: dict[str, bool], bf16: bool, capability: str) -> str:
+    """The CPU's fast-kernel flags as ``--fast`` uses them, e.g. ``AVX-512 yes, VNNI yes, AMX no``."""
+    yes = {True: "yes", False: "no"}
+    return (
+        f"AVX-512 {yes[features['avx512']]}, VNNI {yes[features['vnni'] or features['avx_vnni']]}, "
+        f"AVX512-BF16 {yes[features['avx512_bf16']]}, AMX {yes[features['amx']]} "
+        f"(torch kernels: {capability}; --fast int8 layers: yes, bf16: {yes[bf16]})"
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -25,6 +25,19 @@ def print_models(as_json: bool) -> None:
             f"{r['name']:<24} {r['kind']:<10} {'+'.join(r['sources']):<30} {r['sample_rate'] // 1000:>3} kHz  "
             f"{r['description']}{default}{state}"
         )
+        if r["fast"]:
+            print(f"{'':<24} --fast: {fast_line(r['fast'])}")
+
+
+def fast_line(fast: dict) -> str:
+    """What --fast gives for a model, measured (``benchmarks/fast_mode.py``)."""
+    cost = [f"fidelity {fast['fidelity_snr_db']:.0f} dB SNR against exact output"]
+    if fast.get("sdr_loss_db") is not None:
+        cost.append(f"SDR {-fast['sdr_loss_db']:+.2f} dB on a small trained model")
+    return (
+        f"RTF {fast['exact_rtf']:.2f} -> {fast['fast_rtf']:.2f} ({fast['speedup']:.1f}x), {', '.join(cost)} "
+        f"[{fast['measured_on']}]"
+    )
 
 
 def card(args: argparse.Namespace) -> int:

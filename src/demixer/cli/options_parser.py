@@ -22,6 +22,7 @@ def add_option_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         meta = dict(f.metadata)
         flags = meta.pop("flags")
         help_text = meta.pop("help")
+        shortcuts = meta.pop("shortcuts", {})
         default = getattr(defaults, f.name)
         group_name = (
             "output"
@@ -32,6 +33,15 @@ def add_option_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         if meta.get("action") != "store_true" and default is not None:
             help_text += f" (default: {default})"
         group.add_argument(*flags, dest=f.name, help=help_text, default=argparse.SUPPRESS, **meta)
+        for flag, value in shortcuts.items():  # e.g. --fast for --speed fast
+            group.add_argument(
+                flag,
+                dest=f.name,
+                action="store_const",
+                const=value,
+                default=argparse.SUPPRESS,
+                help=f"= {flags[-1]} {value}",
+            )
 
 
 def options_from_args(args: argparse.Namespace) -> SeparationOptions:

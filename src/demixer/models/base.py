@@ -3,10 +3,31 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from .blocks.fusion import Fusable
+
+
+@dataclass(frozen=True)
+class FastRecipe:
+    """What ``--fast`` changes for an architecture (:mod:`demixer.models.fast` applies it).
+
+    Each step was kept because it was measured to pay for its quality cost (``benchmarks/fast_mode.py``).
+
+    Attributes:
+        int8_linear: dynamic int8 quantisation of every ``nn.Linear`` (weights per output channel, stored
+            once in a cache file; activations quantised per call). CPU only.
+        bf16: run the rest under bfloat16 autocast, where the device computes bf16 natively (CPUs with
+            AVX512-BF16 or AMX; CUDA with bf16 support); otherwise float32.
+        overlap: chunk overlap fraction used instead of the model's :attr:`SeparationModel.default_overlap`
+            (a user's ``--overlap`` still wins).
+    """
+
+    int8_linear: bool = False
+    bf16: bool = False
+    overlap: float | None = None
 
 
 class SeparationModel(nn.Module):
@@ -29,6 +50,7 @@ class SeparationModel(nn.Module):
         is_denoiser: the model has a ``noise`` stem that ``--atten-lim`` may mix back.
         default_atten_lim: the most noise, in dB, a denoiser removes when the user gives no ``--atten-lim``
             (``None``: no limit); a shipped model's card sets it in its ``inference`` entry.
+        fast_recipe: what ``--fast`` changes for this architecture (``None``: no fast mode; it runs exact).
         band_extension: on input above the model's rate, give the stems the input's band above the
             model's Nyquist frequency, shared by their energy just below it
             (:mod:`demixer.separation.band_extension`); for low-rate models (8 kHz speech).
@@ -46,6 +68,7 @@ class SeparationModel(nn.Module):
     elastic_segment: bool = False
     band_extension: bool = False
     default_atten_lim: float | None = None
+    fast_recipe: FastRecipe | None = None
 
     @property
     def is_denoiser(self) -> bool:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ..errors import require
 from ..transforms import STFT
-from .base import SeparationModel
+from .base import FastRecipe, SeparationModel
 from .blocks.fusion import Fusable
 
 
@@ -544,6 +544,10 @@ class HTDemucs(SeparationModel):
         torch.Size([1, 4, 2, 22050])
     """
 
+    # convolutions in bf16, the transformer's Linear layers in int8; a smaller overlap moves its output by
+    # far more than these (SNR 1 dB against 48 dB with random weights), so it keeps its own (benchmarks/fast_mode.py)
+    fast_recipe = FastRecipe(int8_linear=True, bf16=True)
+
     def __init__(self, config: HTDemucsConfig | None = None) -> None:
         super().__init__()
         cfg = config or HTDemucsConfig()
@@ -743,6 +747,7 @@ class HTDemucsBag(SeparationModel):
     """
 
     weights: Tensor  # buffer: [models, sources]
+    fast_recipe = HTDemucs.fast_recipe
 
     def __init__(self, models: list[HTDemucs], weights: list[list[float]] | None = None) -> None:
         super().__init__()

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import ModelNotFoundError
 from .base import SeparationModel
 from .checkpoint import load_checkpoint, read_metadata
+from .fast import fast_measurements
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def describe_models(published: bool = True) -> list[dict]:
                     "sources": [],
                     "sample_rate": 0,
                     "audio_channels": None,
+                    "architecture": None,
                     "description": f"{entry.description} [unavailable: {exc}]",
                 }
             )
@@ -209,11 +211,20 @@ def describe_models(published: bool = True) -> list[dict]:
         )
     if published:
         rows += _published_rows()
+    measured, where = fast_measurements()
+    for row in rows:
+        found = measured.get(str(row.get("architecture") or ""))
+        row["fast"] = None if found is None else {"measured_on": where, **found}
     return rows
 
 
 def _facts(model: SeparationModel) -> dict:
-    return {"sources": list(model.sources), "sample_rate": model.sample_rate, "audio_channels": model.audio_channels}
+    return {
+        "sources": list(model.sources),
+        "sample_rate": model.sample_rate,
+        "audio_channels": model.audio_channels,
+        "architecture": None,
+    }
 
 
 def default_model_for(task: str, two_stems: str | None = None) -> str:
@@ -286,6 +297,43 @@ def load_model(
     )
 
 
+SPEEDS = ("exact", "fast")
+
+
+def fast_cache_file(name_or_path: str | os.PathLike[str]) -> Path:
+    """Where the int8 weights of ``--fast`` are cached for a model: beside a published model's files, else in
+    the model cache's ``fast/`` folder (a checkpoint's own folder may be read-only)."""
+    from ..pretrained import cache_dir, manifest_entry
+    from ..pretrained.store import model_dir
+    from .fast import CACHE_SUFFIX
+
+    key = str(name_or_path)
+    published = manifest_entry(key)
+    if published is not None:
+        return model_dir(published) / f"{published.name}{CACHE_SUFFIX}"
+    return cache_dir() / "fast" / f"{model_display_name(key)}{CACHE_SUFFIX}"
+
+
+def load_for_inference(
+    name_or_path: str | os.PathLike[str],
+    *,
+    speed: str = "exact",
+    device: str = "cpu",
+    offline: bool | None = None,
+    progress: bool = True,
+) -> SeparationModel:
+    """:func:`load_model` made ready to separate: fused (:meth:`SeparationModel.fuse_for_inference`) and, with
+    ``speed="fast"``, with its fast recipe applied for ``device`` (:func:`demixer.models.fast.make_fast`)."""
+    if speed not in SPEEDS:
+        raise ModelNotFoundError(f"unknown speed {speed!r} (choose from {', '.join(SPEEDS)})")
+    model = load_model(name_or_path, offline=offline, progress=progress).fuse_for_inference()
+    if speed == "fast":
+        from .fast import make_fast
+
+        model = make_fast(model, device, cache=fast_cache_file(name_or_path))
+    return model
+
+
 def model_display_name(name_or_path: str | os.PathLike[str]) -> str:
     """Short name used in output folders: the registered name, or the checkpoint's file stem."""
     key = str(name_or_path)
@@ -310,6 +358,8 @@ __all__ = [
     "describe_models",
     "list_models",
     "load_model",
+    "load_for_inference",
+    "fast_cache_file",
     "model_display_name",
     "read_metadata",
 ]

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ..errors import require
 from ..transforms import STFT
 from ..transforms.mel import mel_filterbank
-from .base import SeparationModel
+from .base import FastRecipe, SeparationModel
 from .blocks import Fusable, RMSNorm, RotaryEmbedding, Transformer
 
 BS_DEFAULT_BANDS = (2,) * 24 + (4,) * 12 + (12,) * 8 + (24,) * 8 + (48,) * 8 + (128, 129)
@@ -106,6 +106,8 @@ class _AxialRoformer(SeparationModel, Fusable):
         ``forward``: ``[B, C, T]`` -> ``[B, S, C, T]``.
     """
 
+    # int8 Linear layers: the transformers' and mask MLPs' matmuls are most of the time (benchmarks/fast_mode.py)
+    fast_recipe = FastRecipe(int8_linear=True, overlap=0.1)
     norm_each_transformer = False  # Mel-RoFormer ends every transformer with a norm, BS-RoFormer once at the end
     mask_hidden_offset = -1  # hidden layers of the mask MLPs: depth - 1 (BS) or depth (Mel)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,13 +16,15 @@ from ..devices import resolve_device
 from ..errors import AudioError, OptionsError, OutputExistsError
 from ..files import write_text_atomic
 from ..models.base import SeparationModel
-from ..models.registry import default_model_for, load_model, model_display_name
+from ..models.fast import FastModel, make_fast
+from ..models.registry import default_model_for, load_for_inference, model_display_name
 from ..options import SeparationOptions
 from .naming import plan_outputs
 from .pipeline import EngineSettings, FileResult, separate_array, separate_file
 from .stems import StemPlan
 
 Callback = Callable[[dict[str, Any]], None]
+log = logging.getLogger("demixer")
 
 
 class Separator:
@@ -56,13 +59,19 @@ class Separator:
     ) -> None:
         base = options or SeparationOptions()
         self.options = base.replace(**({"name": name} if name is not None else {}), **kwargs)
+        self.device = resolve_device(self.options.device)
+        fast = self.options.speed == "fast"
         if model is None:
             key = self.options.name or default_model_for(self.options.task, self.options.two_stems)
-            model = load_model(key).fuse_for_inference()  # ours to fuse; a model passed in is left as it is
+            # ours to fuse and make fast; a model passed in is left as it is (fast mode changes a copy)
+            model = load_for_inference(key, speed=self.options.speed, device=str(self.device))
             self.model_name = model_display_name(key)
         else:
             self.model_name = self.options.name or type(model).__name__.lower()
-        self.device = resolve_device(self.options.device)
+            if fast and not isinstance(model, FastModel):
+                model = make_fast(model, self.device, copy_model=True)
+        if isinstance(model, FastModel):
+            log.info("%s, fast mode: %s", self.model_name, model.summary())
         self.model = model.to(self.device).eval()
         self._enroll()
         self.plan = StemPlan.for_model(model, self.options.two_stems, self.options.stems, self.options.atten_lim)

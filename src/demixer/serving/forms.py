@@ -25,6 +25,7 @@ FORM_FIELDS = (
     "segment",
     "overlap",
     "shifts",
+    "speed",
     "atten_lim",
     "start",
     "duration",
@@ -54,6 +55,8 @@ def _form_model() -> type[BaseModel]:
             kind = Literal["music", "karaoke", "speakers", "denoise", "extract"]
         elif f.name == "clip_mode":
             kind = Literal["rescale", "clamp", "none"]
+        elif f.name == "speed":
+            kind = Literal["exact", "fast"]
         default = FORM_DEFAULTS.get(f.name, getattr(defaults, f.name))
         fields[f.name] = (kind, Field(default, description=f.metadata["help"]))
     return create_model("JobForm", __config__=ConfigDict(extra="forbid"), **fields)

@@ -18,10 +18,11 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from ..devices import resolve_device
 from ..errors import DemixerError
 from ..files import atomic_path
 from ..models.base import SeparationModel
-from ..models.registry import load_model
+from ..models.registry import load_for_inference
 from ..options import SeparationOptions
 from .metrics import ServiceMetrics
 from .settings import ServerSettings
@@ -51,17 +52,20 @@ class ModelCache:
 
     def __init__(self, size: int = 3) -> None:
         self.size = size
-        self._models: OrderedDict[str, SeparationModel] = OrderedDict()
+        self._models: OrderedDict[tuple[str, str], SeparationModel] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> SeparationModel:
+    def get(self, name: str, speed: str = "exact") -> SeparationModel:
+        """The model ``name`` ready to separate at ``speed`` (exact or fast; each kept once)."""
+        key = (name, speed)
         with self._lock:
-            if name in self._models:
-                self._models.move_to_end(name)
-                return self._models[name]
-        model = load_model(name, offline=True, progress=False).fuse_for_inference()  # the service never downloads
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        # the service never downloads
+        model = load_for_inference(name, speed=speed, device=str(resolve_device("auto")), offline=True, progress=False)
         with self._lock:
-            self._models[name] = model
+            self._models[key] = model
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
         return model
@@ -205,7 +209,7 @@ class JobRunner:
         t0 = time.time()
         try:
             options = SeparationOptions.from_mapping({**job.options, "overwrite": True, "report": False})
-            model = self.models.get(job.model)
+            model = self.models.get(job.model, options.speed)
             separator = Separator(model=model, options=options.replace(name=job.model), callback=on_progress)
             ext = options.output_format.extension
             outputs = {s: folder / "stems" / f"{s}.{ext}" for s in separator.sources}

@@ -74,6 +74,7 @@ function submit() {
   form.append("file", state.file, state.file.name);
   form.append("task", task());
   if ($("model").value) form.append("name", $("model").value);
+  if ($("fast").checked) form.append("speed", "fast");
   if ($("format").value === "flac") form.append("flac", "true");
   if ($("format").value === "mp3") form.append("mp3", "true");
   const xhr = new XMLHttpRequest();  // XHR: upload progress events

@@ -246,9 +246,12 @@ def test_models_list_env_and_module_entry(cli):
     assert r.returncode == 0
     rows = json.loads(r.stdout)
     assert {"hpss", "repet-sim", "center", "spectral-gate"} <= {m["name"] for m in rows}
-    assert cli("separate", "--list-models").stdout.count("\n") == len(rows)
+    listed = cli("separate", "--list-models").stdout.splitlines()
+    assert len([line for line in listed if not line.startswith(" ")]) == len(rows)  # one line per model
+    assert len([line for line in listed if line.lstrip().startswith("--fast:")]) == sum(bool(m["fast"]) for m in rows)
     r = cli("env")
     assert r.returncode == 0 and "torch" in r.stdout and "model cache" in r.stdout and "ffmpeg" in r.stdout
+    assert "cpu features" in r.stdout and "VNNI" in r.stdout
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ class ModelEntry:
     kind: str
     description: str
     facts: dict | None = None  # sources, sample_rate, audio_channels when known without building the model (cards)
+    architecture: str | None = None  # the card's, for the fast-mode numbers of `models list`
 
 
 def _entries() -> tuple[ModelEntry, ...]:
@@ -64,6 +65,7 @@ def _entries() -> tuple[ModelEntry, ...]:
             "blend" if "blend" in card.data else "trained",
             card.description,
             card.facts,
+            card.data["architecture"],
         )
         for card in shipped_cards()
     )
@@ -206,6 +208,7 @@ def describe_models(published: bool = True) -> list[dict]:
                 "tasks": list(entry.tasks),
                 "default_for": [t for t, n in defaults.items() if n == entry.name],
                 **facts,
+                "architecture": entry.architecture,
                 "description": entry.description,
             }
         )
@@ -219,12 +222,7 @@ def describe_models(published: bool = True) -> list[dict]:
 
 
 def _facts(model: SeparationModel) -> dict:
-    return {
-        "sources": list(model.sources),
-        "sample_rate": model.sample_rate,
-        "audio_channels": model.audio_channels,
-        "architecture": None,
-    }
+    return {"sources": list(model.sources), "sample_rate": model.sample_rate, "audio_channels": model.audio_channels}
 
 
 def default_model_for(task: str, two_stems: str | None = None) -> str:

@@ -87,7 +87,6 @@ class ModelCard:
             "sources": list(self.data["sources"]),
             "sample_rate": int(self.data["sample_rate"]),
             "audio_channels": channels,
-            "architecture": self.data["architecture"],
         }
 
     def load(self, load_member: Callable[[str], SeparationModel] | None = None) -> SeparationModel:

@@ -34,6 +34,20 @@ def _db_spectrogram(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return sketch.spectrogram_db()
 
 
+def _show_spectrogram(ax, spec: np.ndarray, top: float, seconds: float, sample_rate: int, **kwargs) -> None:
+    """Draw a dB spectrogram ``[F, N]`` on ``ax``: 80 dB of range below ``top``, time in s, frequency in kHz."""
+    ax.imshow(
+        spec,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=top - 80,
+        vmax=top,
+        extent=(0, seconds, 0, sample_rate / 2000),
+        **kwargs,
+    )
+
+
 def save_spectrograms(
     path: Path, panels: list[tuple[str, np.ndarray]], sample_rate: int, columns: int = 2, title: str | None = None
 ) -> Path:
@@ -49,15 +63,7 @@ def save_spectrograms(
     top = max(float(s.max()) for s in specs)
     for ax, (name, audio), spec in zip(axes.flat, panels, specs):
         seconds = np.atleast_2d(audio).shape[-1] / sample_rate
-        ax.imshow(
-            spec,
-            origin="lower",
-            aspect="auto",
-            cmap="magma",
-            vmin=top - 80,
-            vmax=top,
-            extent=(0, seconds, 0, sample_rate / 2000),
-        )
+        _show_spectrogram(ax, spec, top, seconds, sample_rate)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("s", fontsize=8)
         ax.set_ylabel("kHz", fontsize=8)
@@ -203,16 +209,7 @@ class ImageSketch:
         fig = Figure(figsize=(width_px / dpi, 1.6), dpi=dpi)
         FigureCanvasAgg(fig)
         ax = fig.add_axes((0, 0, 1, 1))
-        ax.imshow(
-            spec,
-            origin="lower",
-            aspect="auto",
-            cmap="magma",
-            vmin=top - 80,
-            vmax=top,
-            extent=(0, seconds, 0, self.sample_rate / 2000),
-            interpolation="nearest",
-        )
+        _show_spectrogram(ax, spec, top, seconds, self.sample_rate, interpolation="nearest")
         ax.axis("off")
         spectrogram_path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(spectrogram_path, dpi=dpi)

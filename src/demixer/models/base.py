@@ -120,6 +120,21 @@ class SeparationModel(nn.Module):
         self.audio_channels = config.audio_channels
         self.time_quantum = time_quantum
 
+    def _adopt_from(self, model: SeparationModel) -> None:
+        """Take the engine-facing facts of ``model``, which this model wraps (stems, rate, chunking, denoising)."""
+        for attr in (
+            "sources",
+            "sample_rate",
+            "audio_channels",
+            "time_quantum",
+            "default_segment",
+            "default_overlap",
+            "elastic_segment",
+            "band_extension",
+            "default_atten_lim",
+        ):
+            setattr(self, attr, getattr(model, attr))
+
     def describe(self) -> dict:
         """Facts for ``demixer models list`` and the service."""
         return {

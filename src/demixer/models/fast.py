@@ -220,13 +220,9 @@ class FastModel(SeparationModel):
         super().__init__()
         self.model = model
         self.recipe, self.bf16, self.int8_layers = recipe, bf16, int8_layers
-        for attr in ("sources", "sample_rate", "audio_channels", "time_quantum", "default_segment"):
-            setattr(self, attr, getattr(model, attr))
-        self.elastic_segment, self.band_extension = model.elastic_segment, model.band_extension
-        self.default_atten_lim = model.default_atten_lim
-        self.default_overlap = recipe.overlap if recipe.overlap is not None else model.default_overlap
-        if hasattr(model, "needs_enrollment"):
-            raise ValueError("fast mode does not wrap target-speaker models")
+        self._adopt_from(model)
+        if recipe.overlap is not None:
+            self.default_overlap = recipe.overlap
 
     def forward(self, mix: Tensor) -> Tensor:
         if self.bf16:

@@ -172,10 +172,8 @@ class WithResidual(SeparationModel):
     def __init__(self, model: SeparationModel, name: str) -> None:
         super().__init__()
         self.model = model
+        self._adopt_from(model)
         self.sources = (*model.sources, name)
-        self.sample_rate, self.audio_channels = model.sample_rate, model.audio_channels
-        self.time_quantum, self.default_segment = model.time_quantum, model.default_segment
-        self.default_overlap, self.elastic_segment = model.default_overlap, model.elastic_segment
 
     def forward(self, mix: Tensor) -> Tensor:
         y = self.model(mix)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from ..errors import ModelNotFoundError
+from ..errors import ModelNotFoundError, OptionsError
+from ..options import SPEEDS
 from .base import SeparationModel
 from .checkpoint import load_checkpoint, read_metadata
 from .fast import fast_measurements
@@ -295,9 +296,6 @@ def load_model(
     )
 
 
-SPEEDS = ("exact", "fast")
-
-
 def fast_cache_file(name_or_path: str | os.PathLike[str]) -> Path:
     """Where the int8 weights of ``--fast`` are cached for a model: beside a published model's files, else in
     the model cache's ``fast/`` folder (a checkpoint's own folder may be read-only)."""
@@ -323,7 +321,7 @@ def load_for_inference(
     """:func:`load_model` made ready to separate: fused (:meth:`SeparationModel.fuse_for_inference`) and, with
     ``speed="fast"``, with its fast recipe applied for ``device`` (:func:`demixer.models.fast.make_fast`)."""
     if speed not in SPEEDS:
-        raise ModelNotFoundError(f"unknown speed {speed!r} (choose from {', '.join(SPEEDS)})")
+        raise OptionsError(f"--speed: choose from {', '.join(SPEEDS)}, got {speed!r}")
     model = load_model(name_or_path, offline=offline, progress=progress).fuse_for_inference()
     if speed == "fast":
         from .fast import make_fast

@@ -33,11 +33,13 @@ if [ "${WITH_TEST:-0}" = 1 ]; then
 else
   "$VENV/bin/python" -m pip install -q -e .
 fi
-# openunmix (a reference for the parity tests and benchmarks) declares torchaudio, which would pull another
-# torch (see ../shared/NOTES.md); its model code does not use it, so it goes in without dependencies.
+# Reference packages for the parity tests and benchmarks (openunmix, SpeechBrain, Asteroid) declare torchaudio,
+# which would pull another torch (see ../shared/NOTES.md); their model code does not use it, so they go in
+# without dependencies, with the few pure-Python ones their imports need.
 if [ "${WITH_TEST:-0}" = 1 ]; then
-  "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('openunmix') is None)" 2>/dev/null \
-    || "$VENV/bin/python" -m pip install -q --no-deps "openunmix==1.3.0"
+  "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ('openunmix', 'speechbrain', 'hyperpyyaml', 'ruamel.yaml', 'asteroid', 'asteroid_filterbanks')))" 2>/dev/null \
+    || "$VENV/bin/python" -m pip install -q --no-deps "openunmix==1.3.0" "speechbrain==1.1.2" "hyperpyyaml==1.2.3" \
+      "ruamel.yaml==0.19.1" "asteroid==0.7.0" "asteroid-filterbanks==0.4.0"
 fi
 touch "$VENV/.installed"
 if [ "${WITH_TEST:-0}" = 1 ]; then touch "$VENV/.installed-test"; fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -54,6 +55,9 @@ class SeparationModel(nn.Module):
         band_extension: on input above the model's rate, give the stems the input's band above the
             model's Nyquist frequency, shared by their energy just below it
             (:mod:`demixer.separation.band_extension`); for low-rate models (8 kHz speech).
+        unordered_sources: the stems have no fixed meaning (speakers): the engine downmixes the input to
+            the model's channels and gives each chunk's stems the order that best continues the previous
+            chunk's, on the samples they share (:mod:`demixer.separation.chunking`).
 
     Shape:
         ``forward``: ``[B, C, T]`` -> ``[B, S, C, T]``.
@@ -67,6 +71,7 @@ class SeparationModel(nn.Module):
     default_overlap: float = 0.25
     elastic_segment: bool = False
     band_extension: bool = False
+    unordered_sources: bool = False
     default_atten_lim: float | None = None
     fast_recipe: FastRecipe | None = None
 
@@ -131,6 +136,7 @@ class SeparationModel(nn.Module):
             "default_overlap",
             "elastic_segment",
             "band_extension",
+            "unordered_sources",
             "default_atten_lim",
         ):
             setattr(self, attr, getattr(model, attr))
@@ -143,6 +149,11 @@ class SeparationModel(nn.Module):
             "audio_channels": self.audio_channels,
             "parameters": sum(p.numel() for p in self.parameters()),
         }
+
+
+def are_speakers(sources: tuple[str, ...]) -> bool:
+    """Stems named ``speaker1``, ``speaker2``, ...: outputs in no fixed order (see ``unordered_sources``)."""
+    return len(sources) > 1 and all(re.fullmatch(r"speaker\d+", s) for s in sources)
 
 
 def atten_gain(atten_lim: float | None) -> float | None:

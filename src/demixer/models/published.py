@@ -12,6 +12,11 @@ Formats (the manifest's ``format``):
   are widened); several files with ``config.bag_weights`` form a bag;
 - ``roformer-ckpt``: a BS-/Mel-RoFormer state dict (bare, or under ``state_dict`` with an optional
   ``model.`` prefix), built from the entry's ``config``;
+- ``speechbrain``: SpeechBrain's SepFormer, three state dicts (``role``: ``encoder``, ``masknet``,
+  ``decoder``), built from the entry's ``config`` (:class:`~demixer.models.sepformer.SepFormerConfig`
+  settings, as in the model's ``hyperparams.yaml``);
+- ``asteroid``: an Asteroid model package (``model_name``, ``model_args``, ``state_dict``; its settings
+  travel in the file); ``ConvTasNet`` is supported;
 - ``demixer``: a demixer ``.safetensors`` checkpoint.
 """
 
@@ -25,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import ModelNotFoundError
+from ..errors import ConfigError, ModelNotFoundError
 from ..files import atomic_path
 from .base import SeparationModel
 
@@ -162,6 +167,36 @@ def build_roformer(
     return model.eval()
 
 
+def build_sepformer(
+    sources: tuple[str, ...], sample_rate: int, config: dict, files: dict[str, Path]
+) -> SeparationModel:
+    """SepFormer from SpeechBrain's ``encoder``, ``masknet`` and ``decoder`` state dicts (``files`` by role)."""
+    from .sepformer import SepFormer, SepFormerConfig, speechbrain_state_dict
+
+    model = SepFormer(SepFormerConfig(sources=tuple(sources), sample_rate=sample_rate, **config))
+    parts = {role: _state_dict(safe_torch_load(path), path) for role, path in files.items()}
+    _load_strict(model, speechbrain_state_dict(parts), files["masknet"])
+    return model.eval()
+
+
+def build_asteroid(sources: tuple[str, ...], sample_rate: int, path: Path) -> SeparationModel:
+    """Conv-TasNet from an Asteroid package (what ``BaseModel.serialize`` writes)."""
+    from .convtasnet import ConvTasNet, asteroid_config, asteroid_state_dict
+
+    package = safe_torch_load(path)
+    if not isinstance(package, dict) or not {"model_name", "model_args", "state_dict"} <= set(package):
+        raise ModelNotFoundError(f"{path}: not an Asteroid model package (model_name, model_args, state_dict)")
+    if package["model_name"] != "ConvTasNet":
+        raise ModelNotFoundError(f"{path}: Asteroid {package['model_name']} is not supported (ConvTasNet is)")
+    try:
+        config = asteroid_config(package["model_args"], sample_rate, sources)
+    except ConfigError as exc:
+        raise ModelNotFoundError(f"{path}: {exc}") from None
+    model = ConvTasNet(config)
+    _load_strict(model, asteroid_state_dict(_state_dict(package["state_dict"], path)), path)
+    return model.eval()
+
+
 class WithResidual(SeparationModel):
     """Adds a stem equal to the mixture minus the model's stems (e.g. ``instrumental`` = mix - vocals).
 
@@ -183,27 +218,28 @@ class WithResidual(SeparationModel):
 def build_published(entry, files: dict[str, Path]) -> SeparationModel:
     """The model of a manifest entry from its local files (``{file name: path}``)."""
     specs = entry.files
+    by_role = {spec.role: files[spec.name] for spec in specs if spec.role}
     if entry.format == "umx":
-        by_role = {spec.role: files[spec.name] for spec in specs}
-        missing = [s for s in entry.sources if s not in by_role]
-        if missing:
-            raise ModelNotFoundError(
-                f"{entry.name}: no file for target(s) {', '.join(missing)} (file 'role' in the manifest)"
-            )
-        model = build_umx(entry.sources, entry.sample_rate, entry.config, by_role)
+        model = build_umx(entry.sources, entry.sample_rate, entry.config, _roles(entry, by_role, entry.sources))
+    elif entry.format == "speechbrain":
+        roles = _roles(entry, by_role, ("encoder", "masknet", "decoder"))
+        model = build_sepformer(entry.sources, entry.sample_rate, entry.config, roles)
     elif entry.format == "demucs":
         model = build_demucs([files[s.name] for s in specs], entry.config.get("bag_weights"))
     elif entry.format == "roformer-ckpt":
         model = build_roformer(
             entry.architecture, entry.sources, entry.sample_rate, entry.config, files[specs[0].name], convert=True
         )
+    elif entry.format == "asteroid":
+        model = build_asteroid(entry.sources, entry.sample_rate, files[specs[0].name])
     elif entry.format == "demixer":
         from .checkpoint import load_checkpoint
 
         model = load_checkpoint(files[specs[0].name])
     else:
         raise ModelNotFoundError(
-            f"{entry.name}: unknown checkpoint format {entry.format!r} (umx, demucs, roformer-ckpt, demixer)"
+            f"{entry.name}: unknown checkpoint format {entry.format!r} "
+            "(umx, demucs, roformer-ckpt, speechbrain, asteroid, demixer)"
         )
     if tuple(model.sources) != tuple(entry.sources):
         raise ModelNotFoundError(
@@ -215,6 +251,16 @@ def build_published(entry, files: dict[str, Path]) -> SeparationModel:
             f"{entry.name}: the files give {model.sample_rate} Hz, the manifest says {entry.sample_rate} Hz"
         )
     return WithResidual(model, entry.residual).eval() if entry.residual else model
+
+
+def _roles(entry, by_role: dict[str, Path], needed: tuple[str, ...]) -> dict[str, Path]:
+    """The files of the roles a format needs, or a clear error naming the missing ones."""
+    missing = [r for r in needed if r not in by_role]
+    if missing:
+        raise ModelNotFoundError(
+            f"{entry.name}: no file for role(s) {', '.join(missing)} (file 'role' in the manifest)"
+        )
+    return {r: by_role[r] for r in needed}
 
 
 def load_published_file(path: Path) -> SeparationModel:

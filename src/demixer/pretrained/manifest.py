@@ -82,6 +82,7 @@ class ManifestEntry:
     config: dict[str, Any] = field(default_factory=dict)
     residual: str | None = None  # a stem made as mixture minus the others (single-target models)
     published_quality: str = ""
+    published_score: float | None = None  # the headline number of published_quality (dB), to rank models by
 
     @property
     def output_sources(self) -> tuple[str, ...]:
@@ -123,6 +124,7 @@ _ENTRY_KEYS = {
     "config",
     "residual",
     "published_quality",
+    "published_score",
 }
 
 
@@ -157,7 +159,16 @@ def _entry(name: str, raw: dict[str, Any], where: str) -> ManifestEntry:
         config=dict(raw.get("config", {})),
         residual=raw.get("residual"),
         published_quality=raw.get("published_quality", ""),
+        published_score=_score(raw.get("published_score"), where),
     )
+
+
+def _score(raw: Any, where: str) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise ModelNotFoundError(f"{where}: 'published_score' must be a number (dB), got {raw!r}")
+    return float(raw)
 
 
 def _read(text: str, where: str) -> dict[str, ManifestEntry]:

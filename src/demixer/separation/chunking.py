@@ -265,8 +265,14 @@ def run_chunked(
     chunks, ovl = plan_chunks(
         total, seg, overlap, model.time_quantum, shifts, int(max_shift * sr), seed, elastic=model.elastic_segment
     )
+    out_channels = channels
+    if model.unordered_sources and model.audio_channels is not None and channels != model.audio_channels:
+        # speakers: one downmix, so every channel's stems follow the same talker; each stem in every channel
+        read, channels = _downmixed(read, model.audio_channels), model.audio_channels
+        emit = _spread(emit, out_channels)
     groups = channel_groups(channels, model.audio_channels)
     ola = OverlapAdd(total, len(model.sources), channels)
+    previous: tuple[int, np.ndarray] | None = None  # the last chunk's start and stems, to order speakers by
     device = torch.device(device)
     work = sum(c.length for c in chunks)
     done = 0
@@ -287,6 +293,10 @@ def run_chunked(
             raise RuntimeError(f"{type(model).__name__} returned shape {out.shape}, expected {expected}")
         for k, c in enumerate(batch):
             y = merge_channels(out[k * len(groups) : (k + 1) * len(groups)], groups, channels)
+            if model.unordered_sources:
+                if previous is not None:
+                    y = y[continuing_order(previous, (c.start, y))]
+                previous = (c.start, y.copy())
             ola.add(c.start, y, chunk_weight(c, ovl))
         del out, mix, y
         release_free_memory()  # the chunk's activations: back to the OS, not held in the allocator's heap
@@ -294,6 +304,42 @@ def run_chunked(
         emit(ola.flush(chunks[i].start if i < len(chunks) else total))
         if on_progress is not None:
             on_progress(done / work)
+
+
+def continuing_order(previous: tuple[int, np.ndarray], current: tuple[int, np.ndarray]) -> list[int]:
+    """The order of ``current``'s stems that best continues ``previous``'s on the samples both cover.
+
+    Each argument is ``(start, stems [S, C, n])``. Stem pairs are scored by their normalised correlation over
+    the shared span, and the assignment with the largest total wins (Hungarian method). Without a shared
+    span the order is kept.
+    """
+    (a_start, a), (b_start, b) = previous, current
+    lo, hi = max(a_start, b_start), min(a_start + a.shape[-1], b_start + b.shape[-1])
+    if hi - lo <= 0:
+        return list(range(b.shape[0]))
+    from scipy.optimize import linear_sum_assignment
+
+    x = a[..., lo - a_start : hi - a_start].reshape(a.shape[0], -1).astype(np.float64)
+    y = b[..., lo - b_start : hi - b_start].reshape(b.shape[0], -1).astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
+    y /= np.linalg.norm(y, axis=1, keepdims=True) + 1e-12
+    rows, cols = linear_sum_assignment(x @ y.T, maximize=True)  # rows: previous stems, in order
+    return [int(c) for c in cols[np.argsort(rows)]]
+
+
+def _downmixed(read: Reader, channels: int) -> Reader:
+    """A reader giving the mean of all channels, repeated to ``channels``."""
+
+    def read_mean(start: int, length: int) -> np.ndarray:
+        mono = read(start, length).mean(axis=0, keepdims=True)
+        return np.repeat(mono, channels, axis=0)
+
+    return read_mean
+
+
+def _spread(emit: Callable[[np.ndarray], None], channels: int) -> Callable[[np.ndarray], None]:
+    """An ``emit`` that gives every one of ``channels`` the mean of the block's channels."""
+    return lambda block: emit(np.repeat(block.mean(axis=1, keepdims=True), channels, axis=1))
 
 
 def _forward(model: SeparationModel, mix: np.ndarray, device: torch.device) -> np.ndarray:

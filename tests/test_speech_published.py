@@ -1,0 +1,317 @@
+"""Published speech separators against their reference packages, same random weights, real speech.
+
+- SepFormer vs SpeechBrain 1.1.2's own modules (``Encoder``, ``Dual_Path_Model`` with ``SBTransformerBlock``,
+  ``Decoder``), run as ``SepformerSeparation.separate_batch`` runs them. SpeechBrain imports torchaudio,
+  which cannot be installed beside CPU torch here (see NOTES); its separation modules never call it, so an
+  empty module stands in while the reference is imported. The reference is installed without its
+  dependencies by ``scripts/bootstrap.sh``.
+- The published file layout (three state dicts) through the manifest's ``speechbrain`` reader.
+- The engine's handling of speaker stems: one downmix, and each chunk's speakers put in the order that
+  continues the previous chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+import torch
+
+from demixer.models.base import SeparationModel
+from demixer.models.sepformer import SepFormer, SepFormerConfig, speechbrain_state_dict
+from demixer.separation.chunking import continuing_order, run_chunked
+
+from .conftest import shared
+
+TOL = 1e-4  # of the reference output's peak
+
+
+@pytest.fixture(scope="module")
+def speechbrain():
+    sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # imported by name only, never used
+    return pytest.importorskip("speechbrain.lobes.models.dual_path")
+
+
+def speech(name: str, sr: int, seconds: float) -> np.ndarray:
+    """A real utterance at ``sr``, mono float32, ``seconds`` long (looped if shorter)."""
+    x, rate = sf.read(shared(f"speech/{name}"), dtype="float32", always_2d=True)
+    x = soxr.resample(x.mean(axis=1), rate, sr).astype(np.float32)
+    n = int(seconds * sr)
+    return np.resize(x, n)
+
+
+def two_talkers(sr: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    a = speech("cmu_arctic/cmu_arctic_us_aew_a0001.flac", sr, seconds)
+    b = speech("librispeech/5703-47212-0000.flac", sr, seconds)
+    return a / np.abs(a).max() * 0.4, b / np.abs(b).max() * 0.4
+
+
+def reference_sepformer(sb, speakers: int, filters: int, chunk: int, layers: int, heads: int, ffn: int):
+    """SpeechBrain's three modules with random weights, as its hyperparams.yaml builds them."""
+    encoder = sb.Encoder(kernel_size=16, out_channels=filters)
+
+    def stack():
+        return sb.SBTransformerBlock(
+            num_layers=layers,
+            d_model=filters,
+            nhead=heads,
+            d_ffn=ffn,
+            dropout=0,
+            use_positional_encoding=True,
+            norm_before=True,
+        )
+
+    masknet = sb.Dual_Path_Model(
+        num_spks=speakers,
+        in_channels=filters,
+        out_channels=filters,
+        num_layers=2,
+        K=chunk,
+        intra_model=stack(),
+        inter_model=stack(),
+        norm="ln",
+        linear_layer_after_inter_intra=False,
+        skip_around_intra=True,
+    )
+    decoder = sb.Decoder(in_channels=filters, out_channels=1, kernel_size=16, stride=8, bias=False)
+    torch.manual_seed(speakers)
+    for module in (encoder, masknet, decoder):
+        for p in module.parameters():  # away from the identity-like initial values, so every weight matters
+            p.data.add_(0.05 * torch.randn_like(p))
+        module.eval()
+    return encoder, masknet, decoder
+
+
+def separate_batch(encoder, masknet, decoder, mix: torch.Tensor, speakers: int) -> torch.Tensor:
+    """``SepformerSeparation.separate_batch`` of SpeechBrain 1.1.2: ``[B, T]`` -> ``[B, T, S]``."""
+    w = encoder(mix)
+    masks = masknet(w)
+    h = torch.stack([w] * speakers) * masks
+    est = torch.cat([decoder(h[i]).unsqueeze(-1) for i in range(speakers)], dim=-1)
+    if mix.shape[1] > est.shape[1]:
+        return torch.nn.functional.pad(est, (0, 0, 0, mix.shape[1] - est.shape[1]))
+    return est[:, : mix.shape[1]]
+
+
+@pytest.mark.parametrize(
+    "speakers,filters,chunk,layers,heads,ffn,seconds",
+    [(2, 64, 50, 2, 4, 128, 3.0), (3, 64, 40, 1, 4, 96, 2.5), (2, 256, 250, 8, 8, 1024, 4.0)],
+    ids=["2spk-small", "3spk-small", "published-size"],
+)
+def test_sepformer_matches_speechbrain(speechbrain, speakers, filters, chunk, layers, heads, ffn, seconds):
+    encoder, masknet, decoder = reference_sepformer(speechbrain, speakers, filters, chunk, layers, heads, ffn)
+    cfg = SepFormerConfig(
+        sources=tuple(f"speaker{i + 1}" for i in range(speakers)),
+        filters=filters,
+        chunk=chunk,
+        layers=layers,
+        heads=heads,
+        ffn=ffn,
+        mixture_gain=False,
+    )
+    ours = SepFormer(cfg).eval()
+    parts = {"encoder": encoder.state_dict(), "masknet": masknet.state_dict(), "decoder": decoder.state_dict()}
+    ours.load_state_dict(speechbrain_state_dict(parts))
+    a, b = two_talkers(8000, seconds)
+    mix = torch.from_numpy(a + b)[None]
+    mix = torch.cat([mix, 0.5 * mix.flip(-1)])  # a batch of two
+    with torch.inference_mode():
+        ref = separate_batch(encoder, masknet, decoder, mix, speakers).permute(0, 2, 1)
+        out = ours(mix[:, None])[:, :, 0]
+    assert out.shape == ref.shape == (2, speakers, mix.shape[-1])
+    assert (out - ref).abs().max() <= TOL * ref.abs().max()
+
+
+def write_speechbrain_files(folder: Path, parts: dict) -> dict[str, Path]:
+    """The published layout: one plain state dict per module."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for role, module in parts.items():
+        paths[role] = folder / f"{role}.ckpt"
+        torch.save(module.state_dict(), paths[role])
+    return paths
+
+
+def sepformer_manifest(path: Path, name: str, files: dict[str, Path], config: dict, speakers: int) -> Path:
+    entry = {
+        "architecture": "sepformer",
+        "format": "speechbrain",
+        "sources": [f"speaker{i + 1}" for i in range(speakers)],
+        "sample_rate": 8000,
+        "tasks": ["speakers"],
+        "licence": "test",
+        "published_score": 10.0,
+        "config": config,
+        "files": [{"name": p.name, "role": role, "url": p.as_uri()} for role, p in files.items()],
+    }
+    path.write_text(json.dumps({"models": {name: entry}}))
+    return path
+
+
+def test_speechbrain_files_load_through_the_manifest(speechbrain, tmp_path, monkeypatch):
+    from demixer.models.registry import load_model
+
+    encoder, masknet, decoder = reference_sepformer(speechbrain, 2, 64, 50, 2, 4, 128)
+    files = write_speechbrain_files(
+        tmp_path / "published", {"encoder": encoder, "masknet": masknet, "decoder": decoder}
+    )
+    config = {"filters": 64, "chunk": 50, "layers": 2, "heads": 4, "ffn": 128, "mixture_gain": False}
+    monkeypatch.setenv(
+        "DEMIXER_MANIFEST", str(sepformer_manifest(tmp_path / "m.json", "tiny-sepformer", files, config, 2))
+    )
+    monkeypatch.setenv("DEMIXER_CACHE_DIR", str(tmp_path / "cache"))
+    model = load_model("tiny-sepformer", progress=False)
+    assert isinstance(model, SepFormer) and model.unordered_sources
+    assert (tmp_path / "cache" / "checkpoints" / "tiny-sepformer" / "masknet.ckpt").is_file()
+    a, b = two_talkers(8000, 2.0)
+    mix = torch.from_numpy(a + b)[None]
+    with torch.inference_mode():
+        ref = separate_batch(encoder, masknet, decoder, mix, 2).permute(0, 2, 1)
+        assert (model(mix[:, None])[:, :, 0] - ref).abs().max() <= TOL * ref.abs().max()
+
+
+def test_wrong_speechbrain_settings_are_named(speechbrain, tmp_path, monkeypatch):
+    from demixer.errors import ModelNotFoundError
+    from demixer.models.registry import load_model
+
+    encoder, masknet, decoder = reference_sepformer(speechbrain, 2, 64, 50, 2, 4, 128)
+    files = write_speechbrain_files(
+        tmp_path / "published", {"encoder": encoder, "masknet": masknet, "decoder": decoder}
+    )
+    wrong = {"filters": 64, "chunk": 50, "layers": 3, "heads": 4, "ffn": 128}  # one transformer layer too many
+    monkeypatch.setenv(
+        "DEMIXER_MANIFEST", str(sepformer_manifest(tmp_path / "m.json", "bad-sepformer", files, wrong, 2))
+    )
+    monkeypatch.setenv("DEMIXER_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ModelNotFoundError, match="do not fit the SepFormer"):
+        load_model("bad-sepformer", progress=False)
+
+
+class ShuffledTalkers(SeparationModel):
+    """Gives the true talkers of each chunk in a random order, as a speaker separator may.
+
+    The test's reader tells it where each chunk starts (``starts``), in the order the engine reads them.
+    """
+
+    sources = ("speaker1", "speaker2")
+    sample_rate = 8000
+    audio_channels = 1
+    unordered_sources = True
+    default_segment = 1.0
+
+    def __init__(self, talkers: np.ndarray) -> None:
+        super().__init__()
+        self.talkers = talkers  # [2, T]
+        self.starts: list[int] = []
+        self.calls = 0
+        self.rng = np.random.default_rng(0)
+
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        out = []
+        for x in mix:
+            start = self.starts[self.calls]
+            self.calls += 1
+            chunk = self.talkers[:, start : start + x.shape[-1]][self.rng.permutation(2)]
+            out.append(torch.from_numpy(chunk.copy())[:, None])
+        return torch.stack(out)
+
+
+def test_speakers_keep_their_stem_across_chunks_and_channels():
+    a, b = two_talkers(8000, 6.0)
+    talkers = np.stack([a, b])
+    model = ShuffledTalkers(talkers)
+    stereo = np.stack([a + b, 0.5 * (a + b)])
+
+    def read(start: int, length: int) -> np.ndarray:
+        model.starts.append(start)
+        return stereo[:, start : start + length]
+
+    blocks = []
+    run_chunked(model, read, stereo.shape[1], 2, lambda block: blocks.append(block.copy()), overlap=0.25)
+    out = np.concatenate(blocks, axis=-1)  # [S, C, T]
+    assert model.calls > 4 and out.shape == (2, 2, stereo.shape[1])
+    assert np.array_equal(out[:, 0], out[:, 1])  # one downmix: each stem holds one talker in every channel
+    first = int(np.argmax([abs(np.dot(out[0, 0], t)) for t in talkers]))
+    assert np.abs(out[0, 0] - talkers[first]).max() < 1e-5  # the same talker from start to end
+    assert np.abs(out[1, 0] - talkers[1 - first]).max() < 1e-5
+
+
+def test_continuing_order_matches_the_shared_samples():
+    rng = np.random.default_rng(1)
+    s = rng.standard_normal((3, 1, 1000)).astype(np.float32)
+    previous = (0, s[:, :, :600])
+    current = (400, s[[2, 0, 1], :, 400:])  # the same three talkers, shuffled
+    assert continuing_order(previous, current) == [1, 2, 0]
+    assert continuing_order((0, s[:, :, :300]), current) == [0, 1, 2]  # nothing shared: order kept
+
+
+@pytest.fixture(scope="module")
+def asteroid():
+    sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # imported by name only, never used
+    return pytest.importorskip("asteroid.models")
+
+
+def asteroid_package(asteroid, mask_act: str, encoder_activation: str | None, **sizes) -> tuple[torch.nn.Module, dict]:
+    """An Asteroid ConvTasNet with random weights and the package ``BaseModel.serialize`` writes (without its
+    ``infos``, which need pytorch_lightning)."""
+    torch.manual_seed(3)
+    model = asteroid.ConvTasNet(n_src=2, mask_act=mask_act, encoder_activation=encoder_activation, **sizes).eval()
+    for p in model.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    package = {"model_name": "ConvTasNet", "state_dict": model.state_dict(), "model_args": model.get_model_args()}
+    return model, package
+
+
+@pytest.mark.parametrize(
+    "mask_act,encoder_activation,sizes",
+    [
+        (
+            "relu",
+            None,
+            {"n_blocks": 3, "n_repeats": 2, "bn_chan": 32, "hid_chan": 64, "skip_chan": 32, "n_filters": 64},
+        ),
+        ("sigmoid", "relu", {"n_blocks": 2, "n_repeats": 1, "bn_chan": 16, "hid_chan": 32, "skip_chan": 16}),
+        ("relu", None, {}),  # the published Libri2Mix model's sizes (512 filters, 3 x 8 blocks)
+    ],
+    ids=["relu-small", "sigmoid-small", "published-size"],
+)
+def test_asteroid_convtasnet_matches_reference(asteroid, tmp_path, mask_act, encoder_activation, sizes):
+    from demixer.models.convtasnet import ConvTasNet
+    from demixer.models.published import build_asteroid
+
+    reference, package = asteroid_package(asteroid, mask_act, encoder_activation, **sizes)
+    path = tmp_path / "pytorch_model.bin"
+    torch.save(package, path)
+    ours = build_asteroid(("speaker1", "speaker2"), 8000, path)
+    assert isinstance(ours, ConvTasNet)
+    ours.config.mixture_gain = False  # the reference's raw outputs
+    a, b = two_talkers(8000, 3.0)
+    mix = torch.from_numpy(a + b)[None, None, :-3]  # not a whole number of strides
+    mix = torch.cat([mix, 0.3 * mix.flip(-1)])
+    with torch.inference_mode():
+        ref = reference(mix)
+        out = ours(mix)[:, :, 0]
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() <= TOL * ref.abs().max()
+
+
+def test_unsupported_asteroid_package_is_named(asteroid, tmp_path):
+    from demixer.errors import ModelNotFoundError
+    from demixer.models.published import build_asteroid
+
+    _, package = asteroid_package(
+        asteroid, "relu", None, n_blocks=2, n_repeats=1, bn_chan=16, hid_chan=32, skip_chan=16
+    )
+    package["model_args"]["norm_type"] = "cLN"
+    torch.save(package, tmp_path / "m.bin")
+    with pytest.raises(ModelNotFoundError, match="norm_type='cLN' is not supported"):
+        build_asteroid(("speaker1", "speaker2"), 8000, tmp_path / "m.bin")
+    torch.save({**package, "model_name": "DPTNet"}, tmp_path / "d.bin")
+    with pytest.raises(ModelNotFoundError, match="DPTNet is not supported"):
+        build_asteroid(("speaker1", "speaker2"), 8000, tmp_path / "d.bin")

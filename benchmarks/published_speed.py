@@ -5,14 +5,21 @@ input; time (RTF) and peak RSS side by side, each side in a fresh process.
     python benchmarks/published_speed.py --arch htdemucs    # published htdemucs config vs demucs 4.1.0
     python benchmarks/published_speed.py --arch bs          # BS-RoFormer viperx-317 config vs bs-roformer 0.3.10
     python benchmarks/published_speed.py --arch mel         # Mel-RoFormer Kim config vs bs-roformer 0.3.10
+    python benchmarks/published_speed.py --arch sepformer   # SepFormer wsj02mix config vs speechbrain 1.1.2
+    python benchmarks/published_speed.py --arch convtasnet  # Asteroid's Libri2Mix Conv-TasNet config vs asteroid 0.7.0
     options: --seconds 60 --threads 2 --repeat N [--depth N: RoFormers only, a quicker model]
+
+Music models take 60 s of stereo noise at 44.1 kHz; speech models take 60 s of two real talkers
+(utterances from ../shared/data/speech, one voice per side, summed) at 8 kHz mono.
 
 How each reference runs, as its users run it:
 - umx: ``openunmix.model.Separator`` (niter=1, 300-frame Wiener windows) on the whole track, as
   ``openunmix.predict.separate`` does;
 - htdemucs: ``demucs.apply.apply_model(split=True, overlap=0.25, shifts=0)`` (``--shifts-ref 1`` for the
   demucs CLI's default);
-- RoFormers: Music-Source-Separation-Training's overlap-add demix (8 s chunks, 2 overlaps).
+- RoFormers: Music-Source-Separation-Training's overlap-add demix (8 s chunks, 2 overlaps);
+- sepformer: ``SepformerSeparation.separate_batch`` on the whole recording, as ``separate_file`` runs it;
+- convtasnet: the Asteroid model called on the whole recording (``model(wav)``, what ``separate`` does).
 demixer runs ``Separator(model=...).separate_tensor`` with its defaults (overlap 0.25; umx whole-track), its
 RoFormers loaded as demixer loads checkpoints: weights memory-mapped from the file, the per-band mask MLPs
 paged out of the process between chunks (``demixer.models.mapped``; the page cache keeps them, and is not
@@ -73,6 +80,31 @@ HTDEMUCS = dict(
     norm_groups=4,
 )
 HT_SOURCES = ["drums", "bass", "other", "vocals"]
+SPEECH = ("sepformer", "convtasnet")
+SAMPLE_RATE = {"sepformer": 8000, "convtasnet": 8000}
+
+
+class SpeechBrainSepformer(torch.nn.Module):
+    """SpeechBrain's three SepFormer modules, as its published ``hyperparams.yaml`` builds them; ``forward`` is
+    ``SepformerSeparation.separate_batch``: ``[B, T]`` -> ``[B, T, speakers]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from speechbrain.lobes.models.dual_path import Decoder, Dual_Path_Model, Encoder, SBTransformerBlock
+
+        def stack():
+            return SBTransformerBlock(8, 256, 8, d_ffn=1024, dropout=0, use_positional_encoding=True, norm_before=True)
+
+        self.encoder = Encoder(kernel_size=16, out_channels=256)
+        self.masknet = Dual_Path_Model(256, 256, stack(), stack(), num_layers=2, K=250, num_spks=2, norm="ln",
+                                       linear_layer_after_inter_intra=False, skip_around_intra=True)  # fmt: skip
+        self.decoder = Decoder(in_channels=256, out_channels=1, kernel_size=16, stride=8, bias=False)
+
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        w = self.encoder(mix)
+        h = torch.stack([w] * 2) * self.masknet(w)
+        est = torch.cat([self.decoder(h[i]).unsqueeze(-1) for i in range(2)], dim=-1)
+        return torch.nn.functional.pad(est, (0, 0, 0, max(0, mix.shape[1] - est.shape[1])))[:, : mix.shape[1]]
 
 
 # -- the reference models and how they are run -------------------------------------------------------
@@ -80,6 +112,12 @@ HT_SOURCES = ["drums", "bass", "other", "vocals"]
 
 def reference(arch: str, depth: int | None) -> torch.nn.Module:
     torch.manual_seed(0)
+    if arch == "sepformer":
+        return SpeechBrainSepformer()
+    if arch == "convtasnet":
+        from asteroid.models import ConvTasNet
+
+        return ConvTasNet(n_src=2, mask_act="relu", sample_rate=8000)  # JorisCos/ConvTasNet_Libri2Mix_sepclean_8k
     if arch == "umx":
         from openunmix.model import OpenUnmix, Separator
 
@@ -113,6 +151,14 @@ def reference(arch: str, depth: int | None) -> torch.nn.Module:
 
 def ours(arch: str, depth: int | None) -> torch.nn.Module:
     torch.manual_seed(0)
+    if arch == "sepformer":
+        from demixer.models.sepformer import SepFormer
+
+        return SepFormer()
+    if arch == "convtasnet":
+        from demixer.models.convtasnet import ConvTasNet, asteroid_config
+
+        return ConvTasNet(asteroid_config(reference(arch, None).get_model_args(), 8000, ("speaker1", "speaker2")))
     if arch == "umx":
         from demixer.models.open_unmix import OpenUnmix, OpenUnmixConfig
 
@@ -135,6 +181,18 @@ def to_ours(arch: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     """The reference's state dict under our module names."""
     if arch == "umx":
         return {k.replace("target_models.", "targets."): v for k, v in state.items() if k.startswith("target_models.")}
+    if arch == "sepformer":
+        from demixer.models.sepformer import speechbrain_state_dict
+
+        parts: dict[str, dict[str, torch.Tensor]] = {"encoder": {}, "masknet": {}, "decoder": {}}
+        for key, value in state.items():
+            part, rest = key.split(".", 1)
+            parts[part][rest] = value
+        return speechbrain_state_dict(parts)
+    if arch == "convtasnet":
+        from demixer.models.convtasnet import asteroid_state_dict
+
+        return asteroid_state_dict(state)
     return state
 
 
@@ -172,6 +230,10 @@ def roformer_demix(model: torch.nn.Module, mix: torch.Tensor, chunk: int = 35280
 
 def run_reference(arch: str, model: torch.nn.Module, mix: torch.Tensor, shifts: int) -> torch.Tensor:
     with torch.no_grad():
+        if arch == "sepformer":
+            return model(mix).permute(2, 0, 1)  # [speakers, 1, T]
+        if arch == "convtasnet":
+            return model(mix[None])[0][:, None]
         if arch == "umx":
             return model(mix[None])[0]
         if arch == "htdemucs":
@@ -192,10 +254,27 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def mixture(seconds: float) -> torch.Tensor:
+def mixture(arch: str, seconds: float) -> torch.Tensor:
+    if arch in SPEECH:
+        return torch.from_numpy(two_talkers(SAMPLE_RATE[arch], seconds))[None]
     return torch.from_numpy(
         np.random.default_rng(1).standard_normal((2, int(seconds * 44100))).astype(np.float32) * 0.1
     )
+
+
+def two_talkers(sr: int, seconds: float) -> np.ndarray:
+    """``seconds`` of two real voices talking at once: the shared utterances, alternately given to either side."""
+    import soundfile as sf
+    import soxr
+
+    files = sorted((ROOT.parent / "shared" / "data" / "speech").rglob("*.flac"))
+    sides: list[list[np.ndarray]] = [[], []]
+    for i, path in enumerate(files):
+        x, rate = sf.read(path, dtype="float32", always_2d=True)
+        x = soxr.resample(x.mean(axis=1), rate, sr).astype(np.float32)
+        sides[i % 2].append(x / (np.abs(x).max() + 1e-9) * 0.3)
+    n = int(seconds * sr)
+    return (np.resize(np.concatenate(sides[0]), n) + np.resize(np.concatenate(sides[1]), n)).astype(np.float32)
 
 
 def run_side(args) -> None:
@@ -216,14 +295,15 @@ def run_side(args) -> None:
             model.load_state_dict(to_ours(args.arch, state), assign=True)
     del state
     model.eval()
-    mix = mixture(args.seconds)
+    mix = mixture(args.arch, args.seconds)
+    rate = SAMPLE_RATE.get(args.arch, 44100)
     start = time.perf_counter()
     if args.side == "ref":
         out = run_reference(args.arch, model, mix, args.shifts_ref).numpy()
     else:
         from demixer.separation import Separator
 
-        stems = Separator(model=model).separate_tensor(mix, 44100)
+        stems = Separator(model=model).separate_tensor(mix, rate)
         out = np.stack([stems[s].numpy() for s in model.sources])
     seconds = time.perf_counter() - start
     if args.save:
@@ -233,7 +313,7 @@ def run_side(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--arch", choices=("umx", "htdemucs", "bs", "mel"), default="umx")
+    ap.add_argument("--arch", choices=("umx", "htdemucs", "bs", "mel", *SPEECH), default="umx")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--depth", type=int, default=None, help="RoFormers: fewer layers than published (quicker)")
     ap.add_argument("--threads", type=int, default=2)
@@ -257,7 +337,16 @@ def main() -> None:
     weights = tmp / "weights.safetensors"
     save_file({k: v.clone().contiguous() for k, v in ref.state_dict().items()}, str(weights))
     where = "whole track"
-    if args.arch != "umx":  # one chunk through both models
+    if args.arch in SPEECH:  # one 10 s chunk through both models (demixer chunks, the references do not)
+        chunk = mixture(args.arch, 10.0)
+        with torch.no_grad():
+            a = run_reference(args.arch, ref, chunk, 0)
+            if hasattr(model, "config"):
+                model.config.mixture_gain = False  # the raw network output, as the reference gives it
+            b = model(chunk[None])[0]
+        diff = float((a - b).abs().max())
+        where = "one 10 s chunk"
+    elif args.arch != "umx":  # one chunk through both models
         chunk = torch.randn(1, 2, int(float(HTDEMUCS["segment"]) * 44100) if args.arch == "htdemucs" else 352800) * 0.1
         with torch.no_grad():
             a, b = ref(chunk), model(chunk)
@@ -265,7 +354,8 @@ def main() -> None:
         where = f"one {chunk.shape[-1] / 44100:.1f} s chunk"
     params = sum(p.numel() for p in ref.parameters())
     del ref, model
-    print(f"{args.arch}: {params / 1e6:.1f} M parameters, {args.seconds:.0f} s stereo, {args.threads} threads")
+    what = "of two talkers at 8 kHz" if args.arch in SPEECH else "stereo"
+    print(f"{args.arch}: {params / 1e6:.1f} M parameters, {args.seconds:.0f} s {what}, {args.threads} threads")
     ratios = []
     for _trial in range(args.repeat):  # alternating sides: this machine's speed drifts, the pairs share the drift
         results = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,11 @@ ALLOWED_SKIPS = (
     "is not shipped in this version",
     "cannot mount a tmpfs here",
 )  # CI accepts only these
+
+# the user's model choices and model cache stay out of the tests (and out of the CLI runs they start)
+_ISOLATED = Path(tempfile.mkdtemp(prefix="demixer-tests-"))
+os.environ.setdefault("DEMIXER_CONFIG_DIR", str(_ISOLATED / "config"))
+os.environ.setdefault("DEMIXER_CACHE_DIR", str(_ISOLATED / "cache"))
 
 _current: list[pytest.Item] = []  # the running test (set by the autouse fixture below)
 

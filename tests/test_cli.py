@@ -246,7 +246,10 @@ def test_models_list_env_and_module_entry(cli):
     assert r.returncode == 0
     rows = json.loads(r.stdout)
     assert {"hpss", "repet-sim", "center", "spectral-gate"} <= {m["name"] for m in rows}
-    listed = cli("separate", "--list-models").stdout.splitlines()
+    text = cli("separate", "--list-models").stdout
+    defaults, models = text.split("\n\n", 1)  # the default per task and why, then the models
+    assert all(f"  {task:<9} {task_defaults()[task]} " in defaults for task in ("music", "speakers"))
+    listed = models.splitlines()
     assert len([line for line in listed if not line.startswith(" ")]) == len(rows)  # one line per model
     assert len([line for line in listed if line.lstrip().startswith("--fast:")]) == sum(bool(m["fast"]) for m in rows)
     r = cli("env")

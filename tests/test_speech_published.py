@@ -315,3 +315,95 @@ def test_unsupported_asteroid_package_is_named(asteroid, tmp_path):
     torch.save({**package, "model_name": "DPTNet"}, tmp_path / "d.bin")
     with pytest.raises(ModelNotFoundError, match="DPTNet is not supported"):
         build_asteroid(("speaker1", "speaker2"), 8000, tmp_path / "d.bin")
+
+
+def _tiny_published(kind: str, folder: Path, speechbrain_mod, asteroid_mod) -> dict:
+    """A published-style model with random weights (files plus its manifest entry, file:// URLs)."""
+    if kind == "asteroid":
+        _, package = asteroid_package(
+            asteroid_mod, "relu", None, n_blocks=2, n_repeats=1, bn_chan=16, hid_chan=32, skip_chan=16, n_filters=32
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(package, folder / "pytorch_model.bin")
+        files = [{"name": "pytorch_model.bin", "url": (folder / "pytorch_model.bin").as_uri()}]
+        return {"architecture": "convtasnet", "format": "asteroid", "sources": ["speaker1", "speaker2"],
+                "sample_rate": 8000, "tasks": ["speakers"], "files": files}  # fmt: skip
+    speakers = {"sepformer2": 2, "sepformer3": 3, "enhancement": 1}[kind]
+    modules = reference_sepformer(speechbrain_mod, speakers, 32, 20, 1, 2, 64)
+    paths = write_speechbrain_files(folder, dict(zip(("encoder", "masknet", "decoder"), modules)))
+    entry = {
+        "architecture": "sepformer",
+        "format": "speechbrain",
+        "sources": [f"speaker{i + 1}" for i in range(speakers)] if speakers > 1 else ["speech"],
+        "sample_rate": 8000 if speakers > 1 else 16000,
+        "tasks": ["speakers"] if speakers > 1 else ["denoise"],
+        "config": {"filters": 32, "chunk": 20, "layers": 1, "heads": 2, "ffn": 64},
+        "files": [{"name": p.name, "role": role, "url": p.as_uri()} for role, p in paths.items()],
+    }
+    if speakers == 1:
+        entry["residual"] = "noise"
+    return entry
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sepformer2", "sepformer3", "asteroid", "enhancement"])
+def test_published_speech_model_downloads_and_runs_everywhere(kind, speechbrain, asteroid, tmp_path, monkeypatch):
+    """Download (file://), verify, then separate, evaluate, batch and serve with the cached model."""
+    import httpx
+
+    from .conftest import run_cli
+    from .test_serving import Server, submit, wait_done
+
+    entry = _tiny_published(kind, tmp_path / "published", speechbrain, asteroid)
+    name = f"tiny-{kind}"
+    (tmp_path / "m.json").write_text(
+        json.dumps({"models": {name: {**entry, "licence": "test", "published_score": 1.0}}})
+    )
+    monkeypatch.setenv("DEMIXER_MANIFEST", str(tmp_path / "m.json"))
+    monkeypatch.setenv("DEMIXER_CACHE_DIR", str(tmp_path / "cache"))
+    r = run_cli("models", "download", name, "--no-progress")
+    assert r.returncode == 0 and f"{len(entry['files'])} file(s) verified" in r.stdout, r.stderr
+    assert run_cli("models", "verify", name).returncode == 0
+
+    # a stereo 16 kHz recording: stems come back stereo at 16 kHz, whatever the model's rate
+    a, b = two_talkers(16000, 3.0)
+    stereo = np.stack([a + 0.5 * b, 0.5 * a + b], axis=1)
+    sf.write(tmp_path / "talk.wav", stereo, 16000)
+    r = run_cli("--offline", "separate", "-n", name, "-o", tmp_path / "out", tmp_path / "talk.wav")
+    assert r.returncode == 0, r.stderr
+    outputs = entry["sources"] + ([entry["residual"]] if "residual" in entry else [])
+    written = {p.stem: sf.read(p) for p in (tmp_path / "out" / name / "talk").glob("*.wav")}
+    assert set(written) == set(outputs)
+    assert all(x.shape == stereo.shape and rate == 16000 for x, rate in written.values())
+
+    # evaluate on a dataset of its kind, batch over a folder
+    data = tmp_path / "data"
+    if entry["tasks"] == ["denoise"]:
+        dataset = shared("denoising_pairs/valentini_p287")
+    else:
+        talkers = [speech(f"librispeech_rtvc/{n}_00000.flac", 8000, 2.0) for n in (1320, 3575, 6829)]
+        for i in range(len(entry["sources"])):
+            (data / f"s{i + 1}").mkdir(parents=True)
+            sf.write(data / f"s{i + 1}" / "m0.wav", talkers[i], 8000)
+        (data / "mix_clean").mkdir()
+        sf.write(data / "mix_clean" / "m0.wav", sum(talkers[: len(entry["sources"])]), 8000)
+        dataset = data
+    r = run_cli("--offline", "evaluate", "-n", name, dataset, "-o", tmp_path / "eval", "--no-progress", "--no-html")
+    assert r.returncode == 0, r.stderr
+    assert any(line.startswith(name) for line in r.stdout.splitlines()), r.stdout
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "one.wav", stereo[:16000], 16000)
+    sf.write(tmp_path / "in" / "two.flac", stereo[16000:], 16000)
+    r = run_cli("--offline", "batch", tmp_path / "in", "-o", tmp_path / "batch", "-n", name, "--no-progress")
+    assert r.returncode == 0 and "2 separated" in r.stdout, r.stdout + r.stderr
+
+    # the service offers the cached model and, for its task, makes it the default (best cached score)
+    server = Server(tmp_path / "serve").start()
+    try:
+        listed = {m["name"]: m for m in httpx.get(f"{server.url}/models", timeout=10).json()}
+        assert listed[name]["published_score"] == 1.0 and listed[name]["default_for"] == entry["tasks"]
+        fields = {"task": entry["tasks"][0]} if kind != "sepformer3" else {"task": "speakers", "speakers": 3}
+        job = wait_done(server, submit(server, tmp_path / "talk.wav", **fields).json()["id"], timeout=180)
+        assert job["state"] == "done" and job["model"] == name and job["stems"] == outputs, job
+    finally:
+        server.stop()

@@ -61,6 +61,14 @@ class SeparationOptions:
         help="job whose default model to use",
         choices=("music", "karaoke", "speakers", "denoise", "extract"),
     )
+    speakers: int | None = _opt(
+        None,
+        "--speakers",
+        help="speaker separation: talkers in the mixture (2 or 3); the default model is one with that many "
+        "outputs (a 2-talker model gives 2 stems whatever the mixture holds)",
+        type=int,
+        choices=(2, 3),
+    )
     two_stems: str | None = _opt(
         None, "--two-stems", help="output STEM and no_STEM (the sum of the others)", metavar="STEM"
     )
@@ -146,6 +154,10 @@ class SeparationOptions:
 
         if self.task not in ("music", "karaoke", "speakers", "denoise", "extract"):
             bad("task", f"unknown task {self.task!r}")
+        if self.speakers is not None and self.speakers not in (2, 3):
+            bad("speakers", f"2 or 3, got {self.speakers}")
+        if self.speakers is not None and self.task != "speakers":
+            bad("speakers", f"only for --task speakers (the task is {self.task})")
         if self.segment is not None and not self.segment > 0:
             bad("segment", f"must be > 0 seconds, got {self.segment}")
         if self.overlap is not None and not 0.0 <= self.overlap <= 0.9:

@@ -16,6 +16,12 @@ def print_models(as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
+    print("Default per task (-n overrides; `demixer models default TASK NAME` sets your own):")
+    for choice in task_choices():
+        print(f"  {choice.task:<9} {choice.name:<28} {choice.reason}")
+        if choice.hint:
+            print(f"  {'':<9} {choice.hint}")
+    print()
     for r in rows:
         default = f" [default for {', '.join(r['default_for'])}]" if r["default_for"] else ""
         state = ""
@@ -27,6 +33,38 @@ def print_models(as_json: bool) -> None:
         )
         if r["fast"]:
             print(f"{'':<24} --fast: {fast_line(r['fast'])}")
+
+
+def task_choices() -> list:
+    """Each task's :class:`~demixer.models.defaults.DefaultChoice` (tasks with no model are left out)."""
+    from ..models.defaults import choose_default
+    from ..models.registry import TASKS
+
+    out = []
+    for task in TASKS:
+        try:
+            out.append(choose_default(task))
+        except ModelNotFoundError:
+            continue
+    return out
+
+
+def default(args: argparse.Namespace) -> int:
+    """Show, set or clear the model a task uses without -n."""
+    from ..models.defaults import choose_default, set_user_default
+    from ..models.registry import list_models
+    from ..pretrained import load_manifest
+
+    if args.clear or args.name:
+        if args.name and args.name not in {e.name for e in list_models()} | set(load_manifest()):
+            raise ModelNotFoundError(f"unknown model {args.name!r} (see `demixer models list`)")
+        path = set_user_default(args.task, None if args.clear else args.name)
+        print(f"{args.task}: {'choice cleared' if args.clear else args.name} ({path})")
+    choice = choose_default(args.task)
+    print(f"{choice.task}: {choice.name} ({choice.reason})")
+    if choice.hint:
+        print(choice.hint)
+    return 0
 
 
 def fast_line(fast: dict) -> str:
@@ -122,6 +160,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dp.add_argument("names", nargs="+", metavar="NAME", help="published model names (see `demixer models list`)")
     dp.add_argument("--no-progress", action="store_true", help="no progress bar")
     dp.set_defaults(run=download)
+    fp = msub.add_parser("default", help="show, set or clear the model a task uses when no -n is given")
+    fp.add_argument("task", choices=("music", "karaoke", "speakers", "denoise", "extract"))
+    fp.add_argument("name", nargs="?", metavar="NAME", help="the model to use from now on (any `models list` name)")
+    fp.add_argument("--clear", action="store_true", help="forget your choice: back to the automatic default")
+    fp.set_defaults(run=default)
     vp = msub.add_parser("verify", help="re-hash cached files against the manifest")
     vp.add_argument("names", nargs="*", metavar="NAME", help="published model names (default: every cached file)")
     vp.set_defaults(run=verify)

@@ -15,6 +15,7 @@ from ..errors import ModelNotFoundError, OptionsError
 from ..options import SPEEDS
 from .base import SeparationModel
 from .checkpoint import load_checkpoint, read_metadata
+from .defaults import default_model_for
 from .fast import fast_measurements
 
 
@@ -129,9 +130,17 @@ TASKS = tuple(TASK_PREFERENCES)
 
 
 def task_defaults() -> dict[str, str | None]:
-    """The model each task uses when no ``-n`` is given (None: nothing ships for it)."""
-    names = {e.name for e in _entries()}
-    return {task: next((n for n in prefs if n in names), None) for task, prefs in TASK_PREFERENCES.items()}
+    """The model each task uses when no ``-n`` is given (None: none ships and none is cached); see
+    :mod:`demixer.models.defaults`."""
+    from .defaults import choose_default
+
+    out: dict[str, str | None] = {}
+    for task in TASKS:
+        try:
+            out[task] = choose_default(task).name
+        except ModelNotFoundError:
+            out[task] = None
+    return out
 
 
 def list_models() -> list[ModelEntry]:
@@ -139,7 +148,7 @@ def list_models() -> list[ModelEntry]:
     return list(_entries())
 
 
-def _published_rows() -> list[dict]:
+def _published_rows(defaults: dict[str, str | None]) -> list[dict]:
     """One row per published (downloadable) model of the manifest; no network, no loading."""
     from ..pretrained import load_manifest, status
 
@@ -152,7 +161,7 @@ def _published_rows() -> list[dict]:
                 "name": entry.name,
                 "kind": "published",
                 "tasks": list(entry.tasks),
-                "default_for": [],
+                "default_for": [t for t, n in defaults.items() if n == entry.name],
                 "sources": list(entry.output_sources),
                 "sample_rate": entry.sample_rate,
                 "audio_channels": None,
@@ -171,6 +180,7 @@ def _published_rows() -> list[dict]:
                     for f in files
                 ],
                 "published_quality": entry.published_quality,
+                "published_score": entry.published_score,
             }
         )
     return rows
@@ -214,7 +224,7 @@ def describe_models(published: bool = True) -> list[dict]:
             }
         )
     if published:
-        rows += _published_rows()
+        rows += _published_rows(defaults)
     measured, where = fast_measurements()
     for row in rows:
         found = measured.get(str(row.get("architecture") or ""))
@@ -224,23 +234,6 @@ def describe_models(published: bool = True) -> list[dict]:
 
 def _facts(model: SeparationModel) -> dict:
     return {"sources": list(model.sources), "sample_rate": model.sample_rate, "audio_channels": model.audio_channels}
-
-
-def default_model_for(task: str, two_stems: str | None = None) -> str:
-    """The model used when no ``-n`` is given.
-
-    ``--two-stems vocals`` on the music task is a karaoke job, so it takes the karaoke model.
-    """
-    if task not in TASK_PREFERENCES:
-        raise ModelNotFoundError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
-    if task == "music" and two_stems == "vocals":
-        task = "karaoke"
-    name = task_defaults()[task]
-    if name is None:
-        raise ModelNotFoundError(
-            f"no model for task {task!r} ships with this version of demixer; pass one with -n NAME|PATH"
-        )
-    return name
 
 
 def load_model(

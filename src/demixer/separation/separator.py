@@ -16,8 +16,9 @@ from ..devices import resolve_device
 from ..errors import AudioError, OptionsError, OutputExistsError
 from ..files import write_text_atomic
 from ..models.base import SeparationModel
+from ..models.defaults import check_speaker_count, choose_default
 from ..models.fast import FastModel, make_fast
-from ..models.registry import default_model_for, load_for_inference, model_display_name
+from ..models.registry import load_for_inference, model_display_name
 from ..options import SeparationOptions
 from .naming import plan_outputs
 from .pipeline import EngineSettings, FileResult, separate_array, separate_file
@@ -62,7 +63,7 @@ class Separator:
         self.device = resolve_device(self.options.device)
         fast = self.options.speed == "fast"
         if model is None:
-            key = self.options.name or default_model_for(self.options.task, self.options.two_stems)
+            key = self.options.name or self._default_model()
             # ours to fuse and make fast; a model passed in is left as it is (fast mode changes a copy)
             model = load_for_inference(key, speed=self.options.speed, device=str(self.device))
             self.model_name = model_display_name(key)
@@ -73,6 +74,7 @@ class Separator:
         if isinstance(model, FastModel):
             log.info("%s, fast mode: %s", self.model_name, model.summary())
         self.model = model.to(self.device).eval()
+        check_speaker_count(self.model_name, tuple(self.model.sources), self.options.speakers)
         self._enroll()
         self.plan = StemPlan.for_model(model, self.options.two_stems, self.options.stems, self.options.atten_lim)
         self.progress = progress
@@ -80,6 +82,14 @@ class Separator:
         self.settings = EngineSettings(
             self.options.segment, self.options.overlap, self.options.shifts, self.options.batch_size, self.device
         )
+
+    def _default_model(self) -> str:
+        """The task's default (:mod:`demixer.models.defaults`); says why, and logs the hint of a better one."""
+        choice = choose_default(self.options.task, self.options.two_stems, self.options.speakers)
+        log.debug("%s: %s, %s", choice.task, choice.name, choice.reason)
+        if choice.hint:
+            log.info("%s", choice.hint)
+        return choice.name
 
     def _enroll(self) -> None:
         """Tell a target-speaker extractor whose voice to keep (``enroll``); refuse it for other models."""

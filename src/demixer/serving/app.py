@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..audio.io import iter_blocks, probe
 from ..errors import AudioError, DemixerError, ModelNotFoundError, OptionsError
+from ..models.defaults import check_speaker_count
 from ..models.registry import default_model_for, describe_models, list_models
 from ..options import SeparationOptions
 from ..pretrained import manifest_entry, status
@@ -245,8 +246,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                         else ""
                     )
                 )
-            model_name = opts.name or default_model_for(opts.task, opts.two_stems)
+            model_name = opts.name or default_model_for(opts.task, opts.two_stems, opts.speakers)
             model = runner.models.get(model_name)
+            check_speaker_count(model_name, tuple(model.sources), opts.speakers)
             if getattr(model, "needs_enrollment", False):
                 raise OptionsError(
                     f"{model_name} extracts a target speaker from an enrolment clip, "

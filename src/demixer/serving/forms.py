@@ -20,6 +20,7 @@ from .store import Job
 FORM_FIELDS = (
     "name",
     "task",
+    "speakers",
     "two_stems",
     "stems",
     "segment",

@@ -53,8 +53,9 @@ function fillModels() {
     const group = document.createElement("optgroup");
     group.label = label;
     for (const m of list) {
-      const o = new Option(`${m.name} (${m.sources.join(", ")})${m.default_for.includes(t) ? " — default" : ""}`, m.name);
-      o.title = m.description;
+      const score = m.published_score != null ? `, published ${m.published_score} dB` : "";
+      const o = new Option(`${m.name} (${m.sources.join(", ")}${score})${m.default_for.includes(t) ? " — default" : ""}`, m.name);
+      o.title = m.published_quality ? `${m.description}. ${m.published_quality}` : m.description;
       group.appendChild(o);
     }
     select.appendChild(group);

@@ -7,6 +7,7 @@ input; time (RTF) and peak RSS side by side, each side in a fresh process.
     python benchmarks/published_speed.py --arch mel         # Mel-RoFormer Kim config vs bs-roformer 0.3.10
     python benchmarks/published_speed.py --arch sepformer   # SepFormer wsj02mix config vs speechbrain 1.1.2
     python benchmarks/published_speed.py --arch convtasnet  # Asteroid's Libri2Mix Conv-TasNet config vs asteroid 0.7.0
+    python benchmarks/published_speed.py --arch dprnn       # Asteroid's WHAM! DPRNN-TasNet config vs asteroid 0.7.0
     options: --seconds 60 --threads 2 --repeat N [--depth N: RoFormers only, a quicker model]
 
 Music models take 60 s of stereo noise at 44.1 kHz; speech models take 60 s of two real talkers
@@ -19,7 +20,7 @@ How each reference runs, as its users run it:
   demucs CLI's default);
 - RoFormers: Music-Source-Separation-Training's overlap-add demix (8 s chunks, 2 overlaps);
 - sepformer: ``SepformerSeparation.separate_batch`` on the whole recording, as ``separate_file`` runs it;
-- convtasnet: the Asteroid model called on the whole recording (``model(wav)``, what ``separate`` does).
+- convtasnet, dprnn: the Asteroid model called on the whole recording (``model(wav)``, what ``separate`` does).
 demixer runs ``Separator(model=...).separate_tensor`` with its defaults (overlap 0.25; umx whole-track), its
 RoFormers loaded as demixer loads checkpoints: weights memory-mapped from the file, the per-band mask MLPs
 paged out of the process between chunks (``demixer.models.mapped``; the page cache keeps them, and is not
@@ -80,8 +81,9 @@ HTDEMUCS = dict(
     norm_groups=4,
 )
 HT_SOURCES = ["drums", "bass", "other", "vocals"]
-SPEECH = ("sepformer", "convtasnet")
-SAMPLE_RATE = {"sepformer": 8000, "convtasnet": 8000}
+SPEECH = ("sepformer", "convtasnet", "dprnn")
+SAMPLE_RATE = {"sepformer": 8000, "convtasnet": 8000, "dprnn": 8000}
+ASTEROID_NAMES = {"convtasnet": "ConvTasNet", "dprnn": "DPRNNTasNet"}
 
 
 class SpeechBrainSepformer(torch.nn.Module):
@@ -118,6 +120,13 @@ def reference(arch: str, depth: int | None) -> torch.nn.Module:
         from asteroid.models import ConvTasNet
 
         return ConvTasNet(n_src=2, mask_act="relu", sample_rate=8000)  # JorisCos/ConvTasNet_Libri2Mix_sepclean_8k
+    if arch == "dprnn":
+        from asteroid.models import DPRNNTasNet
+
+        # mpariente/DPRNNTasNet-ks2_WHAM_sepclean: 64 filters of 2 samples, stride 1, chunks of 250 every 125
+        return DPRNNTasNet(
+            n_src=2, n_filters=64, kernel_size=2, stride=1, chunk_size=250, hop_size=125, sample_rate=8000
+        )
     if arch == "umx":
         from openunmix.model import OpenUnmix, Separator
 
@@ -155,10 +164,11 @@ def ours(arch: str, depth: int | None) -> torch.nn.Module:
         from demixer.models.sepformer import SepFormer
 
         return SepFormer()
-    if arch == "convtasnet":
-        from demixer.models.convtasnet import ConvTasNet, asteroid_config
+    if arch in ("convtasnet", "dprnn"):
+        from demixer.models.asteroid import model_from_package
 
-        return ConvTasNet(asteroid_config(reference(arch, None).get_model_args(), 8000, ("speaker1", "speaker2")))
+        package = {"model_name": ASTEROID_NAMES[arch], "model_args": reference(arch, None).get_model_args()}
+        return model_from_package(package, 8000, ("speaker1", "speaker2"))
     if arch == "umx":
         from demixer.models.open_unmix import OpenUnmix, OpenUnmixConfig
 
@@ -182,17 +192,17 @@ def to_ours(arch: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     if arch == "umx":
         return {k.replace("target_models.", "targets."): v for k, v in state.items() if k.startswith("target_models.")}
     if arch == "sepformer":
-        from demixer.models.sepformer import speechbrain_state_dict
+        from demixer.models.speechbrain import state_dict as speechbrain_state_dict
 
         parts: dict[str, dict[str, torch.Tensor]] = {"encoder": {}, "masknet": {}, "decoder": {}}
         for key, value in state.items():
             part, rest = key.split(".", 1)
             parts[part][rest] = value
         return speechbrain_state_dict(parts)
-    if arch == "convtasnet":
-        from demixer.models.convtasnet import asteroid_state_dict
+    if arch in ("convtasnet", "dprnn"):
+        from demixer.models.asteroid import state_dict
 
-        return asteroid_state_dict(state)
+        return state_dict(ASTEROID_NAMES[arch], state)
     return state
 
 
@@ -232,7 +242,7 @@ def run_reference(arch: str, model: torch.nn.Module, mix: torch.Tensor, shifts: 
     with torch.no_grad():
         if arch == "sepformer":
             return model(mix).permute(2, 0, 1)  # [speakers, 1, T]
-        if arch == "convtasnet":
+        if arch in ("convtasnet", "dprnn"):
             return model(mix[None])[0][:, None]
         if arch == "umx":
             return model(mix[None])[0]

@@ -24,7 +24,8 @@ import soxr
 import torch
 
 from demixer.models.base import SeparationModel
-from demixer.models.sepformer import SepFormer, SepFormerConfig, speechbrain_state_dict
+from demixer.models.sepformer import SepFormer, SepFormerConfig
+from demixer.models.speechbrain import state_dict as speechbrain_state_dict
 from demixer.separation.chunking import continuing_order, run_chunked
 
 from .conftest import shared
@@ -101,8 +102,11 @@ def separate_batch(encoder, masknet, decoder, mix: torch.Tensor, speakers: int) 
 
 @pytest.mark.parametrize(
     "speakers,filters,chunk,layers,heads,ffn,seconds",
-    [(2, 64, 50, 2, 4, 128, 3.0), (3, 64, 40, 1, 4, 96, 2.5), (2, 256, 250, 8, 8, 1024, 4.0)],
-    ids=["2spk-small", "3spk-small", "published-size"],
+    [
+        pytest.param(2, 64, 50, 2, 4, 128, 3.0, id="2spk-small"),
+        pytest.param(3, 64, 40, 1, 4, 96, 2.5, id="3spk-small"),
+        pytest.param(2, 256, 250, 8, 8, 1024, 3.0, id="published-size", marks=pytest.mark.slow),
+    ],
 )
 def test_sepformer_matches_speechbrain(speechbrain, speakers, filters, chunk, layers, heads, ffn, seconds):
     encoder, masknet, decoder = reference_sepformer(speechbrain, speakers, filters, chunk, layers, heads, ffn)
@@ -257,41 +261,68 @@ def asteroid():
     return pytest.importorskip("asteroid.models")
 
 
-def asteroid_package(asteroid, mask_act: str, encoder_activation: str | None, **sizes) -> tuple[torch.nn.Module, dict]:
-    """An Asteroid ConvTasNet with random weights and the package ``BaseModel.serialize`` writes (without its
+def asteroid_package(
+    asteroid, mask_act: str, encoder_activation: str | None, model_name: str = "ConvTasNet", **sizes
+) -> tuple[torch.nn.Module, dict]:
+    """An Asteroid model with random weights and the package ``BaseModel.serialize`` writes (without its
     ``infos``, which need pytorch_lightning)."""
     torch.manual_seed(3)
-    model = asteroid.ConvTasNet(n_src=2, mask_act=mask_act, encoder_activation=encoder_activation, **sizes).eval()
+    cls = getattr(asteroid, model_name)
+    model = cls(n_src=2, mask_act=mask_act, encoder_activation=encoder_activation, **sizes).eval()
     for p in model.parameters():
         p.data.add_(0.05 * torch.randn_like(p))
-    package = {"model_name": "ConvTasNet", "state_dict": model.state_dict(), "model_args": model.get_model_args()}
+    package = {"model_name": model_name, "state_dict": model.state_dict(), "model_args": model.get_model_args()}
     return model, package
 
 
 @pytest.mark.parametrize(
-    "mask_act,encoder_activation,sizes",
+    "model_name,mask_act,encoder_activation,sizes",
     [
         (
+            "ConvTasNet",
             "relu",
             None,
-            {"n_blocks": 3, "n_repeats": 2, "bn_chan": 32, "hid_chan": 64, "skip_chan": 32, "n_filters": 64},
+            dict(n_blocks=3, n_repeats=2, bn_chan=32, hid_chan=64, skip_chan=32, n_filters=64),
         ),
-        ("sigmoid", "relu", {"n_blocks": 2, "n_repeats": 1, "bn_chan": 16, "hid_chan": 32, "skip_chan": 16}),
-        ("relu", None, {}),  # the published Libri2Mix model's sizes (512 filters, 3 x 8 blocks)
+        ("ConvTasNet", "sigmoid", "relu", dict(n_blocks=2, n_repeats=1, bn_chan=16, hid_chan=32, skip_chan=16)),
+        pytest.param("ConvTasNet", "relu", None, {}, marks=pytest.mark.slow),  # the published Libri2Mix sizes
+        ("DPRNNTasNet", "sigmoid", None, dict(n_repeats=2, bn_chan=32, hid_size=24, chunk_size=30, n_filters=32)),
+        (
+            "DPRNNTasNet",
+            "relu",
+            "relu",
+            dict(n_repeats=1, bn_chan=16, hid_size=16, chunk_size=20, hop_size=7, bidirectional=False),
+        ),
+        # the published WHAM! model's sizes: 64 filters of 2 samples at stride 1, chunks of 250 every 125
+        pytest.param(
+            "DPRNNTasNet",
+            "sigmoid",
+            None,
+            dict(n_filters=64, kernel_size=2, stride=1, chunk_size=250, hop_size=125),
+            marks=pytest.mark.slow,
+        ),
     ],
-    ids=["relu-small", "sigmoid-small", "published-size"],
+    ids=[
+        "tcn-relu-small",
+        "tcn-sigmoid-small",
+        "tcn-published-size",
+        "dprnn-small",
+        "dprnn-uni",
+        "dprnn-published-size",
+    ],
 )
-def test_asteroid_convtasnet_matches_reference(asteroid, tmp_path, mask_act, encoder_activation, sizes):
+def test_asteroid_models_match_reference(asteroid, tmp_path, model_name, mask_act, encoder_activation, sizes):
     from demixer.models.convtasnet import ConvTasNet
+    from demixer.models.dprnn import DPRNNTasNet
     from demixer.models.published import build_asteroid
 
-    reference, package = asteroid_package(asteroid, mask_act, encoder_activation, **sizes)
+    reference, package = asteroid_package(asteroid, mask_act, encoder_activation, model_name, **sizes)
     path = tmp_path / "pytorch_model.bin"
     torch.save(package, path)
     ours = build_asteroid(("speaker1", "speaker2"), 8000, path)
-    assert isinstance(ours, ConvTasNet)
+    assert isinstance(ours, {"ConvTasNet": ConvTasNet, "DPRNNTasNet": DPRNNTasNet}[model_name])
     ours.config.mixture_gain = False  # the reference's raw outputs
-    a, b = two_talkers(8000, 3.0)
+    a, b = two_talkers(8000, 1.5 if sizes.get("stride") == 1 else 3.0)
     mix = torch.from_numpy(a + b)[None, None, :-3]  # not a whole number of strides
     mix = torch.cat([mix, 0.3 * mix.flip(-1)])
     with torch.inference_mode():
@@ -407,3 +438,27 @@ def test_published_speech_model_downloads_and_runs_everywhere(kind, speechbrain,
         assert job["state"] == "done" and job["model"] == name and job["stems"] == outputs, job
     finally:
         server.stop()
+
+
+def test_shipped_manifest_lists_the_speech_checkpoints():
+    from demixer.pretrained import load_manifest
+
+    manifest = load_manifest()
+    expected = {
+        "sepformer-wsj02mix": ("speechbrain", 2, 22.4),
+        "sepformer-libri2mix": ("speechbrain", 2, 20.6),
+        "sepformer-libri3mix": ("speechbrain", 3, 19.0),
+        "sepformer-whamr": ("speechbrain", 2, 13.7),
+        "convtasnet-libri2mix-sepclean-8k": ("asteroid", 2, 14.76),
+        "dprnn-wham-sepclean-ks2": ("asteroid", 2, 19.32),
+    }
+    for name, (fmt, speakers, score) in expected.items():
+        entry = manifest[name]
+        assert entry.format == fmt and entry.sources == tuple(f"speaker{i + 1}" for i in range(speakers))
+        assert entry.sample_rate == 8000 and entry.tasks == ("speakers",) and entry.published_score == score
+        assert entry.licence and all(f.url.startswith("https://huggingface.co/") for f in entry.files)
+        if fmt == "speechbrain":
+            assert sorted(f.role for f in entry.files) == ["decoder", "encoder", "masknet"]
+    enhancement = manifest["sepformer-dns4-16k-enhancement"]
+    assert enhancement.output_sources == ("speech", "noise") and enhancement.sample_rate == 16000
+    assert enhancement.published_score is None  # never chosen as a default on its own

@@ -9,7 +9,6 @@ speakers with silent extra targets, it leaves the outputs it does not need near 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -65,10 +64,10 @@ class ConvTasNetConfig:
     pad_edges: bool = True
 
 
-_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": torch.sigmoid, "relu": F.relu, "linear": lambda x: x}
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"sigmoid": torch.sigmoid, "relu": F.relu, "linear": lambda x: x}
 
 
-class _GlobalLayerNorm(nn.Module):
+class GlobalLayerNorm(nn.Module):
     """gLN: normalise over channels and time. ``[B, C, T]``."""
 
     def __init__(self, channels: int) -> None:
@@ -99,7 +98,7 @@ class _TCNBlock(Fusable):
 
     def __init__(self, cfg: ConvTasNetConfig, dilation: int) -> None:
         super().__init__()
-        norm = _ChannelNorm if cfg.causal else _GlobalLayerNorm
+        norm = _ChannelNorm if cfg.causal else GlobalLayerNorm
         pad = (cfg.conv_kernel - 1) * dilation
         # a symmetric even padding is done by the convolution itself, without a padded copy of its input
         inside = not cfg.causal and pad % 2 == 0
@@ -164,7 +163,7 @@ class ConvTasNet(SeparationModel):
         self.band_extension = True  # 8 kHz speech on 16-48 kHz input: keep the band above 4 kHz
         self.unordered_sources = are_speakers(self.sources)
         self.encoder = nn.Conv1d(1, cfg.filters, cfg.kernel, stride=self.stride, bias=False)
-        self.norm = _ChannelNorm(cfg.filters) if cfg.causal else _GlobalLayerNorm(cfg.filters)
+        self.norm = _ChannelNorm(cfg.filters) if cfg.causal else GlobalLayerNorm(cfg.filters)
         self.bottleneck = nn.Conv1d(cfg.filters, cfg.bottleneck, 1)
         self.tcn = nn.ModuleList(_TCNBlock(cfg, 2**x) for _ in range(cfg.repeats) for x in range(cfg.blocks))
         self.blocks_per_repeat = cfg.blocks
@@ -178,7 +177,7 @@ class ConvTasNet(SeparationModel):
         cfg = self.config
         lead = self.stride if cfg.pad_edges else 0
         x = F.pad(mix, (lead, (-length) % self.stride + lead) if cfg.pad_edges else (0, 0))
-        w = _ACTIVATIONS[cfg.encoder_activation](self.encoder(x))  # [B, N, K]
+        w = ACTIVATIONS[cfg.encoder_activation](self.encoder(x))  # [B, N, K]
         y = self.bottleneck(self.norm(w))
         skips = 0
         for i, block in enumerate(self.tcn):
@@ -187,7 +186,7 @@ class ConvTasNet(SeparationModel):
                 y = y * (1 + scale) + shift
             y, s = block(y)
             skips = skips + s
-        masks = _ACTIVATIONS[cfg.mask_activation](self.mask(skips)).reshape(b, len(self.sources), -1, w.shape[-1])
+        masks = ACTIVATIONS[cfg.mask_activation](self.mask(skips)).reshape(b, len(self.sources), -1, w.shape[-1])
         est = self.decoder((masks * w[:, None]).reshape(b * len(self.sources), -1, w.shape[-1]))
         est = F.pad(est, (0, max(0, lead + length - est.shape[-1])))  # frames that were not whole give zeros
         est = est[..., lead : lead + length].reshape(b, len(self.sources), 1, length)
@@ -225,73 +224,3 @@ def active_speakers(stems: dict[str, np.ndarray] | dict[str, Tensor], threshold_
     }
     top = max(levels.values())
     return [k for k, v in levels.items() if v >= top - threshold_db]
-
-
-_ASTEROID_RENAMES = (
-    (r"^encoder\.filterbank\._filters$", "encoder.weight"),
-    (r"^decoder\.filterbank\._filters$", "decoder.weight"),
-    (r"^masker\.bottleneck\.0\.", "norm."),
-    (r"^masker\.bottleneck\.1\.", "bottleneck."),
-    (r"^masker\.TCN\.(\d+)\.shared_block\.0\.", r"tcn.\1.inp."),
-    (r"^masker\.TCN\.(\d+)\.shared_block\.1\.", r"tcn.\1.act1."),
-    (r"^masker\.TCN\.(\d+)\.shared_block\.2\.", r"tcn.\1.norm1."),
-    (r"^masker\.TCN\.(\d+)\.shared_block\.3\.", r"tcn.\1.depthwise."),
-    (r"^masker\.TCN\.(\d+)\.shared_block\.4\.", r"tcn.\1.act2."),
-    (r"^masker\.TCN\.(\d+)\.shared_block\.5\.", r"tcn.\1.norm2."),
-    (r"^masker\.TCN\.(\d+)\.res_conv\.", r"tcn.\1.res."),
-    (r"^masker\.TCN\.(\d+)\.skip_conv\.", r"tcn.\1.skip."),
-    (r"^masker\.mask_net\.", "mask."),
-)
-
-
-def asteroid_config(model_args: dict, sample_rate: int, sources: tuple[str, ...]) -> ConvTasNetConfig:
-    """The :class:`ConvTasNetConfig` of an Asteroid ``ConvTasNet`` package's ``model_args``."""
-    args = dict(model_args)
-    unsupported = {
-        "fb_name": ("FreeFB", "free"),
-        "norm_type": ("gLN",),
-        "causal": (False,),
-        "conv_kernel_size": (args.get("conv_kernel_size"),),
-        "mask_act": ("sigmoid", "relu"),
-        "encoder_activation": (None, "linear", "relu"),
-    }
-    for key, allowed in unsupported.items():
-        require(
-            args.get(key, allowed[0]) in allowed, f"Asteroid ConvTasNet with {key}={args.get(key)!r} is not supported"
-        )
-    require(args.get("skip_chan") == args.get("bn_chan"), "Asteroid ConvTasNet needs skip_chan == bn_chan here")
-    require(
-        args.get("stride") == args.get("kernel_size", 16) // 2, "Asteroid ConvTasNet needs stride = kernel_size / 2"
-    )
-    require(
-        int(args.get("n_src", len(sources))) == len(sources), "the package's n_src differs from the manifest's stems"
-    )
-    return ConvTasNetConfig(
-        sources=tuple(sources),
-        sample_rate=sample_rate,
-        filters=int(args["n_filters"]),
-        kernel=int(args["kernel_size"]),
-        bottleneck=int(args["bn_chan"]),
-        hidden=int(args["hid_chan"]),
-        conv_kernel=int(args["conv_kernel_size"]),
-        blocks=int(args["n_blocks"]),
-        repeats=int(args["n_repeats"]),
-        mask_activation=args.get("mask_act", "sigmoid"),
-        encoder_activation=args.get("encoder_activation") or "linear",
-        pad_edges=False,
-    )
-
-
-def asteroid_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """An Asteroid ``ConvTasNet`` state dict renamed to :class:`ConvTasNet`'s (gLN scales as ``[1, C, 1]``)."""
-    out = {}
-    for key, value in state.items():
-        name = key
-        for pattern, replacement in _ASTEROID_RENAMES:
-            name, hits = re.subn(pattern, replacement, name)
-            if hits:
-                break
-        if name.endswith((".gamma", ".beta")):
-            value = value.reshape(1, -1, 1)
-        out[name] = value
-    return out

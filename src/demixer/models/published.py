@@ -16,7 +16,7 @@ Formats (the manifest's ``format``):
   ``decoder``), built from the entry's ``config`` (:class:`~demixer.models.sepformer.SepFormerConfig`
   settings, as in the model's ``hyperparams.yaml``);
 - ``asteroid``: an Asteroid model package (``model_name``, ``model_args``, ``state_dict``; its settings
-  travel in the file); ``ConvTasNet`` is supported;
+  travel in the file): ``ConvTasNet`` and ``DPRNNTasNet`` (:mod:`demixer.models.asteroid`);
 - ``demixer``: a demixer ``.safetensors`` checkpoint.
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fractions
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,16 @@ def _state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
     if obj and all(k.startswith("model.") for k in obj):
         obj = {k[len("model.") :]: v for k, v in obj.items()}
     return {k: v.float() if v.is_floating_point() else v for k, v in obj.items()}
+
+
+def renamed(key: str, renames: tuple[tuple[str, str], ...]) -> str:
+    """``key`` after the first ``(pattern, replacement)`` of ``renames`` that matches it (unchanged if none does):
+    a reference package's state-dict key under demixer's module names."""
+    for pattern, replacement in renames:
+        name, hits = re.subn(pattern, replacement, key)
+        if hits:
+            return name
+    return key
 
 
 def _load_strict(model: torch.nn.Module, state: dict[str, Tensor], path: Path, ignore: tuple[str, ...] = ()) -> None:
@@ -171,29 +182,27 @@ def build_sepformer(
     sources: tuple[str, ...], sample_rate: int, config: dict, files: dict[str, Path]
 ) -> SeparationModel:
     """SepFormer from SpeechBrain's ``encoder``, ``masknet`` and ``decoder`` state dicts (``files`` by role)."""
-    from .sepformer import SepFormer, SepFormerConfig, speechbrain_state_dict
+    from . import speechbrain
+    from .sepformer import SepFormer, SepFormerConfig
 
     model = SepFormer(SepFormerConfig(sources=tuple(sources), sample_rate=sample_rate, **config))
     parts = {role: _state_dict(safe_torch_load(path), path) for role, path in files.items()}
-    _load_strict(model, speechbrain_state_dict(parts), files["masknet"])
+    _load_strict(model, speechbrain.state_dict(parts), files["masknet"])
     return model.eval()
 
 
 def build_asteroid(sources: tuple[str, ...], sample_rate: int, path: Path) -> SeparationModel:
-    """Conv-TasNet from an Asteroid package (what ``BaseModel.serialize`` writes)."""
-    from .convtasnet import ConvTasNet, asteroid_config, asteroid_state_dict
+    """Conv-TasNet or DPRNN-TasNet from an Asteroid package (what ``BaseModel.serialize`` writes)."""
+    from . import asteroid
 
     package = safe_torch_load(path)
     if not isinstance(package, dict) or not {"model_name", "model_args", "state_dict"} <= set(package):
         raise ModelNotFoundError(f"{path}: not an Asteroid model package (model_name, model_args, state_dict)")
-    if package["model_name"] != "ConvTasNet":
-        raise ModelNotFoundError(f"{path}: Asteroid {package['model_name']} is not supported (ConvTasNet is)")
     try:
-        config = asteroid_config(package["model_args"], sample_rate, sources)
+        model = asteroid.model_from_package(package, sample_rate, sources)
     except ConfigError as exc:
         raise ModelNotFoundError(f"{path}: {exc}") from None
-    model = ConvTasNet(config)
-    _load_strict(model, asteroid_state_dict(_state_dict(package["state_dict"], path)), path)
+    _load_strict(model, asteroid.state_dict(package["model_name"], _state_dict(package["state_dict"], path)), path)
     return model.eval()
 
 

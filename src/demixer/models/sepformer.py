@@ -7,7 +7,7 @@ dual-path block runs a transformer within every chunk (intra) and one across the
 from a measured seam error (see :attr:`SepFormer.default_overlap`).
 
 SpeechBrain stores the model as three state dicts (``encoder.ckpt``, ``masknet.ckpt``, ``decoder.ckpt``);
-:func:`speechbrain_state_dict` renames their keys to this module's. The transformer layers are torch's
+:func:`demixer.models.speechbrain.state_dict` renames their keys to this module's. The transformer layers are torch's
 ``nn.TransformerEncoderLayer`` (pre-norm, ReLU), which computes what SpeechBrain's ``TransformerEncoderLayer``
 does with ``normalize_before: true`` and uses torch's fused inference kernel.
 """
@@ -15,7 +15,6 @@ does with ``normalize_before: true`` and uses torch's fused inference kernel.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
@@ -175,40 +174,3 @@ class SepFormer(SeparationModel):
         hop = k // 2
         folded = F.fold(x.reshape(b, n * k, s), output_size=(1, padded), kernel_size=(1, k), stride=(1, hop))
         return folded.reshape(b, n, padded)[..., hop:]
-
-
-_STACK = r"^masknet\.dual_mdl\.(\d+)\.(intra|inter)_mdl\.mdl\."  # block i's intra or inter transformer
-_SPEECHBRAIN_RENAMES = (
-    (_STACK + r"layers\.(\d+)\.self_att\.att\.", r"blocks.\1.\2.layers.\3.self_attn."),
-    (_STACK + r"layers\.(\d+)\.pos_ffn\.ffn\.0\.", r"blocks.\1.\2.layers.\3.linear1."),
-    (_STACK + r"layers\.(\d+)\.pos_ffn\.ffn\.3\.", r"blocks.\1.\2.layers.\3.linear2."),
-    (_STACK + r"layers\.(\d+)\.(norm[12])\.norm\.", r"blocks.\1.\2.layers.\3.\4."),
-    (_STACK + r"norm\.norm\.", r"blocks.\1.\2.norm."),
-    (r"^masknet\.dual_mdl\.(\d+)\.(intra|inter)_norm\.", r"blocks.\1.\2_norm."),
-    (r"^masknet\.norm\.", "norm."),
-    (r"^masknet\.conv1d\.", "bottleneck."),
-    (r"^masknet\.prelu\.", "prelu."),
-    (r"^masknet\.conv2d\.", "to_speakers."),
-    (r"^masknet\.output\.0\.", "output."),
-    (r"^masknet\.output_gate\.0\.", "output_gate."),
-    (r"^masknet\.end_conv1x1\.", "to_mask."),
-    (r"^encoder\.conv1d\.", "encoder."),
-    (r"^decoder\.", "decoder."),
-)
-
-
-def speechbrain_state_dict(parts: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
-    """SpeechBrain's ``{"encoder": ..., "masknet": ..., "decoder": ...}`` state dicts as one state dict of
-    :class:`SepFormer`. The positional tables (``pos_enc.pe``) are dropped: the model computes its own."""
-    state: dict[str, Tensor] = {}
-    for part, tensors in parts.items():
-        for key, value in tensors.items():
-            if key.endswith("pos_enc.pe"):
-                continue
-            name = f"{part}.{key}"
-            for pattern, replacement in _SPEECHBRAIN_RENAMES:
-                name, hits = re.subn(pattern, replacement, name)
-                if hits:
-                    break
-            state[name] = value
-    return state

@@ -436,8 +436,29 @@ def test_published_speech_model_downloads_and_runs_everywhere(kind, speechbrain,
         fields = {"task": entry["tasks"][0]} if kind != "sepformer3" else {"task": "speakers", "speakers": 3}
         job = wait_done(server, submit(server, tmp_path / "talk.wav", **fields).json()["id"], timeout=180)
         assert job["state"] == "done" and job["model"] == name and job["stems"] == outputs, job
+        if kind == "sepformer2":  # the page's Model menu shows the published score and the default
+            menu = page_model_menu(server.url, "speakers")
+            assert f"{name} (speaker1, speaker2, published 1 dB) — default" in menu, menu
     finally:
         server.stop()
+
+
+def page_model_menu(url: str, task: str) -> str:
+    """The text of the web page's Model menu with ``task`` chosen, in headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    from .test_serving import CHROMIUM
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_selector("#model optgroup", state="attached")
+            page.check(f"input[name=task][value={task}]")
+            return page.inner_text("#model")
+        finally:
+            browser.close()
 
 
 def test_shipped_manifest_lists_the_speech_checkpoints():

@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from demixer.errors import ModelNotFoundError, OptionsError
-from demixer.models.defaults import choose_default, set_user_default
-from demixer.models.registry import describe_models, task_defaults
+from demixer.models.defaults import set_user_default
+from demixer.models.registry import choose_default, describe_models, task_defaults
 from demixer.pretrained import load_manifest, model_dir
 
 from .conftest import run_cli

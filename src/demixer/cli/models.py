@@ -37,8 +37,7 @@ def print_models(as_json: bool) -> None:
 
 def task_choices() -> list:
     """Each task's :class:`~demixer.models.defaults.DefaultChoice` (tasks with no model are left out)."""
-    from ..models.defaults import choose_default
-    from ..models.registry import TASKS
+    from ..models.registry import TASKS, choose_default
 
     out = []
     for task in TASKS:
@@ -51,8 +50,8 @@ def task_choices() -> list:
 
 def default(args: argparse.Namespace) -> int:
     """Show, set or clear the model a task uses without -n."""
-    from ..models.defaults import choose_default, set_user_default
-    from ..models.registry import list_models
+    from ..models.defaults import set_user_default
+    from ..models.registry import choose_default, list_models
     from ..pretrained import load_manifest
 
     if args.clear or args.name:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..errors import require
 from .base import SeparationModel
-from .published import renamed
+from .checkpoint import renamed
 
 _FILTERBANKS = (
     (r"^encoder\.filterbank\._filters$", "encoder.weight"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,13 @@ def load_checkpoint(path: str | os.PathLike[str], mapped: bool = True) -> Separa
         state = {k: f.get_tensor(k) for k in f.keys()}
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def renamed(key: str, renames: tuple[tuple[str, str], ...]) -> str:
+    """``key`` after the first ``(pattern, replacement)`` of ``renames`` that matches it (unchanged if none does):
+    a reference package's state-dict key under demixer's module names."""
+    for pattern, replacement in renames:
+        name, hits = re.subn(pattern, replacement, key)
+        if hits:
+            return name
+    return key

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import fractions
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +66,6 @@ def _state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
     if obj and all(k.startswith("model.") for k in obj):
         obj = {k[len("model.") :]: v for k, v in obj.items()}
     return {k: v.float() if v.is_floating_point() else v for k, v in obj.items()}
-
-
-def renamed(key: str, renames: tuple[tuple[str, str], ...]) -> str:
-    """``key`` after the first ``(pattern, replacement)`` of ``renames`` that matches it (unchanged if none does):
-    a reference package's state-dict key under demixer's module names."""
-    for pattern, replacement in renames:
-        name, hits = re.subn(pattern, replacement, key)
-        if hits:
-            return name
-    return key
 
 
 def _load_strict(model: torch.nn.Module, state: dict[str, Tensor], path: Path, ignore: tuple[str, ...] = ()) -> None:

@@ -15,7 +15,7 @@ from ..errors import ModelNotFoundError, OptionsError
 from ..options import SPEEDS
 from .base import SeparationModel
 from .checkpoint import load_checkpoint, read_metadata
-from .defaults import default_model_for
+from .defaults import TASK_PREFERENCES, TASKS, DefaultChoice, pick_default
 from .fast import fast_measurements
 
 
@@ -114,26 +114,22 @@ def _entries() -> tuple[ModelEntry, ...]:
     )
 
 
-#: The models each task prefers when no ``-n`` is given, best first: the project's trained model
-#: where this install ships it, else a training-free one.
-TASK_PREFERENCES: dict[str, tuple[str, ...]] = {
-    "music": ("demixer-4stem", "hpss"),
-    "karaoke": (
-        "demixer-karaoke",
-        "repet-sim",
-    ),  # REPET-SIM: +3.9 / +2.9 dB vocals SDR over "center" (Caesium, MUSDB excerpt)
-    "denoise": ("demixer-denoise", "spectral-gate"),
-    "speakers": ("demixer-2spk",),
-    "extract": (),
-}
-TASKS = tuple(TASK_PREFERENCES)
+def choose_default(task: str, two_stems: str | None = None, speakers: int | None = None) -> DefaultChoice:
+    """The model ``task`` uses when no ``-n`` is given, and why (:mod:`demixer.models.defaults`)."""
+    shipped = {e.name: tuple((e.facts or {}).get("sources", ())) for e in _entries()}
+    return pick_default(task, shipped, two_stems, speakers)
+
+
+def default_model_for(task: str, two_stems: str | None = None, speakers: int | None = None) -> str:
+    """The name :func:`choose_default` picks.
+
+    ``--two-stems vocals`` on the music task is a karaoke job, so it takes the karaoke model.
+    """
+    return choose_default(task, two_stems, speakers).name
 
 
 def task_defaults() -> dict[str, str | None]:
-    """The model each task uses when no ``-n`` is given (None: none ships and none is cached); see
-    :mod:`demixer.models.defaults`."""
-    from .defaults import choose_default
-
+    """The model each task uses when no ``-n`` is given (None: none ships and none is cached)."""
     out: dict[str, str | None] = {}
     for task in TASKS:
         try:
@@ -342,6 +338,7 @@ __all__ = [
     "ModelEntry",
     "TASKS",
     "TASK_PREFERENCES",
+    "choose_default",
     "default_model_for",
     "task_defaults",
     "describe_models",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .published import renamed
+from .checkpoint import renamed
 
 _STACK = r"^masknet\.dual_mdl\.(\d+)\.(intra|inter)_mdl\.mdl\."  # block i's intra or inter transformer
 _RENAMES = (

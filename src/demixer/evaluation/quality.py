@@ -17,7 +17,11 @@ For the stems of one mixture:
   voice-band share for vocals/speech; swapped or mislabelled stems score low;
 - ``mask_confidence``: from the ratio masks the stems imply, the mixture-energy-weighted mean of
   the largest mask per bin (1: every bin clearly belongs to one stem; 1/J: undecided), and
-  ``uncertain_share``, the energy share of bins whose largest mask is under 0.6.
+  ``uncertain_share``, the energy share of bins whose largest mask is under 0.6;
+- for speech stems (``speech``, ``target``, ``speaker1``...): ``dnsmos``, DNSMOS P.835 ``sig``/``bak``/``ovrl``
+  of the stem (:mod:`demixer.evaluation.dnsmos`), and ``dnsmos_change``, the stem's scores minus the mixture's
+  (top level: ``mixture_dnsmos``), so a user sees whether the separation helped or hurt the speech as
+  listeners would rate it. Without the ``eval`` extra they are left out and ``dnsmos_unavailable`` says why.
 
 Time-frequency signals are computed on at most ``max_seconds`` of audio (evenly spaced excerpts)
 at most at :data:`ANALYSIS_RATE` (higher rates are resampled for them), so their cost does not grow
@@ -26,6 +30,7 @@ with the track's length or rate; the per-sample signals are summed block by bloc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,10 +40,12 @@ import torch
 from scipy.ndimage import median_filter
 
 from ..audio.resample import resample
+from ..extras import missing_modules
 from ..transforms import STFT
 
 _EPS = 1e-12
 PROFILES = ("vocals", "drums", "bass", "speech")
+SPEECH_STEM = re.compile(r"speech|target|speaker\d+")  # stems DNSMOS rates
 
 
 ANALYSIS_RATE = 48000  # the highest rate the time-frequency signals look at
@@ -141,6 +148,7 @@ class QualityAccumulator:
                 x = np.stack([resample(c[None], self.sample_rate, ANALYSIS_RATE)[0] for c in x])
             return _power_spectrogram(x, rate)
 
+        speech = self._dnsmos()  # before the excerpts give way to their spectrograms
         consistency = 10 * np.log10((self.mix_energy + _EPS) / (self.residual_energy + _EPS))
         weight = power("mixture")
         powers = {k: power(k) for k in self.names}
@@ -165,12 +173,37 @@ class QualityAccumulator:
         top = implied.max(0)
         confidence = float((top * weight).sum() / (weight.sum() + _EPS))
         uncertain = float(weight[top < 0.6].sum() / (weight.sum() + _EPS))
+        for k, scores in speech.get("stems", {}).items():
+            out_stems[k]["dnsmos"] = scores
+            if scores is not None:
+                before = speech["mixture_dnsmos"]
+                out_stems[k]["dnsmos_change"] = {m: round(scores[m] - before[m], 3) for m in scores}
         return {
             "consistency_db": round(float(min(consistency, 200.0)), 2),
             "mask_confidence": round(confidence, 4),
             "uncertain_share": round(uncertain, 4),
+            **{k: v for k, v in speech.items() if k != "stems"},
             "stems": out_stems,
         }
+
+    def _dnsmos(self) -> dict[str, Any]:
+        """DNSMOS of the mixture and of each speech stem, on the excerpts (empty without speech stems)."""
+        names = [k for k in self.names if SPEECH_STEM.fullmatch(k)]
+        if not names:
+            return {}
+        missing = missing_modules("eval")
+        if missing:
+            return {"dnsmos_unavailable": f"pip install 'demixer[eval]' (missing: {', '.join(missing)})"}
+        from .dnsmos import dnsmos
+
+        def score(k: str) -> dict[str, float] | None:
+            x = self.excerpts[k]
+            return dnsmos(x, self.sample_rate) if np.any(x) else None  # a silent stem has no speech to rate
+
+        mixture = score("mixture")
+        if mixture is None:
+            return {}
+        return {"mixture_dnsmos": mixture, "stems": {k: score(k) for k in names}}
 
 
 def _band_share(power: np.ndarray, sample_rate: int, lo: float, hi: float) -> float:

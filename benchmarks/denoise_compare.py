@@ -18,6 +18,9 @@ Sets (all 16 kHz, from ../shared/data, read here only):
              mixtures_only (background music with singing), at 0, 5 and 10 dB.
 Metrics: PESQ-wb gain, STOI gain and SI-SDR improvement over the noisy input (means), and the RTF
 on one thread. Each method's fixed delay is found once by cross-correlation and removed.
+With --dnsmos: the change of DNSMOS OVRL (the reference-free score `--report` gives speech stems) from the noisy
+input to each output, and how often its sign agrees with the sign of the true SI-SDR improvement, per method and
+pooled over every method and set (issue 30 asks >= 80 %).
 pyrnnoise and noisereduce come with the dev extras (`make test` installs them); they are not runtime dependencies.
 """
 
@@ -193,7 +196,10 @@ def main() -> None:
         "default: each model's own default, 30 dB for demixer-denoise)",
     )
     ap.add_argument("--json", type=Path, help="also write the means to this JSON file")
+    ap.add_argument("--dnsmos", action="store_true", help="also: DNSMOS OVRL change and its sign agreement")
     args = ap.parse_args()
+    if args.dnsmos:
+        from demixer.evaluation.dnsmos import dnsmos
     torch.set_num_threads(1)
 
     def make_set(name: str) -> list:
@@ -215,7 +221,9 @@ def main() -> None:
         )
     methods.update({name: PEERS[name] for name in args.peers})
     results: dict[str, dict] = {}
+    agreements: list[bool] = []  # pooled over the methods (not the noisy input) and sets
     for set_name, items in sets.items():
+        before = [dnsmos(noisy, SR)["ovrl"] for _, noisy, _ in items] if args.dnsmos else []
         results[set_name] = {"files": len(items)}
         seconds = sum(c.size for _, _, c in items) / SR
         print(f"\n{set_name}: {len(items)} files, {seconds:.0f} s; means over files (gains are over the noisy input)")
@@ -230,8 +238,8 @@ def main() -> None:
                 print(f"{label:<28} unavailable: {exc}")
                 continue
             delay = find_delay(method, items) if label != "noisy input" else 0
-            p, s, g, t = [], [], [], 0.0
-            for _, noisy, clean in items:
+            p, s, g, d, t = [], [], [], [], 0.0
+            for i, (_, noisy, clean) in enumerate(items):
                 t0 = time.perf_counter()
                 y = method(noisy)
                 t += time.perf_counter() - t0
@@ -243,6 +251,9 @@ def main() -> None:
                 p.append(pesq(reference=clean, estimate=y, sample_rate=SR))
                 s.append(stoi(reference=clean, estimate=y, sample_rate=SR))
                 g.append(si_sdr_i(reference=clean, estimate=y, mixture=noisy))
+                if args.dnsmos and label != "noisy input" and np.any(y):
+                    d.append(dnsmos(y, SR)["ovrl"] - before[i])
+                    agreements.append(bool(np.sign(d[-1]) == np.sign(g[-1])))
             if label == "noisy input":
                 base = {"pesq": np.mean(p), "stoi": np.mean(s)}
             results[set_name][label] = {
@@ -253,10 +264,19 @@ def main() -> None:
                 "si_sdri": round(float(np.mean(g)), 3),
                 "rtf_1_thread": round(t / seconds, 4),
             }
+            extra = ""
+            if d:
+                agree = float(np.mean(np.sign(d) == np.sign(g[: len(d)])))
+                results[set_name][label].update({"dnsmos_ovrl_change": round(float(np.mean(d)), 3), "agree": agree})
+                extra = f"  DNSMOS OVRL {np.mean(d):+.2f}, sign agrees with SI-SDRi on {100 * agree:.0f} %"
             print(
                 f"{label:<28} {np.mean(p):>8.2f} {np.mean(p) - base['pesq']:>+6.2f} {np.mean(s):>6.3f} "
-                f"{np.mean(s) - base['stoi']:>+6.3f} {np.mean(g):>+8.2f} {delay:>6} {t / seconds:>7.4f}"
+                f"{np.mean(s) - base['stoi']:>+6.3f} {np.mean(g):>+8.2f} {delay:>6} {t / seconds:>7.4f}{extra}"
             )
+    if agreements:
+        results["dnsmos_sign_agreement"] = {"outputs": len(agreements), "share": float(np.mean(agreements))}
+        print(f"\nDNSMOS OVRL change agrees in sign with the SI-SDR improvement on {100 * np.mean(agreements):.1f} % "
+              f"of {len(agreements)} outputs (every method and set)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

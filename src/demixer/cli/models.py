@@ -8,7 +8,7 @@ import json
 import sys
 
 from ..errors import ModelNotFoundError
-from ..models.registry import describe_models
+from ..models.registry import describe_models, task_choices
 
 
 def print_models(as_json: bool) -> None:
@@ -17,7 +17,7 @@ def print_models(as_json: bool) -> None:
         print(json.dumps(rows, indent=2))
         return
     print("Default per task (-n overrides; `demixer models default TASK NAME` sets your own):")
-    for choice in task_choices():
+    for choice in filter(None, task_choices().values()):
         print(f"  {choice.task:<9} {choice.name:<28} {choice.reason}")
         if choice.hint:
             print(f"  {'':<9} {choice.hint}")
@@ -33,19 +33,6 @@ def print_models(as_json: bool) -> None:
         )
         if r["fast"]:
             print(f"{'':<24} --fast: {fast_line(r['fast'])}")
-
-
-def task_choices() -> list:
-    """Each task's :class:`~demixer.models.defaults.DefaultChoice` (tasks with no model are left out)."""
-    from ..models.registry import TASKS, choose_default
-
-    out = []
-    for task in TASKS:
-        try:
-            out.append(choose_default(task))
-        except ModelNotFoundError:
-            continue
-    return out
 
 
 def default(args: argparse.Namespace) -> int:

@@ -96,8 +96,8 @@ class DPRNNTasNet(SeparationModel):
         self.default_segment = 10.0
         self.default_overlap = 0.2
         self.elastic_segment = True
-        self.band_extension = are_speakers(self.sources)
         self.unordered_sources = are_speakers(self.sources)
+        self.band_extension = self.unordered_sources  # 8 kHz speakers on wide-band input keep the band above
         n, bn = cfg.filters, cfg.bottleneck
         self.encoder = nn.Conv1d(1, n, cfg.kernel, stride=cfg.stride, bias=False)
         self.norm = GlobalLayerNorm(n)

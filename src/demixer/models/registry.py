@@ -114,29 +114,39 @@ def _entries() -> tuple[ModelEntry, ...]:
     )
 
 
+def _shipped_sources() -> dict[str, tuple[str, ...]]:
+    """Each model that works without downloading, with its stems (as the cards say; empty where unknown)."""
+    return {e.name: tuple((e.facts or {}).get("sources", ())) for e in _entries()}
+
+
 def choose_default(task: str, two_stems: str | None = None, speakers: int | None = None) -> DefaultChoice:
-    """The model ``task`` uses when no ``-n`` is given, and why (:mod:`demixer.models.defaults`)."""
-    shipped = {e.name: tuple((e.facts or {}).get("sources", ())) for e in _entries()}
-    return pick_default(task, shipped, two_stems, speakers)
-
-
-def default_model_for(task: str, two_stems: str | None = None, speakers: int | None = None) -> str:
-    """The name :func:`choose_default` picks.
+    """The model ``task`` uses when no ``-n`` is given, and why (:mod:`demixer.models.defaults`).
 
     ``--two-stems vocals`` on the music task is a karaoke job, so it takes the karaoke model.
     """
+    return pick_default(task, _shipped_sources(), two_stems, speakers)
+
+
+def default_model_for(task: str, two_stems: str | None = None, speakers: int | None = None) -> str:
+    """The name :func:`choose_default` picks."""
     return choose_default(task, two_stems, speakers).name
+
+
+def task_choices() -> dict[str, DefaultChoice | None]:
+    """Every task's :class:`DefaultChoice` (None: none ships and none is cached)."""
+    shipped = _shipped_sources()
+    out: dict[str, DefaultChoice | None] = {}
+    for task in TASKS:
+        try:
+            out[task] = pick_default(task, shipped)
+        except ModelNotFoundError:
+            out[task] = None
+    return out
 
 
 def task_defaults() -> dict[str, str | None]:
     """The model each task uses when no ``-n`` is given (None: none ships and none is cached)."""
-    out: dict[str, str | None] = {}
-    for task in TASKS:
-        try:
-            out[task] = choose_default(task).name
-        except ModelNotFoundError:
-            out[task] = None
-    return out
+    return {task: choice.name if choice else None for task, choice in task_choices().items()}
 
 
 def list_models() -> list[ModelEntry]:
@@ -340,6 +350,7 @@ __all__ = [
     "TASK_PREFERENCES",
     "choose_default",
     "default_model_for",
+    "task_choices",
     "task_defaults",
     "describe_models",
     "list_models",

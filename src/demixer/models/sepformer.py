@@ -128,8 +128,8 @@ class SepFormer(SeparationModel):
         self.default_segment = 10.0
         self.default_overlap = 0.2
         self.elastic_segment = True
-        self.band_extension = len(self.sources) > 1  # 8 kHz speakers on wide-band input keep the band above
         self.unordered_sources = are_speakers(self.sources)
+        self.band_extension = self.unordered_sources  # 8 kHz speakers on wide-band input keep the band above
         n = cfg.filters
         self.encoder = nn.Conv1d(1, n, cfg.kernel, stride=self.stride, bias=False)
         self.norm = nn.GroupNorm(1, n, eps=1e-8)

@@ -461,3 +461,36 @@ def test_data_join_trims_levels_and_joins_clips_per_speaker(tmp_path):
     assert data.speakers == ["a/anna", "a/bert"]
     r = run_cli("data", "join", tmp_path / "missing", "--out", tmp_path / "c", "--no-progress")
     assert r.returncode != 0 and "not a folder" in r.stderr
+
+
+def test_dialogue_mixtures_are_additive_at_podcast_balances_with_absent_sources(tmp_path):
+    from demixer.data.augment import rms_db
+    from demixer.data.dialogue import DialogueBalance, DialogueMixDataset, MusicBank
+
+    music_root = shared("music/train")
+    bank = MusicBank([music_root / "caesium"], 16000)  # a song kept as stems is read as their sum
+    assert len(bank) == 1 and len(bank.songs[0]) == 4
+    balance = DialogueBalance(music_db=(-20.0, -10.0), effects_db=(-15.0, -5.0), speech_p=1.0, music_p=0.5)
+    ds = DialogueMixDataset(
+        shared("speech/librispeech"),
+        [music_root / "caesium"],
+        shared("noise/speech_commands_background"),
+        sample_rate=16000,
+        segment=2.0,
+        items=24,
+        balance=balance,
+        eq_db=6.0,
+    )
+    assert ds.sources == ("speech", "music", "effects")
+    silent_music = 0
+    for i in range(len(ds)):
+        mix, src = ds[i]
+        assert mix.shape == (1, 32000) and src.shape == (3, 1, 32000)
+        assert torch.equal(mix, src.sum(0))
+        s, m, e = (src[k].numpy() for k in range(3))
+        if not np.any(m):
+            silent_music += 1
+        elif np.any(e):  # the peak limit scales all three alike, so the balance holds
+            assert -20.5 <= rms_db(m) - rms_db(s) <= -9.5
+            assert -15.5 <= rms_db(e) - rms_db(s) <= -4.5
+    assert 4 <= silent_music <= 20  # music is absent about half of the time

@@ -4,6 +4,7 @@ synthesis of training material, and the bundled example song."""
 from .augment import Augment
 from .base import MixtureDataset
 from .denoise import NoiseMixDataset, NoisyCleanDataset, find_pairs
+from .dialogue import DialogueMixDataset
 from .example import make_example
 from .music import StemDataset
 from .speech import SpeakerMixDataset, TargetSpeakerDataset
@@ -11,6 +12,7 @@ from .tracks import Track, find_tracks
 
 __all__ = [
     "Augment",
+    "DialogueMixDataset",
     "MixtureDataset",
     "NoiseMixDataset",
     "NoisyCleanDataset",

@@ -49,7 +49,9 @@ class DataSection(_Section):
     ``kind``: ``stems`` (MUSDB-style folders / .stem.mp4), ``speakers`` (utterance folders mixed
     on the fly), ``noisy_clean`` (VoiceBank-DEMAND-style pairs), ``noise_mix`` (speech + noise
     folders), ``extract`` (utterance folders mixed on the fly, with an enrolment clip of the first
-    talker for target-speaker extraction).
+    talker for target-speaker extraction), ``dialogue`` (speech folders, plus ``music`` and ``effects``
+    folders, mixed on the fly as speech / music / effects; ``valid_music`` and ``valid_effects`` hold
+    the validation clips, kept apart from the training ones).
 
     ``holdout`` names tracks of ``train`` kept out for validation and ``groups`` defines sources made
     of several stems, e.g. ``accompaniment: [drums, bass, other]`` (stems only). ``extra`` (stems only)
@@ -61,12 +63,20 @@ class DataSection(_Section):
     track equally likely, so a folder of many short synthetic songs would drown a few real ones).
     """
 
-    kind: Literal["stems", "speakers", "noisy_clean", "noise_mix", "extract"]
+    kind: Literal["stems", "speakers", "noisy_clean", "noise_mix", "extract", "dialogue"]
     train: list[str] = Field(min_length=1)
     valid: list[str] = Field(default_factory=list)
     holdout: list[str] = Field(default_factory=list)
     groups: dict[str, list[str]] = Field(default_factory=dict)
     noise: list[str] = Field(default_factory=list)
+    music: list[str] = Field(default_factory=list)
+    effects: list[str] = Field(default_factory=list)
+    valid_music: list[str] = Field(default_factory=list)
+    valid_effects: list[str] = Field(default_factory=list)
+    #: dialogue: RMS of music and effects relative to the speech (dB), and the chance each is present
+    music_db: tuple[float, float] = (-25.0, 3.0)
+    effects_db: tuple[float, float] = (-25.0, 5.0)
+    present_p: dict[str, float] = Field(default_factory=lambda: {"speech": 0.9, "music": 0.7, "effects": 0.7})
     segment: float = Field(6.0, gt=0)
     items_per_epoch: int = Field(1000, gt=0)
     valid_items: int = Field(32, gt=0)
@@ -88,7 +98,7 @@ class DataSection(_Section):
     extra_p: float = Field(0.0, ge=0, le=1)
     train_weights: list[float] | None = None
 
-    @field_validator("train", "valid", "noise")
+    @field_validator("train", "valid", "noise", "music", "effects", "valid_music", "valid_effects")
     @classmethod
     def _expand(cls, paths: list[str]) -> list[str]:
         return [os.path.expandvars(os.path.expanduser(p)) for p in paths]

@@ -14,6 +14,7 @@ from ..data import (
     find_tracks,
 )
 from ..data.base import MixtureDataset
+from ..data.dialogue import DialogueBalance, DialogueMixDataset
 from ..errors import ConfigError, DemixerError
 from ..models.base import SeparationModel
 from .config import DataSection
@@ -108,12 +109,38 @@ def _noise_mix(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[Mix
     )
 
 
+def _dialogue(cfg: DataSection, model: SeparationModel, seed: int) -> tuple[MixtureDataset, MixtureDataset]:
+    needed = ("valid", "music", "effects", "valid_music", "valid_effects")
+    missing = [f"data.{name}" for name in needed if not getattr(cfg, name)]
+    if missing:
+        raise ConfigError(f"dialogue data need {', '.join(missing)} (held-out voices, music and effects apart)")
+    unknown = sorted(set(cfg.present_p) - set(DialogueMixDataset.sources))
+    if unknown:
+        raise ConfigError(f"data.present_p names {unknown}; the dialogue sources are speech, music, effects")
+    chance = {**{"speech": 0.9, "music": 0.7, "effects": 0.7}, **cfg.present_p}
+    balance = DialogueBalance(
+        music_db=cfg.music_db,
+        effects_db=cfg.effects_db,
+        speech_p=chance["speech"],
+        music_p=chance["music"],
+        effects_p=chance["effects"],
+    )
+    common: dict[str, Any] = dict(sample_rate=model.sample_rate, segment=cfg.segment, balance=balance, seed=seed)
+    return (
+        DialogueMixDataset(cfg.train, cfg.music, cfg.effects, items=cfg.items_per_epoch, eq_db=cfg.eq_db, **common),
+        DialogueMixDataset(
+            cfg.valid, cfg.valid_music, cfg.valid_effects, items=cfg.valid_items, validation=True, **common
+        ),
+    )
+
+
 BUILDERS = {
     "stems": _stems,
     "speakers": _speakers,
     "extract": _speakers,
     "noisy_clean": _noisy_clean,
     "noise_mix": _noise_mix,
+    "dialogue": _dialogue,
 }
 
 

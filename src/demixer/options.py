@@ -16,6 +16,7 @@ from .errors import OptionsError
 
 CLIP_MODES = ("rescale", "clamp", "none")
 SPEEDS = ("exact", "fast")
+TASK_NAMES = ("music", "karaoke", "speakers", "denoise", "extract", "dialogue")
 
 #: Sane upper bounds of the options whose cost grows without limit. The service refuses values above them
 #: (422); the CLI and the Python API take them with a warning (:meth:`SeparationOptions.over_limits`).
@@ -36,7 +37,8 @@ def _csv(value: str | list[str] | None) -> list[str] | None:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
-def _opt(default: Any, *flags: str, help: str, **cli: Any) -> Any:
+def option(default: Any, *flags: str, help: str, **cli: Any) -> Any:
+    """A dataclass field that carries its CLI flags and help (read by :mod:`demixer.cli.options_parser`)."""
     meta = {"flags": flags, "help": help, **cli}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -52,16 +54,16 @@ class SeparationOptions:
     """
 
     # -- what to run ---------------------------------------------------------------
-    name: str | None = _opt(
+    name: str | None = option(
         None, "-n", "--name", help="model name or checkpoint path (default: the task's model)", metavar="MODEL"
     )
-    task: str = _opt(
+    task: str = option(
         "music",
         "--task",
         help="job whose default model to use",
-        choices=("music", "karaoke", "speakers", "denoise", "extract"),
+        choices=TASK_NAMES,
     )
-    speakers: int | None = _opt(
+    speakers: int | None = option(
         None,
         "--speakers",
         help="speaker separation: talkers in the mixture (2 or 3); the default model is one with that many "
@@ -69,27 +71,27 @@ class SeparationOptions:
         type=int,
         choices=(2, 3),
     )
-    two_stems: str | None = _opt(
+    two_stems: str | None = option(
         None, "--two-stems", help="output STEM and no_STEM (the sum of the others)", metavar="STEM"
     )
-    stems: list[str] | None = _opt(
+    stems: list[str] | None = option(
         None, "--stems", help="write only these stems, comma-separated", type=lambda v: _csv(v), metavar="A,B"
     )
     # -- engine ----------------------------------------------------------------------
-    device: str = _opt("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps")
-    segment: float | None = _opt(
+    device: str = option("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps")
+    segment: float | None = option(
         None, "--segment", help="chunk length in seconds (default: the model's)", type=float, metavar="SECONDS"
     )
-    overlap: float | None = _opt(
+    overlap: float | None = option(
         None,
         "--overlap",
         help="overlap between chunks, a fraction in [0, 0.9] (default: the model's, 0.25 for most)",
         type=float,
     )
-    shifts: int = _opt(
+    shifts: int = option(
         0, "--shifts", help="average N passes with random time shifts (slower, a bit better)", type=int, metavar="N"
     )
-    speed: str = _opt(
+    speed: str = option(
         "exact",
         "--speed",
         help="exact, or fast: int8 weights, bf16 where the CPU has it and less overlap, for a small measured "
@@ -97,9 +99,9 @@ class SeparationOptions:
         choices=SPEEDS,
         shortcuts={"--fast": "fast"},
     )
-    batch_size: int = _opt(1, "--batch-size", help="chunks per forward pass", type=int, metavar="N")
-    jobs: int = _opt(1, "-j", "--jobs", help="files separated in parallel", type=int, metavar="N")
-    atten_lim: float | None = _opt(
+    batch_size: int = option(1, "--batch-size", help="chunks per forward pass", type=int, metavar="N")
+    jobs: int = option(1, "-j", "--jobs", help="files separated in parallel", type=int, metavar="N")
+    atten_lim: float | None = option(
         None,
         "--atten-lim",
         help="denoising: remove at most this many dB of noise "
@@ -107,35 +109,35 @@ class SeparationOptions:
         type=float,
         metavar="DB",
     )
-    enroll: str | None = _opt(
+    enroll: str | None = option(
         None, "--enroll", help="target-speaker extraction: a clip (>= 1 s) of the voice to keep", metavar="VOICE"
     )
-    start: float = _opt(
+    start: float = option(
         0.0, "--start", help="seconds to skip at the start of each input", type=float, metavar="SECONDS"
     )
-    duration: float | None = _opt(
+    duration: float | None = option(
         None, "--duration", help="seconds to process (default: all, never truncated)", type=float, metavar="SECONDS"
     )
     # -- output ----------------------------------------------------------------------
-    out: str = _opt("separated", "-o", "--out", help="output root folder", metavar="DIR")
-    filename: str = _opt(
+    out: str = option("separated", "-o", "--out", help="output root folder", metavar="DIR")
+    filename: str = option(
         "{track}/{stem}.{ext}",
         "--filename",
         help="output path template under OUT/MODEL: {track} {trackext} {stem} {ext} {model}",
     )
-    flac: bool = _opt(False, "--flac", help="write FLAC", action="store_true")
-    mp3: bool = _opt(False, "--mp3", help="write MP3", action="store_true")
-    mp3_bitrate: int = _opt(320, "--mp3-bitrate", help="MP3 bitrate in kb/s", type=int, metavar="KBPS")
-    int24: bool = _opt(False, "--int24", help="write 24-bit integer samples", action="store_true")
-    float32: bool = _opt(False, "--float32", help="write 32-bit float samples (wav)", action="store_true")
-    clip_mode: str = _opt(
+    flac: bool = option(False, "--flac", help="write FLAC", action="store_true")
+    mp3: bool = option(False, "--mp3", help="write MP3", action="store_true")
+    mp3_bitrate: int = option(320, "--mp3-bitrate", help="MP3 bitrate in kb/s", type=int, metavar="KBPS")
+    int24: bool = option(False, "--int24", help="write 24-bit integer samples", action="store_true")
+    float32: bool = option(False, "--float32", help="write 32-bit float samples (wav)", action="store_true")
+    clip_mode: str = option(
         "rescale",
         "--clip-mode",
         help="avoid clipping by rescaling all stems together, clamping, or not at all",
         choices=CLIP_MODES,
     )
-    overwrite: bool = _opt(False, "--overwrite", help="replace existing output files", action="store_true")
-    report: bool = _opt(
+    overwrite: bool = option(False, "--overwrite", help="replace existing output files", action="store_true")
+    report: bool = option(
         False,
         "--report",
         help="also write reference-free quality signals (<track>.quality.json next to the stems)",
@@ -152,7 +154,7 @@ class SeparationOptions:
         def bad(flag: str, why: str) -> None:
             raise OptionsError(f"--{flag}: {why}")
 
-        if self.task not in ("music", "karaoke", "speakers", "denoise", "extract"):
+        if self.task not in TASK_NAMES:
             bad("task", f"unknown task {self.task!r}")
         if self.speakers is not None and self.speakers not in (2, 3):
             bad("speakers", f"2 or 3, got {self.speakers}")

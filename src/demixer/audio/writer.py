@@ -63,6 +63,15 @@ def _umask() -> int:
 
 
 _SUBTYPES = {"int16": "PCM_16", "int24": "PCM_24", "float32": "FLOAT"}
+_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's SFC_SET_ADD_PEAK_CHUNK
+
+
+def _no_peak_chunk(f: sf.SoundFile) -> None:
+    """Leave out the PEAK chunk libsndfile adds to float WAV files: it holds the time of writing, so the same
+    audio written twice would differ in its bytes (and in its SHA-256, which provenance records compare)."""
+    from soundfile import _ffi, _snd
+
+    _snd.sf_command(f._file, _SET_ADD_PEAK_CHUNK, _ffi.NULL, 0)
 
 
 class AudioWriter:
@@ -102,6 +111,8 @@ class AudioWriter:
                     subtype=_SUBTYPES[fmt.encoding],
                     format=fmt.container.upper(),
                 )
+                if fmt.encoding == "float32":
+                    _no_peak_chunk(self._sf)
         except Exception as exc:
             self.tmp_path.unlink(missing_ok=True)
             raise AudioError(self.path, f"cannot write: {exc}") from None

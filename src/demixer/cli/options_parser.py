@@ -1,4 +1,5 @@
-"""Builds argparse flags from :class:`~demixer.options.SeparationOptions` (the one source of truth)."""
+"""Builds argparse flags from an options dataclass (:class:`~demixer.options.SeparationOptions`,
+:class:`~demixer.cleanup.options.CleanOptions`): the one source of truth for flags, API and form fields."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ from ..options import SeparationOptions
 log = logging.getLogger("demixer")
 
 
-def add_option_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """Add one flag per SeparationOptions field (defaults shown are the dataclass's)."""
-    defaults = SeparationOptions()
+OUTPUT_FIELDS = ("out", "filename", "flac", "mp3", "mp3_bitrate", "int24", "float32", "clip_mode", "overwrite")
+
+
+def add_option_flags(
+    parser: argparse.ArgumentParser, skip: tuple[str, ...] = (), cls: type = SeparationOptions
+) -> None:
+    """Add one flag per field of the options dataclass ``cls`` (defaults shown are the dataclass's)."""
+    defaults = cls()
     groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in dataclasses.fields(SeparationOptions):
+    for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         meta = dict(f.metadata)
@@ -24,11 +30,7 @@ def add_option_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         help_text = meta.pop("help")
         shortcuts = meta.pop("shortcuts", {})
         default = getattr(defaults, f.name)
-        group_name = (
-            "output"
-            if f.name in ("out", "filename", "flac", "mp3", "mp3_bitrate", "int24", "float32", "clip_mode", "overwrite")
-            else "separation"
-        )
+        group_name = meta.pop("group", "output" if f.name in OUTPUT_FIELDS else "separation")
         group = groups.setdefault(group_name, parser.add_argument_group(group_name))
         if meta.get("action") != "store_true" and default is not None:
             help_text += f" (default: {default})"

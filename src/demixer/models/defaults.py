@@ -36,6 +36,7 @@ TASK_PREFERENCES: dict[str, tuple[str, ...]] = {
     "denoise": ("demixer-denoise", "spectral-gate"),
     "speakers": ("demixer-2spk",),
     "extract": (),
+    "dialogue": ("demixer-dialogue",),
 }
 TASKS = tuple(TASK_PREFERENCES)
 

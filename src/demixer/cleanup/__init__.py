@@ -1,0 +1,6 @@
+"""Cleanup of spoken audio (``demixer clean``): dialogue separation, denoising, loudness and true-peak limiting."""
+
+from .chain import Cleaner, CleanResult
+from .options import CleanOptions
+
+__all__ = ["CleanOptions", "CleanResult", "Cleaner"]

@@ -1,0 +1,73 @@
+"""``demixer clean``: spoken audio in, cleaned speech (and what was removed) out."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from ..cleanup.options import CleanOptions
+from ..errors import DemixerError, one_line
+from ..files import check_output_folder
+from ..separation.naming import expand_inputs
+from .options_parser import add_option_flags
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "clean",
+        help="clean up spoken audio: dialogue separation, denoising, loudness and a true-peak limit",
+        description="Clean up speech recordings (podcasts, interviews): remove music and effects, then noise, "
+        "normalise the loudness (--lufs) and limit the true peak (--true-peak). Writes OUT/TRACK/speech.wav, "
+        "the removed parts under OUT/TRACK/removed/ and OUT/TRACK/report.json.",
+    )
+    p.add_argument("inputs", nargs="+", help="audio files, folders (searched recursively) or glob patterns")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_option_flags(p, cls=CleanOptions)
+    p.set_defaults(run=run)
+
+
+def options_from_args(args: argparse.Namespace) -> CleanOptions:
+    names = {f.name for f in dataclasses.fields(CleanOptions)}
+    given: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names}
+    return CleanOptions.from_mapping(given)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cleanup.chain import Cleaner
+    from ..provenance import ProvenanceRecorder
+
+    options = options_from_args(args)
+    inputs = expand_inputs(list(args.inputs))
+    if not inputs:
+        raise DemixerError(f"no audio files found in {' '.join(args.inputs)}")
+    check_output_folder(options.out)
+    recorder = ProvenanceRecorder("clean", options.as_dict()) if options.provenance else None
+    cleaner = Cleaner(options, progress=not args.no_progress and sys.stderr.isatty())
+    failed = 0
+    for path in inputs:
+        try:
+            if recorder is not None:
+                result = recorder.clean(cleaner, path)
+            else:
+                result = cleaner.clean_file(path)
+        except DemixerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        except Exception as exc:
+            print(f"error: {path}: {one_line(exc)}", file=sys.stderr)
+            failed += 1
+            continue
+        r = result.report
+        print(
+            f"{path}: cleaned speech {result.outputs['speech']} "
+            f"({r['loudness_out_lufs']} LUFS, true peak {r['true_peak_out_dbtp']} dBTP); report {result.report_path}"
+            + "".join(f"; {k} {v}" for k, v in result.extra_files.items()),
+            flush=True,
+        )
+        print(f"  {r['chain']}", flush=True)
+    if failed:
+        print(f"{failed} of {len(inputs)} input(s) failed", file=sys.stderr)
+    return 1 if failed else 0

@@ -564,3 +564,90 @@ def _job_peak_rss(server, path: Path, **fields) -> tuple[int, int]:
         time.sleep(0.05)
     assert state == "done", httpx.get(url).json()
     return peak, before
+
+
+def talk_clip(tmp_path: Path) -> Path:
+    """Real speech (VCTK) with a real song under it at -15 dB, 8 s, 44.1 kHz stereo."""
+    from demixer.audio import load_audio
+
+    speech_dir = shared("speech/vctk")
+    speech, _ = load_audio(speech_dir / sorted(os.listdir(speech_dir))[0], 44100, mono=True)
+    music, _ = load_audio(shared("mixtures_only/librosa_vibe_ace_kevin_macleod_20s.flac"), 44100)
+    n = 8 * 44100
+    voice = np.tile(speech, (2, 1 + n // speech.shape[1]))[:, :n]
+    path = tmp_path / "talk.flac"
+    sf.write(path, (0.3 * voice + 0.05 * music[:, :n]).T, 44100)
+    return path
+
+
+def test_clean_job_over_http(server_factory, tmp_path):
+    import pyloudnorm
+
+    server = server_factory()
+    clip = talk_clip(tmp_path)
+
+    def post(**fields):
+        with open(clip, "rb") as f:
+            return httpx.post(
+                f"{server.url}/clean", files={"file": (clip.name, f)}, data={k: str(v) for k, v in fields.items()}
+            )
+
+    bad = post(lufs=3)
+    assert bad.status_code == 422 and "--lufs" in bad.text
+    bad = post(denoiser="tiny-test")
+    assert bad.status_code == 422 and "test model" in bad.text
+    r = post(lufs=-18, keep_music=0.1)
+    assert r.status_code == 202, r.text
+    job = wait_done(server, r.json()["id"])
+    assert job["state"] == "done", job
+    assert job["model"] == "clean: demixer-dialogue + demixer-denoise"
+    assert job["stems"] == ["speech", "music", "effects", "noise"]
+    report = job["quality"]
+    assert report["loudness_out_lufs"] == pytest.approx(-18, abs=0.5) and report["chain"]
+    speech = httpx.get(f"{server.url}{job['urls']['stems']['speech']}")
+    y, sr = sf.read(io.BytesIO(speech.content))
+    assert pyloudnorm.Meter(sr).integrated_loudness(y) == pytest.approx(-18, abs=0.5)
+    assert httpx.get(f"{server.url}{job['urls']['images']['speech']['spectrogram']}").status_code == 200
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (`make test` installs it)")
+def test_page_offers_dialogue_and_cleanup(server_factory, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    server = server_factory()
+    clip = talk_clip(tmp_path)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url)
+            page.wait_for_selector("#model optgroup", state="attached")
+
+            page.check("input[name=task][value=dialogue]")
+            assert "demixer-dialogue" in page.inner_text("#model optgroup[label='for this task']")
+            page.set_input_files("#file", str(clip))
+            page.click("#submit")
+            page.wait_for_function("window.demixer.ready === true", timeout=120_000)
+            stems = page.eval_on_selector_all("#stems .stem", "rows => rows.map(r => r.dataset.stem)")
+            assert stems == ["speech", "music", "effects"]
+
+            page.evaluate("window.demixer.ready = false")
+            page.check("input[name=task][value=clean]")
+            assert page.is_visible("#clean-options") and page.inner_text("#submit") == "Clean up"
+            page.fill("#lufs", "-20")
+            page.click("#submit")
+            page.wait_for_function(
+                "window.demixer.ready === true && document.getElementById('job-title').textContent.includes('clean')",
+                timeout=120_000,
+            )
+            stems = page.eval_on_selector_all("#stems .stem", "rows => rows.map(r => r.dataset.stem)")
+            assert stems == ["speech", "music", "effects", "noise"]
+            quality = page.inner_text("#quality")
+            assert "LUFS out" in quality and "dereverb" in quality and "not offered" in quality
+            assert "-20" in quality
+            assert "separated from music and effects" in page.inner_text("#quality-note")
+            assert errors == []
+        finally:
+            browser.close()

@@ -143,6 +143,13 @@ class SeparationOptions:
         help="also write reference-free quality signals (<track>.quality.json next to the stems)",
         action="store_true",
     )
+    provenance: bool = option(
+        False,
+        "--provenance",
+        help="also write <track>.provenance.json/.html: hashes, versions, options and models, so a second "
+        "examiner can re-run and check the work (demixer verify)",
+        action="store_true",
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -215,6 +222,10 @@ class SeparationOptions:
         if unknown:
             raise OptionsError(f"unknown option(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every option, defaults included (what a provenance record keeps)."""
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> SeparationOptions:

@@ -46,6 +46,8 @@ log = logging.getLogger("demixer")
 BLOCK = 1 << 16
 LOUDNESS_TOLERANCE_LU = 0.2  # the gain is corrected until the output is this close to the target
 MAX_PASSES = 4
+#: each stage's share of a file's progress (start, span)
+PROGRESS = {"dialogue": (0.0, 0.5), "denoise": (0.5, 0.3), "loudness": (0.8, 0.2), "done": (1.0, 0.0)}
 DNSMOS_MAX_SECONDS = 1200.0  # DNSMOS reads the whole recording into memory: longer ones are not scored
 Callback = Callable[[dict[str, Any]], None]
 
@@ -131,7 +133,9 @@ class Cleaner:
         self.callback = callback
         work_format: dict[str, Any] = dict(float32=True, clip_mode="none", overwrite=True, device=o.device)
         self.dialogue = (
-            Separator(o.dialogue_model, task="dialogue", progress=progress, **work_format)
+            Separator(
+                o.dialogue_model, task="dialogue", progress=progress, callback=self._forward("dialogue"), **work_format
+            )
             if o.runs("dialogue")
             else None
         )
@@ -141,7 +145,14 @@ class Cleaner:
                 "not speech, music and effects"
             )
         self.denoiser = (
-            Separator(o.denoiser, task="denoise", atten_lim=o.atten_lim, progress=progress, **work_format)
+            Separator(
+                o.denoiser,
+                task="denoise",
+                atten_lim=o.atten_lim,
+                progress=progress,
+                callback=self._forward("denoise"),
+                **work_format,
+            )
             if o.runs("denoise")
             else None
         )
@@ -159,7 +170,12 @@ class Cleaner:
 
     def _say(self, path: Path, stage: str, fraction: float) -> None:
         if self.callback is not None:
-            self.callback({"file": path.name, "stage": stage, "progress": fraction})
+            lo, span = PROGRESS[stage]
+            self.callback({"file": path.name, "stage": stage, "progress": lo + span * fraction})
+
+    def _forward(self, stage: str) -> Callback:
+        """A separator's progress, reported as this stage's share of the file's."""
+        return lambda info: self._say(Path(info["file"]), stage, info["progress"])
 
     def output_paths(self, path: Path) -> dict[str, Path]:
         folder = Path(self.options.out) / track_name(path)

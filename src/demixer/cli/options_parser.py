@@ -13,7 +13,19 @@ from ..options import SeparationOptions
 log = logging.getLogger("demixer")
 
 
-OUTPUT_FIELDS = ("out", "filename", "flac", "mp3", "mp3_bitrate", "int24", "float32", "clip_mode", "overwrite")
+OUTPUT_FIELDS = (
+    "out",
+    "filename",
+    "flac",
+    "mp3",
+    "mp3_bitrate",
+    "int24",
+    "float32",
+    "clip_mode",
+    "overwrite",
+    "report",
+    "provenance",
+)
 
 
 def add_option_flags(

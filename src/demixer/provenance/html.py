@@ -79,7 +79,7 @@ def render_html(record: dict[str, Any]) -> str:
         "<h2>Determinism</h2>",
         _table(sorted(record["determinism"].items())),
         "<h2>Quality signals</h2>",
-        _table(sorted(record["quality"].items())),
+        _table(sorted(record["quality"].items())) if record["quality"] else "<p>Not computed (--report).</p>",
         "<p>Check this record and re-run the work with <code>demixer verify provenance.json</code>.</p>",
         "</body></html>",
     ]

@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..audio.io import probe
@@ -168,7 +169,7 @@ def model_record(stage: str, name: str) -> dict[str, Any]:
 
 
 class ProvenanceRecorder:
-    """Wraps one piece of work and writes its record beside the outputs.
+    """Runs one piece of work (``clean`` or ``separate``) and writes its record beside the outputs.
 
     Args:
         command: ``clean`` or ``separate`` (what :mod:`~demixer.provenance.verify` re-runs).
@@ -185,7 +186,7 @@ class ProvenanceRecorder:
         outputs: dict[str, Path],
         models: dict[str, str],
         started: str,
-        quality: dict[str, Any],
+        quality: dict[str, Any] | None,
         chain: str,
         notes: list[str],
         device: str,
@@ -211,49 +212,88 @@ class ProvenanceRecorder:
         record["seal"] = seal_of(record)
         return record
 
-    def write(self, record: dict[str, Any], folder: Path) -> dict[str, Path]:
+    def write(self, record: dict[str, Any], folder: Path, stem: str = "provenance") -> dict[str, Path]:
+        """``STEM.json`` and ``STEM.html`` in ``folder``; returns their paths."""
         from .html import render_html
 
-        paths = {"provenance": folder / "provenance.json", "provenance_html": folder / "provenance.html"}
+        paths = {"provenance": folder / f"{stem}.json", "provenance_html": folder / f"{stem}.html"}
         write_text_atomic(paths["provenance"], json.dumps(record, indent=1, ensure_ascii=False))
         write_text_atomic(paths["provenance_html"], render_html(record))
         return paths
 
     def clean(self, cleaner: Any, path: Path) -> Any:
-        """Run ``cleaner.clean_file(path)`` under the recorder; returns its result with the record's paths."""
-        started = now_utc()
-        settings = determinism()
+        """``cleaner.clean_file(path)`` on record; returns its result with the record's paths added."""
+        started, settings = now_utc(), determinism()
         result = cleaner.clean_file(path)
         report = result.report
-        notes = format_notes(report, result.outputs, cleaner)
-        outputs = dict(result.outputs)
-        outputs_report = {"report": result.report_path}
+        quality = {k: report[k] for k in ("loudness_in_lufs", "loudness_out_lufs", "true_peak_out_dbtp", "dnsmos")}
+        removed = [n for n in result.outputs if n != "speech"]
+        written = [f"the cleaned speech as 24-bit PCM ({result.outputs['speech'].suffix.lstrip('.')})"] + (
+            [f"the removed parts ({', '.join(removed)}) as 32-bit float WAV"] if removed else []
+        )
         record = self.record(
             Path(path),
-            {**outputs, **outputs_report},
+            {**result.outputs, "report": result.report_path},
             cleaner.model_keys,
             started,
-            {
-                "loudness_in_lufs": report["loudness_in_lufs"],
-                "loudness_out_lufs": report["loudness_out_lufs"],
-                "true_peak_out_dbtp": report["true_peak_out_dbtp"],
-                "dnsmos": report["dnsmos"],
-                "stages": report["stages"],
-            },
+            {**quality, "stages": report["stages"]},
             report["chain"],
-            notes,
+            format_notes(report["sample_rate"], report["channels"], cleaner.separators(), written),
             str(cleaner.device),
             settings,
         )
         result.extra_files.update(self.write(record, result.report_path.parent))
         return result
 
+    def separate(self, separator: Any, path: Path, outputs: dict[str, Path]) -> Any:
+        """``separator.separate_to_files(path, outputs)`` on record; the record is ``<track>.provenance.json``
+        beside the stems. Returns the result with ``provenance_paths`` set."""
+        from ..separation.naming import track_name
 
-def format_notes(report: dict[str, Any], outputs: dict[str, Path], cleaner: Any) -> list[str]:
+        started, settings = now_utc(), determinism()
+        result = separator.separate_to_files(path, outputs)
+        files = dict(result.outputs)
+        if result.quality_path is not None:
+            files["quality"] = result.quality_path
+        fmt = separator.options.output_format
+        chain = (
+            f"The input was separated with {separator.model_name} into {', '.join(result.outputs)}"
+            + (
+                f"; all stems were scaled by {20 * np.log10(result.gain):.2f} dB to avoid clipping"
+                if result.gain != 1
+                else ""
+            )
+            + (f"; {result.clipped_samples} samples were clamped to full scale" if result.clipped_samples else "")
+            + "."
+        )
+        record = self.record(
+            Path(path),
+            files,
+            {"separate": separator.options.name or separator.model_name},
+            started,
+            result.quality,
+            chain,
+            format_notes(
+                result.sample_rate,
+                result.channels,
+                {"separate": separator},
+                [
+                    f"the stems as {fmt.container} ({fmt.encoding}"
+                    + (f", {fmt.mp3_bitrate} kb/s)" if fmt.container == "mp3" else ")")
+                ],
+            ),
+            str(separator.device),
+            settings,
+        )
+        folder = next(iter(result.outputs.values())).parent
+        result.provenance_paths = self.write(record, folder, f"{track_name(path)}.provenance")
+        return result
+
+
+def format_notes(rate: int, channels: int, separators: dict[str, Any], written: list[str]) -> list[str]:
     """What happened to the audio's format, in plain words: decoding, resampling inside models, encodings."""
-    rate = report["sample_rate"]
-    notes = [f"The input was decoded to {report['channels']} channel(s) at {rate} Hz and was not modified."]
-    for stage, sep in cleaner.separators().items():
+    notes = [f"The input was decoded to {channels} channel(s) at {rate} Hz and was not modified."]
+    for stage, sep in separators.items():
         model_rate = sep.model.sample_rate
         if model_rate != rate:
             notes.append(
@@ -266,9 +306,5 @@ def format_notes(report: dict[str, Any], outputs: dict[str, Path], cleaner: Any)
                 )
                 + "."
             )
-    speech = outputs["speech"]
-    notes.append(f"The cleaned speech is written at {rate} Hz as 24-bit PCM ({speech.suffix.lstrip('.')}).")
-    removed = [n for n in outputs if n != "speech"]
-    if removed:
-        notes.append(f"The removed parts ({', '.join(removed)}) are 32-bit float WAV at {rate} Hz.")
+    notes += [f"Written at {rate} Hz: {w}." for w in written]
     return notes

@@ -25,7 +25,7 @@ from ..errors import DemixerError
 from ..files import sha256_of
 from .record import FORMAT, digest, environment, model_record, seal_of, section_digests
 
-NOT_REPRODUCED = ("report",)  # outputs that hold times and paths, so differ on every run by design
+NOT_REPRODUCED = ("report", "quality")  # outputs that hold times and paths, so differ on every run by design
 
 
 @dataclass
@@ -127,22 +127,41 @@ def _audio_difference(a: Path, b: Path) -> str:
     return f"largest sample difference {float(np.abs(x - y).max()):.3g}"
 
 
-def _rerun(record: dict[str, Any], input_path: Path, v: Verdict) -> None:
-    if record["command"] != "clean":
-        raise DemixerError(f"re-running a {record['command']!r} record is not supported (only clean)")
+def _rerun_clean(record: dict[str, Any], input_path: Path, out: Path) -> dict[str, Path]:
     from ..cleanup.chain import Cleaner
     from ..cleanup.options import CleanOptions
 
-    with tempfile.TemporaryDirectory(prefix="demixer-verify-") as tmp:
-        options = CleanOptions.from_mapping({**record["options"], "out": tmp, "overwrite": True, "provenance": False})
-        from .record import determinism
+    options = CleanOptions.from_mapping({**record["options"], "out": str(out), "overwrite": True, "provenance": False})
+    return Cleaner(options).clean_file(input_path).outputs
 
+
+def _rerun_separate(record: dict[str, Any], input_path: Path, out: Path) -> dict[str, Path]:
+    from ..options import SeparationOptions
+    from ..separation.separator import Separator
+
+    options = SeparationOptions.from_mapping(
+        {**record["options"], "out": str(out), "overwrite": True, "provenance": False, "jobs": 1}
+    )
+    separator = Separator(options=options)
+    ext = options.output_format.extension
+    return separator.separate_to_files(input_path, {s: out / f"{s}.{ext}" for s in separator.sources}).outputs
+
+
+RERUN = {"clean": _rerun_clean, "separate": _rerun_separate}
+
+
+def _rerun(record: dict[str, Any], input_path: Path, v: Verdict) -> None:
+    if record["command"] not in RERUN:
+        raise DemixerError(f"cannot re-run a {record['command']!r} record (known: {', '.join(RERUN)})")
+    from .record import determinism
+
+    with tempfile.TemporaryDirectory(prefix="demixer-verify-") as tmp:
         determinism()
-        result = Cleaner(options).clean_file(input_path)
+        outputs = RERUN[record["command"]](record, input_path, Path(tmp))
         for name, facts in record["outputs"].items():
             if name in NOT_REPRODUCED:
                 continue
-            new = result.outputs.get(name)
+            new = outputs.get(name)
             if new is None:
                 v.bad(f"re-run: output {name} was not produced again")
                 continue
@@ -153,7 +172,7 @@ def _rerun(record: dict[str, Any], input_path: Path, v: Verdict) -> None:
                 old = Path(facts["path"])
                 how = _audio_difference(old, new) if old.is_file() else "the recorded file is gone"
                 v.bad(f"re-run: output {name} differs from the record ({how})")
-        extra = sorted(set(result.outputs) - set(record["outputs"]))
+        extra = sorted(set(outputs) - set(record["outputs"]))
         if extra:
             v.bad(f"re-run: produced outputs the record does not have: {', '.join(extra)}")
 

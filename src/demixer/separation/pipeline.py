@@ -66,6 +66,7 @@ class FileResult:
     clipped_samples: int = 0  # samples clamped by --clip-mode clamp
     quality: dict | None = None  # reference-free quality signals, with --report
     quality_path: Path | None = None
+    provenance_paths: dict[str, Path] | None = None  # with --provenance: the record and its HTML rendering
 
     @property
     def rtf(self) -> float:

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..audio.io import iter_blocks, probe
+from ..cleanup.options import CleanOptions
 from ..errors import AudioError, DemixerError, ModelNotFoundError, OptionsError
 from ..models.defaults import check_speaker_count
 from ..models.registry import default_model_for, describe_models, list_models
@@ -26,7 +27,7 @@ from ..options import SeparationOptions
 from ..pretrained import manifest_entry, status
 from ..separation.stems import StemPlan
 from ..version import __version__
-from .forms import Accepted, JobForm, JobView, download_stem, safe_filename
+from .forms import CLEAN_FORM_FIELDS, Accepted, CleanForm, JobForm, JobView, download_stem, safe_filename
 from .jobs import JobRunner, QueueFull
 from .metrics import ServiceMetrics
 from .settings import ServerSettings, job_memory_mb, longest_job_seconds
@@ -93,6 +94,15 @@ class BodyLimit:
         await self.app(scope, counted_receive, guarded_send)
         if state["over"] and not state["started"]:
             await self._reply_413(send)
+
+
+#: what an upload endpoint may answer besides 202
+UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "upload too large or too long"},
+    415: {"description": "not audio"},
+    422: {"description": "bad options"},
+    429: {"description": "queue full (see Retry-After)"},
+}
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -203,6 +213,29 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         """Prometheus exposition: jobs by state, queue length, job durations, real-time factors."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def check_room() -> None:
+        """Refuse a new upload at once (429) when the queue is full."""
+        try:
+            runner.check_room()
+        except QueueFull as exc:
+            metrics.rejected.labels("queue_full").inc()
+            raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+
+    def servable(name: str) -> None:
+        """Raise :class:`ModelNotFoundError` unless this server can run the model ``name``."""
+        if name in test_models:
+            raise ModelNotFoundError(f"{name} is a test model with random weights; this service does not run it")
+        if name not in registered and not _cached_published(name):
+            raise ModelNotFoundError(
+                f"unknown model {name!r} (GET /models lists them)"
+                + (
+                    "; it is a published model not downloaded on this server (the operator can run "
+                    f"`demixer models download {name}`)"
+                    if manifest_entry(name)
+                    else ""
+                )
+            )
+
     # -- jobs -------------------------------------------------------------------------------------
     @app.post(
         "/jobs",
@@ -210,20 +243,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         response_model=Accepted,
         tags=["jobs"],
         dependencies=auth,
-        responses={
-            413: {"description": "upload too large or too long"},
-            415: {"description": "not audio"},
-            422: {"description": "bad options"},
-            429: {"description": "queue full (see Retry-After)"},
-        },
+        responses=UPLOAD_RESPONSES,
     )
     def create_job(response: Response, form: Annotated[JobForm, Form()]) -> Accepted:  # type: ignore[valid-type]
         """Upload a recording and queue its separation. Returns the job id at once (202)."""
-        try:
-            runner.check_room()
-        except QueueFull as exc:
-            metrics.rejected.labels("queue_full").inc()
-            raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+        check_room()
         submitted: Any = form  # JobForm is built at import time from SeparationOptions: mypy cannot see its fields
         file: UploadFile = submitted.file
         values = submitted.model_dump(exclude={"file"})
@@ -232,20 +256,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             limits = opts.over_limits()
             if limits:
                 raise OptionsError("; ".join(limits))
-            if opts.name in test_models:
-                raise ModelNotFoundError(
-                    f"{opts.name} is a test model with random weights; this service does not run it"
-                )
-            if opts.name is not None and opts.name not in registered and not _cached_published(opts.name):
-                raise ModelNotFoundError(
-                    f"unknown model {opts.name!r} (GET /models lists them)"
-                    + (
-                        "; it is a published model not downloaded on this server (the operator can run "
-                        f"`demixer models download {opts.name}`)"
-                        if manifest_entry(opts.name)
-                        else ""
-                    )
-                )
+            if opts.name is not None:
+                servable(opts.name)
             model_name = opts.name or default_model_for(opts.task, opts.two_stems, opts.speakers)
             model = runner.models.get(model_name)
             check_speaker_count(model_name, tuple(model.sources), opts.speakers)
@@ -258,6 +270,49 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         except (OptionsError, ModelNotFoundError) as exc:
             metrics.rejected.labels("options").inc()
             raise HTTPException(422, str(exc)) from None
+        values["stems"] = opts.stems
+        return queue(response, file, values, model_name, opts, len(plan.outputs))
+
+    @app.post(
+        "/clean",
+        status_code=202,
+        response_model=Accepted,
+        tags=["jobs"],
+        dependencies=auth,
+        responses=UPLOAD_RESPONSES,
+    )
+    def create_clean_job(response: Response, form: Annotated[CleanForm, Form()]) -> Accepted:  # type: ignore[valid-type]
+        """Upload spoken audio and queue its cleanup (``demixer clean``: dialogue separation, denoising,
+        loudness, true-peak limit). The job's stems are ``speech`` (cleaned) and the removed parts."""
+        check_room()
+        submitted: Any = form
+        file: UploadFile = submitted.file
+        values = submitted.model_dump(exclude={"file"})
+        try:
+            opts = CleanOptions.from_mapping({**values, "skip": values["skip"] or []})
+            names = []
+            if opts.runs("dialogue"):
+                names.append(opts.dialogue_model or default_model_for("dialogue"))
+            if opts.runs("denoise"):
+                names.append(opts.denoiser)
+            for name in names:
+                servable(name)
+        except (OptionsError, ModelNotFoundError) as exc:
+            metrics.rejected.labels("options").inc()
+            raise HTTPException(422, str(exc)) from None
+        values = {"kind": "clean", **{k: v for k, v in opts.as_dict().items() if k in CLEAN_FORM_FIELDS}}
+        model = "clean: " + (" + ".join(names) if names else "loudness only")
+        return queue(response, file, values, model, SeparationOptions(), 4)
+
+    def queue(
+        response: Response,
+        file: UploadFile,
+        values: dict[str, Any],
+        model_name: str,
+        opts: SeparationOptions,
+        stems: int,
+    ) -> Accepted:
+        """Save the upload, check it is audio that fits, and queue its job (202), or refuse it."""
         filename = safe_filename(file.filename)
         job_id, folder = runner.new_job_dir()
         try:
@@ -265,8 +320,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             file.file.seek(0)
             with open(target, "wb") as out:
                 shutil.copyfileobj(file.file, out, 1024 * 1024)
-            info = _check_audio(target, filename, opts, settings, len(plan.outputs))
-            values["stems"] = opts.stems
+            info = _check_audio(target, filename, opts, settings, stems)
             job = Job(
                 id=job_id,
                 state="queued",

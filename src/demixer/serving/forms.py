@@ -12,7 +12,8 @@ from typing import Any, Literal
 from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ..options import SeparationOptions
+from ..cleanup.options import CleanOptions
+from ..options import TASK_NAMES, SeparationOptions
 from ..separation.naming import track_name
 from .store import Job
 
@@ -53,7 +54,7 @@ def _form_model() -> type[BaseModel]:
         if f.name == "stems":
             kind = str | None  # comma-separated in a form
         elif f.name == "task":
-            kind = Literal["music", "karaoke", "speakers", "denoise", "extract"]
+            kind = Literal[TASK_NAMES]
         elif f.name == "clip_mode":
             kind = Literal["rescale", "clamp", "none"]
         elif f.name == "speed":
@@ -65,6 +66,35 @@ def _form_model() -> type[BaseModel]:
 
 JobForm = _form_model()
 JobForm.__doc__ = "Separation options of a job: the CLI's long flags with `_` for `-` (server-side fields excluded)."
+
+
+#: CleanOptions fields a client may set (``POST /clean``); outputs, devices and provenance stay server-side.
+CLEAN_FORM_FIELDS = (
+    "dialogue_model",
+    "denoiser",
+    "skip",
+    "presence_db",
+    "keep_music",
+    "atten_lim",
+    "lufs",
+    "true_peak",
+)
+
+
+def _clean_form_model() -> type[BaseModel]:
+    hints = typing.get_type_hints(CleanOptions)
+    defaults = CleanOptions()
+    fields: dict[str, Any] = {"file": (UploadFile, Field(description="the recording (any format FFmpeg decodes)"))}
+    for f in dataclasses.fields(CleanOptions):
+        if f.name in CLEAN_FORM_FIELDS:
+            kind = str | None if f.name == "skip" else hints[f.name]  # skip: comma-separated in a form
+            default = None if f.name == "skip" else getattr(defaults, f.name)
+            fields[f.name] = (kind, Field(default, description=f.metadata["help"]))
+    return create_model("CleanForm", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+CleanForm = _clean_form_model()
+CleanForm.__doc__ = "Cleanup options of a job: `demixer clean`'s long flags with `_` for `-`."
 
 
 class JobView(BaseModel):

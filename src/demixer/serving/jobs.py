@@ -15,6 +15,7 @@ import time
 import uuid
 import zipfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,19 @@ from .settings import ServerSettings
 from .store import Job, JobStore
 
 log = logging.getLogger("demixer.serve")
+
+
+@dataclass
+class _Done:
+    """What a job's work produced, as the bookkeeping needs it."""
+
+    outputs: dict[str, Path]
+    duration: float
+    seconds: float
+
+    @property
+    def rtf(self) -> float:
+        return self.seconds / self.duration if self.duration else float("nan")
 
 
 class QueueFull(Exception):
@@ -189,8 +203,6 @@ class JobRunner:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        from ..separation import Separator
-
         folder = self.job_dir(job.id)
         queued_s = (job.started or time.time()) - job.created
         self.metrics.queue_seconds.observe(max(0.0, queued_s))
@@ -208,16 +220,8 @@ class JobRunner:
 
         t0 = time.time()
         try:
-            options = SeparationOptions.from_mapping({**job.options, "overwrite": True, "report": False})
-            model = self.models.get(job.model, options.speed)
-            separator = Separator(model=model, options=options.replace(name=job.model), callback=on_progress)
-            ext = options.output_format.extension
-            outputs = {s: folder / "stems" / f"{s}.{ext}" for s in separator.sources}
-            result = separator.separate_to_files(folder / "input", outputs)
-            on_progress({"stage": "analysing", "progress": 0.97})  # quality signals and images, block by block
-            quality = separator.analyse(
-                folder / "input", result.outputs, quality=job.options.get("report", True), images=folder / "images"
-            )
+            work = self._clean if job.options.get("kind") == "clean" else self._separate
+            result, ext, quality = work(job, folder, on_progress)
             finished = time.time()
             timings = {
                 "queued_s": round(queued_s, 3),
@@ -268,6 +272,45 @@ class JobRunner:
             )
             self.metrics.job_seconds.labels("failed").observe(time.time() - t0)
             shutil.rmtree(folder / "stems", ignore_errors=True)
+
+    def _separate(self, job: Job, folder: Path, on_progress: Any) -> tuple[Any, str, dict[str, Any] | None]:
+        """A separation job: stems, then quality signals and images. Returns ``(result, extension, quality)``."""
+        from ..separation import Separator
+
+        options = SeparationOptions.from_mapping({**job.options, "overwrite": True, "report": False})
+        model = self.models.get(job.model, options.speed)
+        separator = Separator(model=model, options=options.replace(name=job.model), callback=on_progress)
+        ext = options.output_format.extension
+        outputs = {s: folder / "stems" / f"{s}.{ext}" for s in separator.sources}
+        result = separator.separate_to_files(folder / "input", outputs)
+        on_progress({"stage": "analysing", "progress": 0.97})  # quality signals and images, block by block
+        quality = separator.analyse(
+            folder / "input", result.outputs, quality=job.options.get("report", True), images=folder / "images"
+        )
+        return result, ext, quality
+
+    def _clean(self, job: Job, folder: Path, on_progress: Any) -> tuple[Any, str, dict[str, Any] | None]:
+        """A cleanup job (``demixer clean``): the cleaned speech and the removed parts are its stems, the
+        cleanup report its quality. Returns ``(result, extension, quality)``."""
+        from ..cleanup import Cleaner, CleanOptions
+        from ..evaluation.analysis import analyse_separation
+
+        values = {k: v for k, v in job.options.items() if k != "kind"}
+        options = CleanOptions.from_mapping({**values, "out": str(folder / "clean"), "overwrite": True})
+        cleaner = Cleaner(options, callback=on_progress)
+        cleaned = cleaner.clean_file(folder / "input")
+        stems = folder / "stems"
+        stems.mkdir(exist_ok=True)
+        outputs = {}
+        for name, path in cleaned.outputs.items():
+            outputs[name] = stems / f"{name}.wav"
+            path.replace(outputs[name])
+        shutil.rmtree(folder / "clean", ignore_errors=True)
+        on_progress({"stage": "analysing", "progress": 0.97})
+        analyse_separation(folder / "input", outputs, quality=False, images=folder / "images")
+        report = cleaned.report
+        audio_s = report["duration_s"]
+        return _Done(outputs, audio_s, cleaned.seconds), "wav", report
 
     # -- results --------------------------------------------------------------------------------
     def archive(self, job: Job, download_name: str) -> Path:

@@ -3,6 +3,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { file: null, models: [], job: null, poll: null, mixer: null, objectUrls: [] };
+const QUALITY_NOTE = document.getElementById("quality-note").textContent;
 
 function apiKey() { return localStorage.getItem("demixer-api-key") || ""; }
 function headers() { const k = apiKey(); return k ? { "X-API-Key": k } : {}; }
@@ -42,6 +43,14 @@ async function loadInfo() {
   refreshJobs();
 }
 function task() { return document.querySelector("input[name=task]:checked").value; }
+function taskChanged() {
+  const clean = task() === "clean";
+  $("clean-options").hidden = !clean;
+  $("model").disabled = clean;  // the cleanup chain picks its own models
+  $("format").disabled = clean;
+  $("submit").textContent = clean ? "Clean up" : "Separate";
+  fillModels();
+}
 function fillModels() {
   const select = $("model");
   select.length = 1;
@@ -73,13 +82,20 @@ function submit() {
   if (!state.file) return;
   const form = new FormData();
   form.append("file", state.file, state.file.name);
-  form.append("task", task());
-  if ($("model").value) form.append("name", $("model").value);
-  if ($("fast").checked) form.append("speed", "fast");
-  if ($("format").value === "flac") form.append("flac", "true");
-  if ($("format").value === "mp3") form.append("mp3", "true");
+  const clean = task() === "clean";
+  if (clean) {
+    form.append("lufs", $("lufs").value);
+    form.append("true_peak", $("true-peak").value);
+    form.append("keep_music", $("keep-music").value);
+  } else {
+    form.append("task", task());
+    if ($("model").value) form.append("name", $("model").value);
+    if ($("fast").checked) form.append("speed", "fast");
+    if ($("format").value === "flac") form.append("flac", "true");
+    if ($("format").value === "mp3") form.append("mp3", "true");
+  }
   const xhr = new XMLHttpRequest();  // XHR: upload progress events
-  xhr.open("POST", "/jobs");
+  xhr.open("POST", clean ? "/clean" : "/jobs");
   for (const [k, v] of Object.entries(headers())) xhr.setRequestHeader(k, v);
   xhr.upload.onprogress = (e) => { if (e.lengthComputable) $("upload-bar").value = e.loaded / e.total; };
   xhr.onloadend = () => {
@@ -206,10 +222,31 @@ async function download(path, name) {
   a.click();
   a.remove();
 }
+function showCleanReport(table, r) {
+  $("quality-note").textContent = r.chain;
+  const mos = (m) => (m && m.ovrl !== undefined ? `SIG ${m.sig.toFixed(2)} · BAK ${m.bak.toFixed(2)} · OVRL ${m.ovrl.toFixed(2)}` : (m && m.unavailable) || "–");
+  const rows = [
+    ["loudness", `${r.loudness_in_lufs ?? "–"} LUFS in → ${r.loudness_out_lufs ?? "–"} LUFS out`],
+    ["true peak", `${r.true_peak_out_dbtp ?? "–"} dBTP`],
+    ["DNSMOS input", mos(r.dnsmos.input)],
+    ["DNSMOS cleaned", mos(r.dnsmos.cleaned)],
+  ];
+  for (const [stage, v] of Object.entries(r.stages)) {
+    if (stage === "passes") continue;
+    rows.push([stage, v.applied ? `${v.model || "applied"}${v.level_db ? ` (music ${v.level_db.music} dB, effects ${v.level_db.effects} dB)` : ""}` : `not applied: ${v.why}`]);
+  }
+  for (const [k, v] of rows) {
+    const tr = table.insertRow();
+    tr.insertCell().textContent = k;
+    tr.insertCell().textContent = v;
+  }
+}
 function showQuality(q) {
   const table = $("quality");
   table.replaceChildren();
   if (!q) { table.innerHTML = "<tr><td>not computed for this job</td></tr>"; return; }
+  if (q.chain) { showCleanReport(table, q); return; }
+  $("quality-note").textContent = QUALITY_NOTE;
   const cols = ["energy_db", "leakage", "artifacts", "profile", "silence_ratio", "clipped"];
   const head = table.insertRow();
   for (const c of ["stem", ...cols]) { const th = document.createElement("th"); th.textContent = c; head.appendChild(th); }
@@ -293,7 +330,7 @@ drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
 drop.ondragleave = () => drop.classList.remove("over");
 drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); choose(e.dataTransfer.files[0]); };
 $("submit").onclick = submit;
-document.querySelectorAll("input[name=task]").forEach((r) => { r.onchange = fillModels; });
+document.querySelectorAll("input[name=task]").forEach((r) => { r.onchange = taskChanged; });
 $("api-key").onchange = () => { localStorage.setItem("demixer-api-key", $("api-key").value); loadInfo(); };
 $("play").onclick = () => {
   if (!state.mixer) return;

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from demixer.provenance.record import digest, section_digests, seal_of
+from demixer.provenance.record import digest, seal_of, section_digests
 from demixer.provenance.verify import Verdict, _check_seal
 
 from .conftest import run_cli, shared

@@ -9,6 +9,7 @@ whole array. True peak is measured on the signal oversampled 4 times (BS.1770-4 
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import minimum_filter1d
 from scipy.signal import lfilter, resample_poly
 
 OVERSAMPLING = 4
@@ -166,7 +167,7 @@ class TruePeakLimiter:
             return self.pending[:, :0].astype(np.float32)
         peaks = sample_peaks(np.concatenate([self.past, self.pending], axis=1))  # [pending - CONTEXT]
         needed = np.minimum(1.0, self.ceiling / np.maximum(peaks, 1e-12))
-        hold = np.lib.stride_tricks.sliding_window_view(needed, self.look)[:ready].min(axis=1)
+        hold = minimum_filter1d(needed, self.look, origin=-(self.look // 2))[:ready]  # min over the next `look`
         released = self._release(hold)
         smooth = np.concatenate([self.recent, released])
         cums = np.concatenate([[0.0], np.cumsum(smooth)])

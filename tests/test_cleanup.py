@@ -97,8 +97,8 @@ def test_clean_options_name_the_bad_flag():
 def talk(tmp_path_factory) -> Path:
     """Real speech with a real song under it, stereo 44.1 kHz, 12 s: a podcast intro."""
     folder = tmp_path_factory.mktemp("talk")
-    speech, _ = load_audio(shared("speech/vctk/") / sorted(shared("speech/vctk").iterdir())[0].name, 44100, mono=True)
-    music, _ = load_audio(shared("mixtures_only/librosa_vibe_ace_kevin_macleod_20s.flac"), 44100)
+    speech, _ = load_audio(sorted(shared("speech/vctk").iterdir())[0], sample_rate=44100, mono=True)
+    music, _ = load_audio(shared("mixtures_only/librosa_vibe_ace_kevin_macleod_20s.flac"), sample_rate=44100)
     n = 12 * 44100
     voice = np.tile(speech, (2, 1 + n // speech.shape[1]))[:, :n]
     mix = 0.3 * voice + 0.05 * music[:, :n]

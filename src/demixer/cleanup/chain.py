@@ -14,7 +14,8 @@ Stages (each skippable with ``skip``; settings in :class:`~demixer.cleanup.optio
 
 Every pass reads and writes files block by block, so memory stays flat in the recording's length. The outputs
 (``OUT/TRACK/speech.wav``, the removed parts under ``removed/`` as 32-bit float WAV at the same gain, so that
-``speech + removed`` is the input at that gain, before the limiter, and ``report.json``) appear together or
+``speech + removed`` is the input at that gain, before the limiter, and ``report.json``; ``effects`` is all the
+dialogue stage took out besides music, the model's effects and what none of its masks claimed) appear together or
 not at all; the input is only read.
 """
 
@@ -82,6 +83,13 @@ def _mixed(parts: list[tuple[Path, float]]) -> Iterator[np.ndarray]:
     streams = [(_blocks(p), g) for p, g in parts if g]
     for blocks in zip(*(s for s, _ in streams)):
         yield sum(g * b for b, (_, g) in zip(blocks, streams)).astype(np.float32)
+
+
+def _write(path: Path, blocks: Iterator[np.ndarray], rate: int, channels: int) -> None:
+    """Blocks into a float32 work file."""
+    with sf.SoundFile(str(path), "w", samplerate=rate, channels=channels, subtype="FLOAT") as f:
+        for b in blocks:
+            f.write(b.T)
 
 
 def _loudness(blocks: Iterator[np.ndarray], rate: int, channels: int) -> float:
@@ -246,7 +254,11 @@ class Cleaner:
             if any(present.values()):
                 speech = parts["speech"]
                 removed["music"] = (parts["music"], 1.0 - o.keep_music)
-                removed["effects"] = (parts["effects"], 1.0)
+                # everything else the stage took out: the model's effects and what no mask claimed, so that
+                # speech + music + effects is the input exactly
+                rest = work / "dialogue-rest.wav"
+                _write(rest, _mixed([(path, 1.0), (speech, -1.0), (parts["music"], -1.0)]), rate, channels)
+                removed["effects"] = (rest, 1.0)
                 entry["applied"] = True
             else:
                 entry["applied"] = False

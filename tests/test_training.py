@@ -423,6 +423,51 @@ def test_denoiser_trains_on_noisy_clean_pairs(tmp_path):
     assert_learned(tmp_path / "dn", "si_sdr_speech", min_gain=0.15)  # seen: 7.26 -> 7.53 dB in 4 epochs
 
 
+def test_dialogue_separation_trains_on_speech_music_and_effects(tmp_path):
+    music = shared("music/train")
+    cfg = load_config(
+        data={
+            "model": {
+                "architecture": "unet",
+                "config": {
+                    "sources": ["speech", "music", "effects"],
+                    "sample_rate": 16000,
+                    "audio_channels": 1,
+                    "n_fft": 512,
+                    "hop_length": 128,
+                    "max_bin": 256,
+                    "channels": 4,
+                    "depth": 2,
+                },
+            },
+            "data": {
+                "kind": "dialogue",
+                "train": [str(shared("speech/librispeech"))],
+                "valid": [str(shared("speech/cmu_arctic"))],
+                "music": [str(music / "hydrogen")],
+                "valid_music": [str(music / "caesium")],
+                "effects": [str(shared("noise/speech_commands_background"))],
+                "valid_effects": [str(shared("noise/sms_tools"))],
+                "segment": 1.0,
+                "items_per_epoch": 16,
+                "valid_items": 8,
+                "batch_size": 4,
+            },
+            "optim": {"lr": 0.01},
+            "schedule": {"epochs": 4, "warmup_steps": 0},
+            "train": {"out": str(tmp_path / "dlg"), "progress": False, "tensorboard": False},
+        }
+    )
+    r = train(cfg)
+    assert r.finished and {"sdr_speech", "sdr_music", "sdr_effects"} <= set(r.valid)
+    assert_learned(tmp_path / "dlg", "sdr", min_gain=0.2)
+    from demixer.training.datasets import build_datasets
+
+    cfg.data.valid_music = []
+    with pytest.raises(ConfigError, match="data.valid_music"):
+        build_datasets(cfg.data, build_model(cfg.model.architecture, cfg.model.config))
+
+
 def test_unet_shapes_and_gradients():
     m = build_model(
         "unet",

@@ -65,3 +65,24 @@ def test_separate_provenance_round_trips_and_a_moved_input_can_be_named(tmp_path
     assert r.returncode == 1 and "is missing" in r.stdout
     r = run_cli("verify", str(record_path), "--input", str(moved))
     assert r.returncode == 0, r.stdout
+
+
+def test_the_python_api_writes_records_too(tmp_path):
+    import soundfile as sf
+
+    import demixer
+
+    from .conftest import tone
+
+    path = tmp_path / "tone.wav"
+    sf.write(path, tone(3.0, 16000, 1).T, 16000)
+    result = demixer.Separator("hpss", out=str(tmp_path / "sep"), provenance=True).separate_to_files(path)
+    record = json.loads(result.provenance_paths["provenance"].read_text())
+    assert record["command"] == "separate" and record["models"][0]["kind"] == "training-free"
+    assert set(record["outputs"]) == {"drums", "other"}
+    cleaned = demixer.clean(path, out=str(tmp_path / "clean"), skip=["dialogue", "denoise"], provenance=True)
+    record = json.loads(cleaned.extra_files["provenance"].read_text())
+    assert (
+        record["command"] == "clean" and record["models"] == [] and record["options"]["skip"] == ["dialogue", "denoise"]
+    )
+    assert demixer.verify_record(cleaned.extra_files["provenance"]).ok

@@ -1,6 +1,6 @@
 """Cleanup of spoken audio (``demixer clean``): dialogue separation, denoising, loudness and true-peak limiting."""
 
-from .chain import Cleaner, CleanResult
+from .chain import Cleaner, CleanResult, clean
 from .options import CleanOptions
 
-__all__ = ["CleanOptions", "CleanResult", "Cleaner"]
+__all__ = ["CleanOptions", "CleanResult", "Cleaner", "clean"]

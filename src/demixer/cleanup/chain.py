@@ -208,8 +208,8 @@ class Cleaner:
         }
 
     def clean_file(self, path: str | Path) -> CleanResult:
-        """Clean one file (see the module docstring). Raises :class:`OutputExistsError` before any work when
-        an output exists and ``overwrite`` is off."""
+        """Clean one file (see the module docstring), with a provenance record when ``provenance`` is on.
+        Raises :class:`OutputExistsError` before any work when an output exists and ``overwrite`` is off."""
         t0 = time.perf_counter()
         path = Path(path)
         o = self.options
@@ -221,11 +221,17 @@ class Cleaner:
                 raise OutputExistsError(f"{path}: output exists: {existing[0]} (use --overwrite to replace it)")
         folder = targets["report"].parent
         folder.mkdir(parents=True, exist_ok=True)
+        if o.provenance:
+            from ..provenance.record import ProvenanceRecorder, begin
+
+            started, settings = begin()
         work = Path(tempfile.mkdtemp(prefix=".demixer-clean-", dir=folder))
         try:
             result = self._clean(path, info, targets, work, t0)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        if o.provenance:
+            ProvenanceRecorder("clean", o.as_dict()).record_clean(self, path, result, started, settings)
         return result
 
     def _clean(self, path: Path, info: Any, targets: dict[str, Path], work: Path, t0: float) -> CleanResult:
@@ -385,6 +391,11 @@ class Cleaner:
             if limiter:
                 put(limiter.flush())
         return loud.integrated(), peak.dbtp(), limiter.min_gain if limiter else 1.0
+
+
+def clean(path: str | Path, **options: Any) -> CleanResult:
+    """One-call cleanup of a file (``options``: :class:`CleanOptions` fields), streamed to ``OUT/TRACK/``."""
+    return Cleaner(**options).clean_file(path)
 
 
 def _round(x: float) -> float | None:

@@ -36,22 +36,17 @@ def options_from_args(args: argparse.Namespace) -> CleanOptions:
 
 def run(args: argparse.Namespace) -> int:
     from ..cleanup.chain import Cleaner
-    from ..provenance import ProvenanceRecorder
 
     options = options_from_args(args)
     inputs = expand_inputs(list(args.inputs))
     if not inputs:
         raise DemixerError(f"no audio files found in {' '.join(args.inputs)}")
     check_output_folder(options.out)
-    recorder = ProvenanceRecorder("clean", options.as_dict()) if options.provenance else None
     cleaner = Cleaner(options, progress=not args.no_progress and sys.stderr.isatty())
     failed = 0
     for path in inputs:
         try:
-            if recorder is not None:
-                result = recorder.clean(cleaner, path)
-            else:
-                result = cleaner.clean_file(path)
+            result = cleaner.clean_file(path)
         except DemixerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..errors import DemixerError, one_line
 from ..files import check_output_folder, output_fault
-from ..provenance import ProvenanceRecorder
 from ..separation.naming import expand_inputs
 from ..separation.separator import Separator
 from .models import print_models
@@ -53,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
         raise DemixerError(f"no audio files found in {' '.join(items)}")
     check_output_folder(options.out)  # a file in the way or a read-only folder: one line before any work
     separator = Separator(options=options, progress=not args.no_progress and sys.stderr.isatty())
-    recorder = ProvenanceRecorder("separate", options.as_dict()) if options.provenance else None
     plans = separator.output_paths(inputs)
     log.info("model %s -> stems %s; %d input(s)", separator.model_name, ", ".join(separator.sources), len(inputs))
     stop = threading.Event()  # set by a fault every further input would meet too (disk full, read-only)
@@ -64,10 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if stop.is_set():
             return None
         try:
-            if recorder is not None:
-                result = recorder.separate(separator, path, outputs)
-            else:
-                result = separator.separate_to_files(path, outputs)
+            result = separator.separate_to_files(path, outputs)
         except Exception as exc:  # one line per fault, and on with the other inputs unless no output can be written
             folder = next(iter(outputs.values())).parent
             fault = output_fault(folder, exc)

@@ -221,10 +221,8 @@ class ProvenanceRecorder:
         write_text_atomic(paths["provenance_html"], render_html(record))
         return paths
 
-    def clean(self, cleaner: Any, path: Path) -> Any:
-        """``cleaner.clean_file(path)`` on record; returns its result with the record's paths added."""
-        started, settings = now_utc(), determinism()
-        result = cleaner.clean_file(path)
+    def record_clean(self, cleaner: Any, path: Path, result: Any, started: str, settings: dict[str, Any]) -> None:
+        """Record a finished ``clean`` of ``path``; the record's paths go into ``result.extra_files``."""
         report = result.report
         quality = {k: report[k] for k in ("loudness_in_lufs", "loudness_out_lufs", "true_peak_out_dbtp", "dnsmos")}
         removed = [n for n in result.outputs if n != "speech"]
@@ -243,15 +241,12 @@ class ProvenanceRecorder:
             settings,
         )
         result.extra_files.update(self.write(record, result.report_path.parent))
-        return result
 
-    def separate(self, separator: Any, path: Path, outputs: dict[str, Path]) -> Any:
-        """``separator.separate_to_files(path, outputs)`` on record; the record is ``<track>.provenance.json``
-        beside the stems. Returns the result with ``provenance_paths`` set."""
-        from ..separation.naming import track_name
-
-        started, settings = now_utc(), determinism()
-        result = separator.separate_to_files(path, outputs)
+    def record_separation(
+        self, separator: Any, path: Path, result: Any, started: str, settings: dict[str, Any], track: str
+    ) -> None:
+        """Record a finished ``separate`` of ``path`` as ``<track>.provenance.json`` beside the stems; the
+        record's paths go into ``result.provenance_paths``."""
         files = dict(result.outputs)
         if result.quality_path is not None:
             files["quality"] = result.quality_path
@@ -266,6 +261,9 @@ class ProvenanceRecorder:
             + (f"; {result.clipped_samples} samples were clamped to full scale" if result.clipped_samples else "")
             + "."
         )
+        encoding = f"{fmt.container} ({fmt.encoding}" + (
+            f", {fmt.mp3_bitrate} kb/s)" if fmt.container == "mp3" else ")"
+        )
         record = self.record(
             Path(path),
             files,
@@ -273,21 +271,17 @@ class ProvenanceRecorder:
             started,
             result.quality,
             chain,
-            format_notes(
-                result.sample_rate,
-                result.channels,
-                {"separate": separator},
-                [
-                    f"the stems as {fmt.container} ({fmt.encoding}"
-                    + (f", {fmt.mp3_bitrate} kb/s)" if fmt.container == "mp3" else ")")
-                ],
-            ),
+            format_notes(result.sample_rate, result.channels, {"separate": separator}, [f"the stems as {encoding}"]),
             str(separator.device),
             settings,
         )
         folder = next(iter(result.outputs.values())).parent
-        result.provenance_paths = self.write(record, folder, f"{track_name(path)}.provenance")
-        return result
+        result.provenance_paths = self.write(record, folder, f"{track}.provenance")
+
+
+def begin() -> tuple[str, dict[str, Any]]:
+    """Start a recorded piece of work: the UTC start time and the determinism settings now in force."""
+    return now_utc(), determinism()
 
 
 def format_notes(rate: int, channels: int, separators: dict[str, Any], written: list[str]) -> list[str]:

@@ -20,7 +20,7 @@ from ..models.defaults import check_speaker_count
 from ..models.fast import FastModel, make_fast
 from ..models.registry import choose_default, load_for_inference, model_display_name
 from ..options import SeparationOptions
-from .naming import plan_outputs
+from .naming import plan_outputs, track_name
 from .pipeline import EngineSettings, FileResult, separate_array, separate_file
 from .stems import StemPlan
 
@@ -198,6 +198,8 @@ class Separator:
         Raises:
             AudioError: bad input (nothing is written).
             OutputExistsError: an output exists and ``overwrite`` is false.
+
+        With ``provenance``, a record of the work is written beside the stems (``result.provenance_paths``).
         """
         path = Path(path)
         outputs = outputs or self.output_paths([path])[0]
@@ -205,6 +207,10 @@ class Separator:
             existing = [str(p) for p in outputs.values() if p.exists()]
             if existing:
                 raise OutputExistsError(f"{path}: output exists: {existing[0]} (use --overwrite to replace it)")
+        if self.options.provenance:
+            from ..provenance.record import ProvenanceRecorder, begin
+
+            started, settings = begin()
         report, bar = self._reporter(path.name)
         try:
             result = separate_file(
@@ -224,6 +230,10 @@ class Separator:
                 bar.close()
         if self.options.report:
             self._write_quality(path, result)
+        if self.options.provenance:
+            ProvenanceRecorder("separate", self.options.as_dict()).record_separation(
+                self, path, result, started, settings, track_name(path)
+            )
         return result
 
     def analyse(
@@ -241,8 +251,6 @@ class Separator:
     def _write_quality(self, path: Path, result: FileResult) -> None:
         """Reference-free quality signals of the written stems, saved as ``<track>.quality.json`` beside them."""
         import json
-
-        from .naming import track_name
 
         result.quality = cast(dict[str, Any], self.analyse(path, result.outputs))  # quality=True: a dict
         first = next(iter(result.outputs.values()))

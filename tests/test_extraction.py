@@ -183,3 +183,38 @@ def test_training_learns_to_follow_the_enrolment_and_separate_uses_it(tmp_path):
         "separate", "-n", "hpss", "--enroll", tmp_path / "enrol_a.wav", tmp_path / "mix.wav", "-o", tmp_path / "x"
     )
     assert r.returncode == 2 and "does not take an enrolment clip" in r.stderr
+
+
+@pytest.mark.parametrize("block", [160, 7, 1000])
+def test_streaming_extractor_equals_the_offline_causal_model(block):
+    from demixer.models.extraction import SpeakerExtractorConfig, StreamingExtractor, TargetSpeakerExtractor
+
+    torch.manual_seed(0)
+    cfg = SpeakerExtractorConfig(
+        sample_rate=16000,
+        causal=True,
+        filters=32,
+        kernel=32,
+        bottleneck=16,
+        hidden=32,
+        blocks=4,
+        repeats=2,
+        speaker_dim=16,
+        encoder_channels=16,
+        encoder_layers=2,
+    )
+    model = TargetSpeakerExtractor(cfg).eval()
+    rng = np.random.default_rng(0)
+    model.enroll(rng.standard_normal(32000).astype(np.float32) * 0.1, 16000)
+    x = (rng.standard_normal(16000 + 77) * 0.1).astype(np.float32)
+    with torch.no_grad():
+        offline = model(torch.from_numpy(x)[None, None])[0, 0, 0].numpy()
+    stream = StreamingExtractor(model)
+    out = [stream.process(x[i : i + block]) for i in range(0, x.size, block)]
+    assert [o.size for o in out] == [min(block, x.size - i) for i in range(0, x.size, block)]  # n in, n out
+    y = np.concatenate([*out, stream.flush()])
+    assert stream.latency == 31 and y.size == x.size + stream.latency  # one 2 ms frame at 16 kHz, less a sample
+    assert not y[: stream.latency].any()
+    np.testing.assert_allclose(y[stream.latency :], offline, atol=1e-5 * np.abs(offline).max())
+    with pytest.raises(Exception, match="causal"):
+        StreamingExtractor(TargetSpeakerExtractor(SpeakerExtractorConfig(speaker_dim=16)))

@@ -63,7 +63,7 @@ CONFIGS: dict[str, tuple[dict, int, int, set[str]]] = {  # config, channels, sam
         },
         1,
         8000,
-        {"_TCNBlock"},
+        {"TCNBlock"},
     ),
     "speaker_extractor": (
         {
@@ -80,7 +80,7 @@ CONFIGS: dict[str, tuple[dict, int, int, set[str]]] = {  # config, channels, sam
         },
         1,
         16000,
-        {"_TCNBlock"},
+        {"TCNBlock"},
     ),
     "open_unmix": (
         {

@@ -93,7 +93,7 @@ class _ChannelNorm(nn.Module):
         return self.norm(x.transpose(1, 2)).transpose(1, 2)
 
 
-class _TCNBlock(Fusable):
+class TCNBlock(Fusable):
     """One TCN block: 1x1 in, PReLU + norm, dilated depthwise conv, PReLU + norm, residual and skip 1x1 convs."""
 
     def __init__(self, cfg: ConvTasNetConfig, dilation: int) -> None:
@@ -165,7 +165,7 @@ class ConvTasNet(SeparationModel):
         self.encoder = nn.Conv1d(1, cfg.filters, cfg.kernel, stride=self.stride, bias=False)
         self.norm = _ChannelNorm(cfg.filters) if cfg.causal else GlobalLayerNorm(cfg.filters)
         self.bottleneck = nn.Conv1d(cfg.filters, cfg.bottleneck, 1)
-        self.tcn = nn.ModuleList(_TCNBlock(cfg, 2**x) for _ in range(cfg.repeats) for x in range(cfg.blocks))
+        self.tcn = nn.ModuleList(TCNBlock(cfg, 2**x) for _ in range(cfg.repeats) for x in range(cfg.blocks))
         self.blocks_per_repeat = cfg.blocks
         if cfg.speaker_dim:
             self.film = nn.ModuleList(nn.Linear(cfg.speaker_dim, 2 * cfg.bottleneck) for _ in range(cfg.repeats))

@@ -177,6 +177,19 @@ def test_training_learns_to_follow_the_enrolment_and_separate_uses_it(tmp_path):
     assert min(gains.values()) > 2.0, gains  # measured 4.0 and 3.5 dB after 96 steps
     assert max(crossed.values()) < 0.0, crossed  # the other talker is suppressed, not kept
 
+    # the voice saved once (demixer enroll) gives the same extraction without its audio
+    r = run_cli("enroll", tmp_path / "enrol_a.wav", "-o", tmp_path / "a.spk", "-n", result.best)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(
+        "separate", "-n", result.best, "--enroll", tmp_path / "a.spk", tmp_path / "mix.wav", "-o", tmp_path / "s"
+    )
+    assert r.returncode == 0, r.stderr
+    from_spk, _ = sf.read(next((tmp_path / "s").rglob("target.wav")), dtype="float32")
+    from_wav, _ = sf.read(next((tmp_path / "out_a").rglob("target.wav")), dtype="float32")
+    np.testing.assert_array_equal(from_spk, from_wav)
+    r = run_cli("enroll", tmp_path / "enrol_a.wav", "-o", tmp_path / "a.wav2", "-n", result.best)
+    assert r.returncode == 2 and ".spk" in r.stderr
+
     r = run_cli("separate", "-n", result.best, tmp_path / "mix.wav", "-o", tmp_path / "none")
     assert r.returncode == 2 and "--enroll" in r.stderr
     r = run_cli(
@@ -185,9 +198,40 @@ def test_training_learns_to_follow_the_enrolment_and_separate_uses_it(tmp_path):
     assert r.returncode == 2 and "does not take an enrolment clip" in r.stderr
 
 
+def test_a_saved_voice_enrols_the_same_model_without_audio_and_no_other(tmp_path):
+    model = tiny_extractor().eval()
+    clip = voice(150.0, 3.0, 1)
+    model.enroll(clip, SR)
+    path = model.save_enrollment(tmp_path / "v.spk", source="v.wav")
+    expected = model.enrolled.clone()
+    model.enrolled = torch.zeros(0, model.config.speaker_dim)
+    assert torch.equal(model.load_enrollment(path), expected[0]) and model.is_enrolled
+    other = tiny_extractor()
+    with torch.no_grad():
+        other.speaker_encoder.project.bias.add_(0.01)  # another speaker encoder
+    with pytest.raises(OptionsError, match="another model's speaker encoder"):
+        other.load_enrollment(path)
+    (tmp_path / "x.spk").write_bytes(b"not a speaker file")
+    with pytest.raises(OptionsError, match="not a speaker file"):
+        model.load_enrollment(tmp_path / "x.spk")
+
+
+def test_an_enrolment_clip_that_changes_voice_is_refused_once_a_threshold_is_set():
+    model = tiny_extractor().eval()
+    one = torch.from_numpy(voice(150.0, 4.0, 2))[None, None]
+    assert model.enrollment_consistency(one) > model.enrollment_consistency(
+        torch.from_numpy(np.concatenate([voice(150.0, 2.0, 2), np.random.default_rng(0).standard_normal(2 * SR)]))[
+            None, None
+        ].float()
+    )
+    model.min_enrollment_consistency = 1.01  # above any clip's: refuses every clip long enough to split
+    with pytest.raises(OptionsError, match="several voices"):
+        model.enroll(voice(150.0, 4.0, 3), SR)
+
+
 @pytest.mark.parametrize("block", [160, 7, 1000])
 def test_streaming_extractor_equals_the_offline_causal_model(block):
-    from demixer.models.extraction import SpeakerExtractorConfig, StreamingExtractor, TargetSpeakerExtractor
+    from demixer.models.extraction import StreamingExtractor
 
     torch.manual_seed(0)
     cfg = SpeakerExtractorConfig(

@@ -110,7 +110,10 @@ class SeparationOptions:
         metavar="DB",
     )
     enroll: str | None = option(
-        None, "--enroll", help="target-speaker extraction: a clip (>= 1 s) of the voice to keep", metavar="VOICE"
+        None,
+        "--enroll",
+        help="target-speaker extraction: a clip of the voice to keep, or its .spk file (demixer enroll)",
+        metavar="VOICE",
     )
     start: float = option(
         0.0, "--start", help="seconds to skip at the start of each input", type=float, metavar="SECONDS"

@@ -15,7 +15,7 @@ import traceback
 from ..errors import DemixerError, OptionsError, one_line
 from ..extras import extra_for_module
 from ..version import __version__
-from . import batch, clean, data, env, evaluate, inspect, models, separate, serve, train, verify
+from . import batch, clean, data, enroll, env, evaluate, inspect, models, separate, serve, train, verify
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="never touch the network (as DEMIXER_OFFLINE=1): published models must already be in the cache",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (separate, clean, verify, batch, evaluate, inspect, train, serve, data, models, env):
+    for module in (separate, clean, verify, enroll, batch, evaluate, inspect, train, serve, data, models, env):
         module.add_parser(sub)
     return parser
 

@@ -14,6 +14,7 @@ in training (``forward(mix, enrollment)``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -25,6 +26,8 @@ from ..errors import OptionsError, require
 from ..transforms import STFT
 from ..transforms.mel import mel_filterbank
 from .convtasnet import ACTIVATIONS, ConvTasNet, ConvTasNetConfig, TCNBlock
+
+SPEAKER_FORMAT = "demixer-speaker/1"
 
 
 @dataclass
@@ -100,6 +103,9 @@ class TargetSpeakerExtractor(ConvTasNet):
         super().__init__(cfg)
         self.speaker_encoder = SpeakerEncoder(cfg)
         self.register_buffer("enrolled", torch.zeros(0, cfg.speaker_dim), persistent=False)
+        #: an enrolment clip whose windows agree with the whole below this (cosine) holds several voices; set by
+        #: a shipped model's card, calibrated on single- and two-talker clips (None: not checked)
+        self.min_enrollment_consistency: float | None = None
 
     @property
     def is_enrolled(self) -> bool:
@@ -134,7 +140,72 @@ class TargetSpeakerExtractor(ConvTasNet):
         if float(np.sqrt(np.mean(np.square(x)))) < 1e-4:
             raise OptionsError("--enroll: the clip is silent")
         device = next(self.parameters()).device
-        self.enrolled = self.embed(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None].to(device))
+        clip = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None].to(device)
+        if self.min_enrollment_consistency is not None:
+            consistency = self.enrollment_consistency(clip)
+            if consistency < self.min_enrollment_consistency:
+                raise OptionsError(
+                    f"--enroll: the clip seems to hold several voices (its parts agree to {consistency:.2f}, "
+                    f"below {self.min_enrollment_consistency:.2f}); give a clip of the target voice alone"
+                )
+        self.enrolled = self.embed(clip)
+        return self.enrolled[0]
+
+    @torch.no_grad()
+    def enrollment_consistency(self, clip: Tensor, window: float = 1.5) -> float:
+        """How much the parts of an enrolment clip sound like one voice: the lowest cosine similarity between a
+        window's embedding (``window`` s, half-overlapping) and the whole clip's. One talker scores near 1;
+        a clip that changes voice scores lower. Shape: ``clip [1, 1, T]``."""
+        size, hop = int(window * self.sample_rate), int(window * self.sample_rate / 2)
+        if clip.shape[-1] < 2 * size:
+            return 1.0  # too short to split
+        parts = clip[0, 0].unfold(0, size, hop)[:, None]  # [W, 1, size]
+        whole = self.embed(clip)
+        return float((self.embed(parts) @ whole[0]).min())
+
+    def voice_fingerprint(self) -> str:
+        """SHA-256 of the speaker encoder's weights: an enrolment embedding is only valid for this encoder."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.speaker_encoder.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def save_enrollment(self, path: str | Path, source: str = "") -> Path:
+        """Save the enrolled voice (its embedding only: no audio) as a ``.spk`` file for later ``--enroll``."""
+        from safetensors.torch import save_file
+
+        require(self.is_enrolled, "nothing is enrolled yet (call enroll first)")
+        path = Path(path)
+        meta = {"format": SPEAKER_FORMAT, "encoder_sha256": self.voice_fingerprint(), "source": source}
+        save_file({"embedding": self.enrolled[0].detach().cpu().contiguous()}, str(path), metadata=meta)
+        return path
+
+    def load_enrollment(self, path: str | Path) -> Tensor:
+        """Enrol from a ``.spk`` file made by this model (:meth:`save_enrollment`).
+
+        Raises:
+            OptionsError: not a speaker file, or made by another speaker encoder.
+        """
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+                embedding = f.get_tensor("embedding")
+        except Exception as exc:
+            raise OptionsError(f"--enroll: {path} is not a speaker file ({exc})") from None
+        if meta.get("format") != SPEAKER_FORMAT:
+            raise OptionsError(f"--enroll: {path} is not a {SPEAKER_FORMAT} file")
+        if meta.get("encoder_sha256") != self.voice_fingerprint():
+            raise OptionsError(
+                f"--enroll: {path} was made with another model's speaker encoder; enrol again with this model "
+                "(demixer enroll voice.wav -o voice.spk -n MODEL)"
+            )
+        require(embedding.numel() == self.config.speaker_dim, f"{path}: embedding size does not fit this model")
+        self.enrolled = embedding.reshape(1, -1).to(next(self.parameters()).device)
         return self.enrolled[0]
 
     def forward(self, mix: Tensor, enrollment: Tensor | None = None) -> Tensor:

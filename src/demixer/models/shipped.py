@@ -49,7 +49,10 @@ REQUIRED = (
 )
 WEIGHTS = ("file", "sha256", "config")  # required unless the card is a blend
 BLEND = ("audio_channels",)  # a blend's channels (a trained model's are in its config)
-INFERENCE = {"atten_lim": "default_atten_lim"}  # a card's ``inference`` keys -> the model attributes they set
+INFERENCE = {
+    "atten_lim": "default_atten_lim",
+    "min_enrollment_consistency": "min_enrollment_consistency",
+}  # a card's ``inference`` keys -> the model attributes they set
 
 
 def weights_dir() -> Path:

@@ -106,8 +106,12 @@ class Separator:
                 f"--enroll: {self.model_name} does not take an enrolment clip (it separates "
                 f"{', '.join(self.model.sources)}); use a target-speaker model (--task extract)"
             )
+        extractor = cast(Any, self.model)  # a target-speaker model (needs_enrollment)
+        if self.options.enroll.endswith(".spk"):  # a saved enrolment (demixer enroll): no audio needed
+            extractor.load_enrollment(self.options.enroll)
+            return
         audio, sr = load_audio(self.options.enroll)
-        cast(Any, self.model).enroll(audio, sr)  # a target-speaker model (needs_enrollment)
+        extractor.enroll(audio, sr)
 
     @property
     def sources(self) -> tuple[str, ...]:

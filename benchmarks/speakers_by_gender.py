@@ -53,7 +53,8 @@ def median_f0(x: np.ndarray, sr: int, fmin: float = 60.0, fmax: float = 400.0) -
     return float(np.median(f0)) if f0 else float("nan")
 
 
-def load_talkers(folders: list[Path]) -> dict[str, list[np.ndarray]]:
+def load_talkers(folders: list[Path], rate: int = RATE) -> dict[str, list[np.ndarray]]:
+    """Each talker's clips, mono at ``rate``: one talker per subfolder (or a folder with no subfolder)."""
     talkers: dict[str, list[np.ndarray]] = {}
     for folder in folders:
         groups = [d for d in sorted(folder.iterdir()) if d.is_dir()] or [folder]
@@ -61,7 +62,7 @@ def load_talkers(folders: list[Path]) -> dict[str, list[np.ndarray]]:
             clips = []
             for path in sorted(p for p in d.rglob("*") if p.suffix.lower() in (".flac", ".wav", ".ogg")):
                 x, sr = sf.read(path, dtype="float32", always_2d=True)
-                clips.append(soxr.resample(x.mean(axis=1), sr, RATE).astype(np.float32))
+                clips.append(soxr.resample(x.mean(axis=1), sr, rate).astype(np.float32))
             if clips:
                 talkers[f"{folder.name}/{d.name}" if d != folder else folder.name] = clips
     return talkers

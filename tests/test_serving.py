@@ -654,3 +654,42 @@ def test_page_offers_dialogue_and_cleanup(server_factory, tmp_path):
             assert errors == []
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (`make test` installs it)")
+def test_page_records_the_voice_to_keep_from_a_fake_microphone(server_factory, tmp_path):
+    """Extract a voice: the second drop zone, and 5 s recorded in the browser (Chromium's fake microphone)."""
+    from playwright.sync_api import sync_playwright
+
+    server = server_factory()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
+        )
+        try:
+            context = browser.new_context(permissions=["microphone"])
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url)
+            page.wait_for_selector("#model optgroup", state="attached")
+            assert not page.is_visible("#enroll-panel")
+            page.check("input[name=task][value=extract]")
+            assert page.is_visible("#enroll-panel")
+            page.set_input_files("#file", str(talk_clip(tmp_path)))
+            page.click("#submit")  # no voice yet: the page says what is missing, nothing is sent
+            assert "clip of the voice to keep" in page.inner_text("#message")
+            page.click("#record")
+            page.wait_for_function("document.getElementById('record').textContent === 'recording…'", timeout=5_000)
+            page.wait_for_function(
+                "document.getElementById('enroll-chosen').textContent.startsWith('recorded 5 s')", timeout=15_000
+            )
+            recorded = page.evaluate(
+                "({name: window.demixer.state.enroll.name, size: window.demixer.state.enroll.size})"
+            )
+            assert recorded["name"].startswith("recorded voice.") and recorded["size"] > 1000
+            assert errors == []
+        finally:
+            browser.close()

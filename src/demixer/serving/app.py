@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..audio.io import iter_blocks, probe
+from ..audio.io import iter_blocks, load_audio, probe
 from ..cleanup.options import CleanOptions
 from ..errors import AudioError, DemixerError, ModelNotFoundError, OptionsError
 from ..models.defaults import check_speaker_count
@@ -27,7 +27,16 @@ from ..options import SeparationOptions
 from ..pretrained import manifest_entry, status
 from ..separation.stems import StemPlan
 from ..version import __version__
-from .forms import CLEAN_FORM_FIELDS, Accepted, CleanForm, JobForm, JobView, download_stem, safe_filename
+from .forms import (
+    CLEAN_FORM_FIELDS,
+    MAX_ENROLL_SECONDS,
+    Accepted,
+    CleanForm,
+    JobForm,
+    JobView,
+    download_stem,
+    safe_filename,
+)
 from .jobs import JobRunner, QueueFull
 from .metrics import ServiceMetrics
 from .settings import ServerSettings, job_memory_mb, longest_job_seconds
@@ -250,7 +259,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         check_room()
         submitted: Any = form  # JobForm is built at import time from SeparationOptions: mypy cannot see its fields
         file: UploadFile = submitted.file
-        values = submitted.model_dump(exclude={"file"})
+        enroll: UploadFile | None = submitted.enroll
+        values = submitted.model_dump(exclude={"file", "enroll"})
         try:
             opts = SeparationOptions.from_mapping(values)
             limits = opts.over_limits()
@@ -261,17 +271,21 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             model_name = opts.name or default_model_for(opts.task, opts.two_stems, opts.speakers)
             model = runner.models.get(model_name)
             check_speaker_count(model_name, tuple(model.sources), opts.speakers)
-            if getattr(model, "needs_enrollment", False):
-                raise OptionsError(
-                    f"{model_name} extracts a target speaker from an enrolment clip, "
-                    "which this service does not take yet (use the CLI or the Python API)"
-                )
+            wants = getattr(model, "needs_enrollment", False)
+            if wants and enroll is None:
+                raise OptionsError(f"enroll: {model_name} keeps one voice; upload a clip of it as the `enroll` file")
+            if enroll is not None and not wants:
+                raise OptionsError(f"enroll: {model_name} does not take an enrolment clip (use task extract)")
             plan = StemPlan.for_model(model, opts.two_stems, opts.stems, opts.atten_lim)
         except (OptionsError, ModelNotFoundError) as exc:
             metrics.rejected.labels("options").inc()
             raise HTTPException(422, str(exc)) from None
         values["stems"] = opts.stems
-        return queue(response, file, values, model_name, opts, len(plan.outputs))
+        extra = {}
+        if enroll is not None:
+            values["enroll"] = "enroll"  # the job folder's file (no server path is shown to clients)
+            extra["enroll"] = (enroll, lambda path: _check_enrollment(path, model))
+        return queue(response, file, values, model_name, opts, len(plan.outputs), extra)
 
     @app.post(
         "/clean",
@@ -311,15 +325,18 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         model_name: str,
         opts: SeparationOptions,
         stems: int,
+        extra: dict[str, tuple[UploadFile, Any]] | None = None,
     ) -> Accepted:
-        """Save the upload, check it is audio that fits, and queue its job (202), or refuse it."""
+        """Save the upload (and any ``extra`` files, each checked by its function), check it is audio that
+        fits, and queue its job (202), or refuse it."""
         filename = safe_filename(file.filename)
         job_id, folder = runner.new_job_dir()
         try:
             target = folder / "input"
-            file.file.seek(0)
-            with open(target, "wb") as out:
-                shutil.copyfileobj(file.file, out, 1024 * 1024)
+            _save(file, target)
+            for name, (upload, check) in (extra or {}).items():
+                _save(upload, folder / name)
+                check(folder / name)
             info = _check_audio(target, filename, opts, settings, stems)
             job = Job(
                 id=job_id,
@@ -395,6 +412,32 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         BodyLimit, max_bytes=settings.max_upload_bytes, on_reject=lambda: metrics.rejected.labels("too_large").inc()
     )
     return app
+
+
+def _save(upload: UploadFile, path: Path) -> None:
+    upload.file.seek(0)
+    with open(path, "wb") as out:
+        shutil.copyfileobj(upload.file, out, 1024 * 1024)
+
+
+def _check_enrollment(path: Path, model: Any) -> None:
+    """Refuse an enrolment clip that is not audio (415), too long (413), or that the model refuses (422: too
+    short, silent, several voices), before the job is queued. The model is not changed (a copy is enrolled)."""
+    import copy
+
+    try:
+        info = probe(path)
+    except DemixerError as exc:
+        raise HTTPException(415, f"enroll: {exc.reason if isinstance(exc, AudioError) else exc}") from None
+    if info.duration > MAX_ENROLL_SECONDS:
+        raise HTTPException(
+            413, f"enroll: {info.duration:.0f} s; an enrolment clip is at most {MAX_ENROLL_SECONDS:g} s"
+        )
+    audio, rate = load_audio(path)
+    try:
+        copy.deepcopy(model).enroll(audio, rate)
+    except OptionsError as exc:
+        raise HTTPException(422, str(exc).replace("--enroll", "enroll")) from None
 
 
 def _check_audio(

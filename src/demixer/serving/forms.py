@@ -46,7 +46,13 @@ FORM_DEFAULTS = {"report": True}
 def _form_model() -> type[BaseModel]:
     hints = typing.get_type_hints(SeparationOptions)
     defaults = SeparationOptions()
-    fields: dict[str, Any] = {"file": (UploadFile, Field(description="the recording (any format FFmpeg decodes)"))}
+    fields: dict[str, Any] = {
+        "file": (UploadFile, Field(description="the recording (any format FFmpeg decodes)")),
+        "enroll": (
+            UploadFile | None,
+            Field(None, description="target-speaker extraction (task extract): a clip of the voice to keep"),
+        ),
+    }
     for f in dataclasses.fields(SeparationOptions):
         if f.name not in FORM_FIELDS:
             continue
@@ -66,6 +72,7 @@ def _form_model() -> type[BaseModel]:
 
 JobForm = _form_model()
 JobForm.__doc__ = "Separation options of a job: the CLI's long flags with `_` for `-` (server-side fields excluded)."
+MAX_ENROLL_SECONDS = 60.0  # an enrolment clip is a few seconds of one voice; more is refused (413)
 
 
 #: CleanOptions fields a client may set (``POST /clean``); outputs, devices and provenance stay server-side.

@@ -6,6 +6,7 @@ A job's files live in ``DATA/jobs/<id>/``: ``input`` (the upload, named by no us
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -277,8 +278,11 @@ class JobRunner:
         """A separation job: stems, then quality signals and images. Returns ``(result, extension, quality)``."""
         from ..separation import Separator
 
-        options = SeparationOptions.from_mapping({**job.options, "overwrite": True, "report": False})
+        enroll = str(folder / "enroll") if job.options.get("enroll") else None
+        options = SeparationOptions.from_mapping({**job.options, "overwrite": True, "report": False, "enroll": enroll})
         model = self.models.get(job.model, options.speed)
+        if getattr(model, "needs_enrollment", False):  # enrolment is the model's state: a job gets its own copy
+            model = copy.deepcopy(model)
         separator = Separator(model=model, options=options.replace(name=job.model), callback=on_progress)
         ext = options.output_format.extension
         outputs = {s: folder / "stems" / f"{s}.{ext}" for s in separator.sources}

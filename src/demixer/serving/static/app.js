@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, models: [], job: null, poll: null, mixer: null, objectUrls: [] };
+const state = { file: null, enroll: null, models: [], job: null, poll: null, mixer: null, objectUrls: [] };
+const RECORD_SECONDS = 5;
 const QUALITY_NOTE = document.getElementById("quality-note").textContent;
 
 function apiKey() { return localStorage.getItem("demixer-api-key") || ""; }
@@ -46,6 +47,7 @@ function task() { return document.querySelector("input[name=task]:checked").valu
 function taskChanged() {
   const clean = task() === "clean";
   $("clean-options").hidden = !clean;
+  $("enroll-panel").hidden = task() !== "extract";
   $("model").disabled = clean;  // the cleanup chain picks its own models
   $("format").disabled = clean;
   $("submit").textContent = clean ? "Clean up" : "Separate";
@@ -89,6 +91,10 @@ function submit() {
     form.append("keep_music", $("keep-music").value);
   } else {
     form.append("task", task());
+    if (task() === "extract") {
+      if (!state.enroll) { say("Extract a voice: first drop or record a clip of the voice to keep"); return; }
+      form.append("enroll", state.enroll, state.enroll.name);
+    }
     if ($("model").value) form.append("name", $("model").value);
     if ($("fast").checked) form.append("speed", "fast");
     if ($("format").value === "flac") form.append("flac", "true");
@@ -117,6 +123,31 @@ function submit() {
   $("submit").disabled = true;
   $("upload-progress").hidden = false;
   xhr.send(form);
+}
+
+// -- the voice to keep (extract): a dropped clip, or 5 s recorded in the browser --------------------
+function chooseEnroll(file, how) {
+  state.enroll = file || null;
+  $("enroll-chosen").textContent = file ? `${how || file.name} (${(file.size / 1024).toFixed(0)} kB)` : "no clip yet";
+}
+async function record() {
+  let stream;
+  try { stream = await navigator.mediaDevices.getUserMedia({ audio: true }); } catch (e) { say(`microphone: ${e.message}`); return; }
+  const recorder = new MediaRecorder(stream);
+  const chunks = [];
+  recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+  recorder.onstop = () => {
+    stream.getTracks().forEach((t) => t.stop());
+    const type = recorder.mimeType || "audio/webm";
+    const ext = type.includes("ogg") ? "ogg" : "webm";
+    chooseEnroll(new File(chunks, `recorded voice.${ext}`, { type }), `recorded ${RECORD_SECONDS} s`);
+    $("record").disabled = false;
+    $("record").textContent = `Record ${RECORD_SECONDS} s`;
+  };
+  $("record").disabled = true;
+  $("record").textContent = "recording…";
+  recorder.start();
+  setTimeout(() => recorder.stop(), RECORD_SECONDS * 1000);
 }
 
 // -- following a job -----------------------------------------------------------------------------
@@ -330,6 +361,14 @@ drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
 drop.ondragleave = () => drop.classList.remove("over");
 drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); choose(e.dataTransfer.files[0]); };
 $("submit").onclick = submit;
+const enrollDrop = $("enroll-drop");
+enrollDrop.onclick = () => $("enroll-file").click();
+enrollDrop.onkeydown = (e) => { if (e.key === "Enter" || e.key === " ") $("enroll-file").click(); };
+$("enroll-file").onchange = () => chooseEnroll($("enroll-file").files[0]);
+enrollDrop.ondragover = (e) => { e.preventDefault(); enrollDrop.classList.add("over"); };
+enrollDrop.ondragleave = () => enrollDrop.classList.remove("over");
+enrollDrop.ondrop = (e) => { e.preventDefault(); enrollDrop.classList.remove("over"); chooseEnroll(e.dataTransfer.files[0]); };
+$("record").onclick = record;
 document.querySelectorAll("input[name=task]").forEach((r) => { r.onchange = taskChanged; });
 $("api-key").onchange = () => { localStorage.setItem("demixer-api-key", $("api-key").value); loadInfo(); };
 $("play").onclick = () => {

@@ -190,6 +190,18 @@ def test_training_learns_to_follow_the_enrolment_and_separate_uses_it(tmp_path):
     r = run_cli("enroll", tmp_path / "enrol_a.wav", "-o", tmp_path / "a.wav2", "-n", result.best)
     assert r.returncode == 2 and ".spk" in r.stderr
 
+    # bad enrolments get one clear line each through the real CLI, and nothing is written
+    sf.write(tmp_path / "short.wav", voice(120.0, 0.5, 11), SR)
+    sf.write(tmp_path / "silent.wav", np.zeros(3 * SR, np.float32), SR)
+    for clip, why in (("short.wav", "0.50 s long"), ("silent.wav", "silent")):
+        r = run_cli(
+            "separate", "-n", result.best, "--enroll", tmp_path / clip, tmp_path / "mix.wav", "-o", tmp_path / "b"
+        )
+        assert r.returncode == 2 and why in r.stderr, r.stderr
+        r = run_cli("enroll", tmp_path / clip, "-o", tmp_path / "bad.spk", "-n", result.best)
+        assert r.returncode == 2 and why in r.stderr, r.stderr
+    assert not (tmp_path / "b").exists() and not (tmp_path / "bad.spk").exists()
+
     r = run_cli("separate", "-n", result.best, tmp_path / "mix.wav", "-o", tmp_path / "none")
     assert r.returncode == 2 and "--enroll" in r.stderr
     r = run_cli(
@@ -262,3 +274,25 @@ def test_streaming_extractor_equals_the_offline_causal_model(block):
     np.testing.assert_allclose(y[stream.latency :], offline, atol=1e-5 * np.abs(offline).max())
     with pytest.raises(Exception, match="causal"):
         StreamingExtractor(TargetSpeakerExtractor(SpeakerExtractorConfig(speaker_dim=16)))
+
+
+def test_a_voice_not_in_the_recording_is_reported_not_given_as_silence(tmp_path, caplog):
+    """An extractor that finds nothing of the enrolled voice gives a near-silent target: the run says so."""
+    from demixer.separation import Separator
+
+    class FindsNothing(TargetSpeakerExtractor):
+        def forward(self, mix, enrollment=None):
+            return torch.stack([torch.zeros_like(mix), mix], dim=1)  # target silent, all in the residual
+
+    model = FindsNothing(SpeakerExtractorConfig(**TINY)).eval()
+    model.enroll(voice(150.0, 3.0, 1), SR)
+    sf.write(tmp_path / "mix.wav", voice(290.0, 2.0, 2), SR)
+    with caplog.at_level("WARNING", logger="demixer"):
+        Separator(model=model, out=str(tmp_path / "out")).separate_to_files(tmp_path / "mix.wav")
+    assert "enrolled voice was probably not found" in caplog.text
+    caplog.clear()
+    found = tiny_extractor().eval()
+    found.enroll(voice(150.0, 3.0, 1), SR)
+    with caplog.at_level("WARNING", logger="demixer"):
+        Separator(model=found, out=str(tmp_path / "out2")).separate_to_files(tmp_path / "mix.wav")
+    assert "not found" not in caplog.text

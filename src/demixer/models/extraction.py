@@ -106,6 +106,9 @@ class TargetSpeakerExtractor(ConvTasNet):
         #: an enrolment clip whose windows agree with the whole below this (cosine) holds several voices; set by
         #: a shipped model's card, calibrated on single- and two-talker clips (None: not checked)
         self.min_enrollment_consistency: float | None = None
+        #: an extracted voice whose embedding is less similar (cosine) to the enrolment's is reported as probably
+        #: not the enrolled voice; set by a shipped model's card, calibrated on held-out talkers (None: not checked)
+        self.min_target_similarity: float | None = None
 
     @property
     def is_enrolled(self) -> bool:

@@ -25,6 +25,7 @@ from .pipeline import EngineSettings, FileResult, separate_array, separate_file
 from .stems import StemPlan
 
 Callback = Callable[[dict[str, Any]], None]
+TARGET_SILENT_DB = 40.0  # an extracted voice this far below the input is reported as not found
 log = logging.getLogger("demixer")
 
 
@@ -232,6 +233,8 @@ class Separator:
         finally:
             if bar is not None:
                 bar.close()
+        if getattr(self.model, "needs_enrollment", False) and "target" in result.outputs:
+            self._check_target_found(path, result)
         if self.options.report:
             self._write_quality(path, result)
         if self.options.provenance:
@@ -251,6 +254,38 @@ class Separator:
         return analyse_separation(
             path, outputs, start=self.options.start, duration=self.options.duration, quality=quality, images=images
         )
+
+    def _check_target_found(self, path: Path, result: FileResult, seconds: float = 60.0) -> None:
+        """Say so (a warning, never silence without a word) when the extracted voice is nearly silent or, with a
+        calibrated ``min_target_similarity``, does not sound like the enrolled voice: the enrolled voice is then
+        probably not in the recording. Reads at most the first ``seconds`` of the target."""
+        target, rate = load_audio(result.outputs["target"], duration=seconds)
+        mixture, _ = load_audio(path, start=self.options.start, duration=seconds, sample_rate=rate)
+        level = 10 * np.log10(float(np.mean(np.square(target))) + 1e-12)
+        reference = 10 * np.log10(float(np.mean(np.square(mixture))) + 1e-12)
+        if level < reference - TARGET_SILENT_DB:
+            log.warning(
+                "%s: the extracted voice is nearly silent (%.0f dB below the input): the enrolled voice was "
+                "probably not found in this recording",
+                path.name,
+                reference - level,
+            )
+            return
+        extractor = cast(Any, self.model)
+        threshold = getattr(extractor, "min_target_similarity", None)
+        if threshold is None:
+            return
+        clip = torch.from_numpy(target.mean(axis=0, keepdims=True))[None].to(self.device)
+        with torch.no_grad():
+            similarity = float(extractor.embed(clip)[0] @ extractor.enrolled[0])
+        if similarity < threshold:
+            log.warning(
+                "%s: the extracted voice does not sound like the enrolled one (similarity %.2f, below %.2f): the "
+                "enrolled voice is probably not in this recording",
+                path.name,
+                similarity,
+                threshold,
+            )
 
     def _write_quality(self, path: Path, result: FileResult) -> None:
         """Reference-free quality signals of the written stems, saved as ``<track>.quality.json`` beside them."""

@@ -190,6 +190,17 @@ def test_training_learns_to_follow_the_enrolment_and_separate_uses_it(tmp_path):
     r = run_cli("enroll", tmp_path / "enrol_a.wav", "-o", tmp_path / "a.wav2", "-n", result.best)
     assert r.returncode == 2 and ".spk" in r.stderr
 
+    # batch: one enrolment (the saved voice) for a whole folder
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    sf.write(folder / "one.wav", mix, SR)
+    sf.write(folder / "two.wav", voice(120.0, 2.0, 12) + voice(290.0, 2.0, 13), SR)
+    r = run_cli("batch", folder, "-n", result.best, "--enroll", tmp_path / "a.spk", "-o", tmp_path / "batch")
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "batch").rglob("target.wav"))) == 2
+    batch_one, _ = sf.read(next((tmp_path / "batch").rglob("one/target.wav")), dtype="float32")
+    np.testing.assert_array_equal(batch_one, from_wav)
+
     # bad enrolments get one clear line each through the real CLI, and nothing is written
     sf.write(tmp_path / "short.wav", voice(120.0, 0.5, 11), SR)
     sf.write(tmp_path / "silent.wav", np.zeros(3 * SR, np.float32), SR)

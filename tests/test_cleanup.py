@@ -151,6 +151,11 @@ def test_clean_stages_can_be_skipped_and_music_kept_under_the_speech(talk, tmp_p
     assert r.returncode == 1 and "output exists" in r.stderr  # never overwritten without --overwrite
     r = run_cli("clean", str(talk), "--keep-music", "2")
     assert r.returncode == 2 and "--keep-music" in r.stderr
+    r = run_cli("clean", str(talk), "-o", str(tmp_path / "c"), "--skip", "dialogue", "--denoiser", "deepfilternet3")
+    assert r.returncode == 0, r.stderr
+    dfn = json.loads((tmp_path / "c" / "talk" / "report.json").read_text())
+    assert dfn["stages"]["denoise"] == {"model": "deepfilternet3", "applied": True}
+    assert dfn["loudness_out_lufs"] == pytest.approx(-16.0, abs=0.5)
 
 
 @pytest.mark.slow

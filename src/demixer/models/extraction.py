@@ -223,6 +223,9 @@ class TargetSpeakerExtractor(ConvTasNet):
         return super().forward(mix, speaker=speaker)
 
 
+_AVERAGES: dict[int, np.ndarray] = {}  # row vectors that average a column, by length
+
+
 class _BlockWeights(NamedTuple):
     """One TCN block's weights as numpy arrays (:class:`StreamingExtractor`)."""
 
@@ -235,10 +238,8 @@ class _BlockWeights(NamedTuple):
     dilation: int
     act2: float
     norm2: tuple[np.ndarray, np.ndarray, float]
-    res_w: np.ndarray
-    res_b: np.ndarray
-    skip_w: np.ndarray
-    skip_b: np.ndarray
+    out_w: np.ndarray  # the residual and skip 1x1 convolutions stacked: one product gives both
+    out_b: np.ndarray
 
 
 class StreamingExtractor:
@@ -289,10 +290,8 @@ class StreamingExtractor:
                 int(b.depthwise.dilation[0]),
                 float(b.act2.weight.detach()),
                 self._norm(b.norm2),
-                get(b.res.weight)[:, :, 0],
-                get(b.res.bias)[:, None],
-                get(b.skip.weight)[:, :, 0],
-                get(b.skip.bias)[:, None],
+                np.concatenate([get(b.res.weight)[:, :, 0], get(b.skip.weight)[:, :, 0]]),
+                np.concatenate([get(b.res.bias), get(b.skip.bias)])[:, None],
             )
             for b in cast(list[TCNBlock], list(m.tcn))
         ]
@@ -321,7 +320,9 @@ class StreamingExtractor:
     def _layer_norm(x: np.ndarray, norm: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
         """Each frame (column) normalised over channels. ``[C, k]``. Means as a row-vector product: on 10-frame
         blocks numpy's ``mean`` costs more than the arithmetic."""
-        average = np.full((1, x.shape[0]), 1.0 / x.shape[0], np.float32)
+        average = _AVERAGES.get(x.shape[0])
+        if average is None:
+            average = _AVERAGES[x.shape[0]] = np.full((1, x.shape[0]), 1.0 / x.shape[0], np.float32)
         centred = x - average @ x
         scale = norm[0] / np.sqrt(average @ (centred * centred) + norm[2])  # [C, k]
         return centred * scale + norm[1]
@@ -354,8 +355,9 @@ class StreamingExtractor:
             for j in range(1, taps):
                 conv = conv + b.depthwise_w[:, j : j + 1] * h[:, j * b.dilation : j * b.dilation + k]
             h = self._layer_norm(self._prelu(conv, b.act2), b.norm2)
-            y = y + b.res_w @ h + b.res_b
-            skips = skips + b.skip_w @ h + b.skip_b
+            both = b.out_w @ h + b.out_b
+            y = y + both[: y.shape[0]]
+            skips = skips + both[y.shape[0] :]
         logits = self.mask[0] @ self._prelu(skips, self.mask_prelu) + self.mask[1]
         masks = 1 / (1 + np.exp(-logits)) if self.sigmoid_masks else np.maximum(logits, 0)
         pieces = self.decoder.T @ (masks * w)  # [kernel, k]: each frame's synthesis

@@ -195,3 +195,20 @@ def test_provenance_round_trips_and_verify_names_what_changed(talk, tmp_path):
     assert r.returncode == 1
     assert "option(s) changed after the record was written: lufs" in r.stdout
     assert "re-run: output speech differs" in r.stdout
+
+
+def test_silence_and_clips_too_short_to_measure_are_cleaned_without_a_gain(tmp_path):
+    import demixer
+
+    for name, audio in (
+        ("silent", np.zeros(3 * 16000)),
+        ("short", 0.1 * np.random.default_rng(0).standard_normal(3000)),
+    ):
+        sf.write(tmp_path / f"{name}.wav", audio.astype(np.float32), 16000)
+        result = demixer.clean(tmp_path / f"{name}.wav", out=str(tmp_path / "out"), skip=["dialogue", "denoise"])
+        stage = result.report["stages"]["loudness"]
+        assert stage["applied"] is False and "no measurable loudness" in stage["why"]
+        assert result.report["loudness_out_lufs"] is None and "level was not changed" in result.report["chain"]
+        y, _ = sf.read(result.outputs["speech"])
+        x, _ = sf.read(tmp_path / f"{name}.wav")
+        np.testing.assert_allclose(y, x, atol=1e-7)  # passed through untouched (16-bit in, 24-bit out)

@@ -49,6 +49,7 @@ LOUDNESS_TOLERANCE_LU = 0.2  # the gain is corrected until the output is this cl
 MAX_PASSES = 4
 #: each stage's share of a file's progress (start, span)
 PROGRESS = {"dialogue": (0.0, 0.5), "denoise": (0.5, 0.3), "loudness": (0.8, 0.2), "done": (1.0, 0.0)}
+SILENT_DB = -100.0  # an input whose RMS is below this (dBFS) is silent: nothing to separate
 DNSMOS_WINDOWS = 30  # at most this many 9 s DNSMOS windows per file (about 0.2 s each on one core)
 Callback = Callable[[dict[str, Any]], None]
 
@@ -255,7 +256,8 @@ class Cleaner:
             parts = {s: work / f"dialogue-{s}.wav" for s in ("speech", "music", "effects")}
             self.dialogue.separate_to_files(path, parts)
             levels = {s: round(_rms_db(parts[s]) - input_db, 2) for s in ("music", "effects")}
-            present = {s: level >= o.presence_db for s, level in levels.items()}
+            silent = input_db < SILENT_DB
+            present = {s: level >= o.presence_db and not silent for s, level in levels.items()}
             entry: dict[str, Any] = {"model": self.dialogue.model_name, "level_db": levels, "present": present}
             if any(present.values()):
                 speech = parts["speech"]
@@ -268,7 +270,11 @@ class Cleaner:
                 entry["applied"] = True
             else:
                 entry["applied"] = False
-                entry["why"] = f"neither music nor effects reach {o.presence_db:g} dB: the input went on unchanged"
+                entry["why"] = (
+                    "the input is silent"
+                    if silent
+                    else f"neither music nor effects reach {o.presence_db:g} dB: the input went on unchanged"
+                )
             stages["dialogue"] = entry
         else:
             stages["dialogue"] = {"applied": False, "why": "skipped (--skip dialogue)"}
@@ -297,11 +303,15 @@ class Cleaner:
         before = _loudness(_mixed(mix), rate, channels)
         report["loudness_in_lufs"] = _round(_loudness(_blocks(path), rate, channels))
         gain_db = 0.0
-        if o.runs("loudness"):
-            if np.isfinite(before):
-                gain_db = o.lufs - before
-            else:
-                log.warning("%s: the cleaned speech is silent: no loudness gain applied", path.name)
+        measurable = bool(np.isfinite(before))
+        if o.runs("loudness") and not measurable:
+            log.warning(
+                "%s: the cleaned speech has no measurable loudness (silent, or under one 400 ms block): "
+                "no loudness gain applied",
+                path.name,
+            )
+        if o.runs("loudness") and measurable:
+            gain_db = o.lufs - before
         fmt = OutputFormat(o.format, "int24")
         passes = []
         for _ in range(MAX_PASSES):
@@ -313,8 +323,10 @@ class Cleaner:
             gain_db += off
         stages["loudness"] = (
             {"applied": True, "target_lufs": o.lufs, "measured_lufs": _round(before), "gain_db": round(gain_db, 3)}
-            if o.runs("loudness")
+            if o.runs("loudness") and measurable
             else {"applied": False, "why": "skipped (--skip loudness)"}
+            if not o.runs("loudness")
+            else {"applied": False, "why": "no measurable loudness (silent, or under one 400 ms gating block)"}
         )
         stages["limit"] = (
             {"applied": True, "ceiling_dbtp": o.true_peak, "largest_reduction_db": round(max(0.0, -to_db(min_gain)), 3)}
@@ -324,7 +336,7 @@ class Cleaner:
         stages["passes"] = passes
         report["loudness_out_lufs"] = _round(out_lufs)
         report["true_peak_out_dbtp"] = _round(out_tp)
-        if o.runs("loudness") and abs(o.lufs - out_lufs) > 0.5:
+        if o.runs("loudness") and measurable and abs(o.lufs - out_lufs) > 0.5:
             log.warning(
                 "%s: output loudness %.2f LUFS, %.2f LU from the target", path.name, out_lufs, out_lufs - o.lufs
             )
@@ -410,7 +422,7 @@ def describe_chain(report: dict[str, Any]) -> str:
     if d.get("applied"):
         words.append(f"The speech was separated from music and effects with {d['model']}.")
     elif "model" in d:
-        words.append(f"{d['model']} found no music or effects worth removing; the input went on unchanged.")
+        words.append(f"Dialogue separation ({d['model']}) changed nothing: {d['why']}.")
     if s["denoise"].get("applied"):
         words.append(f"Noise was removed with {s['denoise']['model']}.")
     words.append("No dereverberation was applied.")
@@ -418,6 +430,8 @@ def describe_chain(report: dict[str, Any]) -> str:
         words.append(
             f"The level was changed by {s['loudness']['gain_db']:+.2f} dB to {s['loudness']['target_lufs']:g} LUFS."
         )
+    else:
+        words.append(f"The level was not changed: {s['loudness']['why']}.")
     if s["limit"].get("applied"):
         words.append(
             f"Peaks were limited to {s['limit']['ceiling_dbtp']:g} dBTP "

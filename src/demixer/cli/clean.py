@@ -56,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         r = result.report
+        loudness = "no measurable loudness" if r["loudness_out_lufs"] is None else f"{r['loudness_out_lufs']} LUFS"
+        peak = "" if r["true_peak_out_dbtp"] is None else f", true peak {r['true_peak_out_dbtp']} dBTP"
         print(
-            f"{path}: cleaned speech {result.outputs['speech']} "
-            f"({r['loudness_out_lufs']} LUFS, true peak {r['true_peak_out_dbtp']} dBTP); report {result.report_path}"
+            f"{path}: cleaned speech {result.outputs['speech']} ({loudness}{peak}); report {result.report_path}"
             + "".join(f"; {k} {v}" for k, v in result.extra_files.items()),
             flush=True,
         )

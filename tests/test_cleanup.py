@@ -212,3 +212,11 @@ def test_silence_and_clips_too_short_to_measure_are_cleaned_without_a_gain(tmp_p
         y, _ = sf.read(result.outputs["speech"])
         x, _ = sf.read(tmp_path / f"{name}.wav")
         np.testing.assert_allclose(y, x, atol=1e-7)  # passed through untouched (16-bit in, 24-bit out)
+
+
+def test_two_inputs_with_one_track_name_get_their_own_folders(tmp_path):
+    from demixer.cleanup import Cleaner
+
+    cleaner = Cleaner(out=str(tmp_path / "out"), skip=["dialogue", "denoise"])
+    folders = cleaner.track_folders([Path("a/talk.wav"), Path("b/talk.flac"), Path("c/other.mp3")])
+    assert [f.name for f in folders] == ["talk", "talk-2", "other"]

@@ -38,7 +38,7 @@ from ..audio.io import iter_blocks, probe
 from ..audio.writer import AudioWriter, OutputFormat
 from ..errors import DemixerError, OutputExistsError
 from ..files import write_text_atomic
-from ..separation.naming import track_name
+from ..separation.naming import plan_outputs, track_name
 from .loudness import LoudnessMeter, TruePeakLimiter, TruePeakMeter, to_db
 from .options import CleanOptions
 
@@ -198,8 +198,14 @@ class Cleaner:
         """A separator's progress, reported as this stage's share of the file's."""
         return lambda info: self._say(Path(info["file"]), stage, info["progress"])
 
-    def output_paths(self, path: Path) -> dict[str, Path]:
-        folder = Path(self.options.out) / track_name(path)
+    def track_folders(self, inputs: list[Path]) -> list[Path]:
+        """``OUT/TRACK`` of each input; two inputs with the same track name get ``-2``, ``-3``, ... in order."""
+        plans = plan_outputs(inputs, Path(self.options.out), "", ("report",), "json", "{track}/{stem}.{ext}")
+        return [plan["report"].parent for plan in plans]
+
+    def output_paths(self, path: Path, folder: Path | None = None) -> dict[str, Path]:
+        """Where cleaning ``path`` writes (``folder``: its track folder, default ``OUT/TRACK``)."""
+        folder = folder or Path(self.options.out) / track_name(path)
         return {
             "speech": folder / f"speech.{self.options.format}",
             "music": folder / "removed" / "music.wav",
@@ -208,14 +214,14 @@ class Cleaner:
             "report": folder / "report.json",
         }
 
-    def clean_file(self, path: str | Path) -> CleanResult:
+    def clean_file(self, path: str | Path, folder: Path | None = None) -> CleanResult:
         """Clean one file (see the module docstring), with a provenance record when ``provenance`` is on.
         Raises :class:`OutputExistsError` before any work when an output exists and ``overwrite`` is off."""
         t0 = time.perf_counter()
         path = Path(path)
         o = self.options
         info = probe(path)
-        targets = self.output_paths(path)
+        targets = self.output_paths(path, folder)
         if not o.overwrite:
             existing = [p for p in targets.values() if p.exists()]
             if existing:

@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(options.out)
     cleaner = Cleaner(options, progress=not args.no_progress and sys.stderr.isatty())
     failed = 0
-    for path in inputs:
+    for path, folder in zip(inputs, cleaner.track_folders(inputs)):
         try:
-            result = cleaner.clean_file(path)
+            result = cleaner.clean_file(path, folder)
         except DemixerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1

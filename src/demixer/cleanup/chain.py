@@ -319,9 +319,21 @@ class Cleaner:
         if o.runs("loudness") and measurable:
             gain_db = o.lufs - before
         fmt = OutputFormat(o.format, "int24")
-        passes = []
-        for _ in range(MAX_PASSES):
-            out_lufs, out_tp, min_gain = self._write_speech(mix, gain_db, targets["speech"], work, rate, channels, fmt)
+        passes: list[dict[str, Any]] = []
+        for attempt in range(MAX_PASSES):
+
+            def pass_progress(fraction: float, attempt: int = attempt) -> None:  # the first pass is most of it
+                self._say(path, "loudness", min(1.0, (attempt + fraction) / 2))
+
+            out_lufs, out_tp, min_gain = self._write_speech(
+                mix,
+                gain_db,
+                work,
+                rate,
+                channels,
+                fmt,
+                pass_progress,
+            )
             passes.append({"gain_db": round(gain_db, 3), "lufs": _round(out_lufs), "true_peak_dbtp": _round(out_tp)})
             off = o.lufs - out_lufs
             if not (o.runs("loudness") and np.isfinite(off) and abs(off) > LOUDNESS_TOLERANCE_LU):
@@ -376,11 +388,11 @@ class Cleaner:
         self,
         mix: list[tuple[Path, float]],
         gain_db: float,
-        target: Path,
         work: Path,
         rate: int,
         channels: int,
         fmt: OutputFormat,
+        progress: Callable[[float], None],
     ) -> tuple[float, float, float]:
         """One pass of stages 4-5: the speech times the gain, through the limiter, into ``work`` (the
         output-format file, and a float copy for DNSMOS). Returns ``(LUFS, dBTP, the limiter's lowest gain)``."""
@@ -403,9 +415,12 @@ class Cleaner:
                     out.write(y.T)
                     f.write(y.T)
 
+            total, done = max(probe(mix[0][0]).frames, 1), 0
             for block in _mixed(mix):
                 y = block * gain
                 put(limiter.process(y) if limiter else y)
+                done += block.shape[1]
+                progress(min(1.0, done / total))
             if limiter:
                 put(limiter.flush())
         return loud.integrated(), peak.dbtp(), limiter.min_gain if limiter else 1.0

@@ -42,7 +42,21 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         raise DemixerError(f"no audio files found in {' '.join(args.inputs)}")
     check_output_folder(options.out)
-    cleaner = Cleaner(options, progress=not args.no_progress and sys.stderr.isatty())
+    bar = None
+    if not args.no_progress and sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=100, unit="%", leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
+        )
+
+    def show(info: dict[str, Any]) -> None:  # one bar per file across the stages
+        if bar is not None:
+            bar.set_description_str(f"{info['file'][:30]} {info['stage']}")
+            bar.n = round(100 * info["progress"], 1)
+            bar.refresh()
+
+    cleaner = Cleaner(options, callback=show)
     failed = 0
     for path, folder in zip(inputs, cleaner.track_folders(inputs)):
         try:
@@ -64,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(f"  {r['chain']}", flush=True)
+    if bar is not None:
+        bar.close()
     if failed:
         print(f"{failed} of {len(inputs)} input(s) failed", file=sys.stderr)
     return 1 if failed else 0

@@ -222,6 +222,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         """Prometheus exposition: jobs by state, queue length, job durations, real-time factors."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def read_form(form: Any, *uploads: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A submitted form's option values, and its uploaded files by field (the form models are built at import
+        time from the options dataclasses: mypy cannot see their fields)."""
+        return form.model_dump(exclude=set(uploads)), {name: getattr(form, name) for name in uploads}
+
     def check_room() -> None:
         """Refuse a new upload at once (429) when the queue is full."""
         try:
@@ -257,10 +262,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     def create_job(response: Response, form: Annotated[JobForm, Form()]) -> Accepted:  # type: ignore[valid-type]
         """Upload a recording and queue its separation. Returns the job id at once (202)."""
         check_room()
-        submitted: Any = form  # JobForm is built at import time from SeparationOptions: mypy cannot see its fields
-        file: UploadFile = submitted.file
-        enroll: UploadFile | None = submitted.enroll
-        values = submitted.model_dump(exclude={"file", "enroll"})
+        values, files = read_form(form, "file", "enroll")
+        file, enroll = files["file"], files["enroll"]
         try:
             opts = SeparationOptions.from_mapping(values)
             limits = opts.over_limits()
@@ -299,9 +302,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         """Upload spoken audio and queue its cleanup (``demixer clean``: dialogue separation, denoising,
         loudness, true-peak limit). The job's stems are ``speech`` (cleaned) and the removed parts."""
         check_room()
-        submitted: Any = form
-        file: UploadFile = submitted.file
-        values = submitted.model_dump(exclude={"file"})
+        values, files = read_form(form, "file")
+        file = files["file"]
         try:
             opts = CleanOptions.from_mapping({**values, "skip": values["skip"] or []})
             names = []

@@ -353,21 +353,17 @@ async function refreshJobs() {
 
 // -- wiring ----------------------------------------------------------------------------------------
 window.demixer = { state, ready: false, mixer: null };
-const drop = $("drop");
-drop.onclick = () => $("file").click();
-drop.onkeydown = (e) => { if (e.key === "Enter" || e.key === " ") $("file").click(); };
-$("file").onchange = () => choose($("file").files[0]);
-drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
-drop.ondragleave = () => drop.classList.remove("over");
-drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); choose(e.dataTransfer.files[0]); };
+function wireDrop(zone, input, take) {  // a drop zone: click or Enter/Space to choose, or drop a file on it
+  zone.onclick = () => input.click();
+  zone.onkeydown = (e) => { if (e.key === "Enter" || e.key === " ") input.click(); };
+  input.onchange = () => take(input.files[0]);
+  zone.ondragover = (e) => { e.preventDefault(); zone.classList.add("over"); };
+  zone.ondragleave = () => zone.classList.remove("over");
+  zone.ondrop = (e) => { e.preventDefault(); zone.classList.remove("over"); take(e.dataTransfer.files[0]); };
+}
+wireDrop($("drop"), $("file"), choose);
+wireDrop($("enroll-drop"), $("enroll-file"), (f) => chooseEnroll(f));
 $("submit").onclick = submit;
-const enrollDrop = $("enroll-drop");
-enrollDrop.onclick = () => $("enroll-file").click();
-enrollDrop.onkeydown = (e) => { if (e.key === "Enter" || e.key === " ") $("enroll-file").click(); };
-$("enroll-file").onchange = () => chooseEnroll($("enroll-file").files[0]);
-enrollDrop.ondragover = (e) => { e.preventDefault(); enrollDrop.classList.add("over"); };
-enrollDrop.ondragleave = () => enrollDrop.classList.remove("over");
-enrollDrop.ondrop = (e) => { e.preventDefault(); enrollDrop.classList.remove("over"); chooseEnroll(e.dataTransfer.files[0]); };
 $("record").onclick = record;
 document.querySelectorAll("input[name=task]").forEach((r) => { r.onchange = taskChanged; });
 $("api-key").onchange = () => { localStorage.setItem("demixer-api-key", $("api-key").value); loadInfo(); };

@@ -30,7 +30,8 @@ def _format_cells(f: dict[str, Any]) -> str:
     if "sample_rate" not in f:
         return f"<td>{_e(f['container'])}, {_e(f['bytes'])} bytes</td><td></td>"
     return (
-        f"<td>{_e(f['container'])}, {_e(f['sample_rate'])} Hz, {_e(f['channels'])} ch, {_e(f['frames'])} frames</td>"
+        f"<td>{_e(f['container'])} {_e(f.get('encoding') or '')}, {_e(f['sample_rate'])} Hz, {_e(f['channels'])} ch, "
+        f"{_e(f['frames'])} frames{'' if f.get('frames_exact', True) else ' (estimated)'}</td>"
         f"<td>{_e(f['duration_s'])} s</td>"
     )
 

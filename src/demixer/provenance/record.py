@@ -62,9 +62,17 @@ def file_facts(path: Path) -> dict[str, Any]:
     if path.suffix.lower() == ".json":
         return {**facts, "container": "json"}
     info = probe(path)
+    encoding = None
+    if info.backend == "soundfile":
+        import soundfile as sf
+
+        encoding = sf.info(str(path)).subtype  # PCM_16, PCM_24, FLOAT, VORBIS, ...
     return {
         **facts,
-        "container": path.suffix.lower().lstrip("."),
+        "container": info.format.lower(),
+        "encoding": encoding,
+        "decoder": info.backend,
+        "frames_exact": info.backend == "soundfile",  # FFmpeg's frame counts come from the container's duration
         "sample_rate": info.sample_rate,
         "channels": info.channels,
         "frames": info.frames,

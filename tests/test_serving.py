@@ -635,6 +635,8 @@ def test_page_offers_dialogue_and_cleanup(server_factory, tmp_path):
             page.wait_for_function("window.demixer.ready === true", timeout=120_000)
             stems = page.eval_on_selector_all("#stems .stem", "rows => rows.map(r => r.dataset.stem)")
             assert stems == ["speech", "music", "effects"]
+            quality = page.inner_text("#quality")
+            assert "DNSMOS OVRL (change)" in quality and "input DNSMOS OVRL" in quality  # speech is rated
 
             page.evaluate("window.demixer.ready = false")
             page.check("input[name=task][value=clean]")

@@ -279,18 +279,24 @@ function showQuality(q) {
   if (q.chain) { showCleanReport(table, q); return; }
   $("quality-note").textContent = QUALITY_NOTE;
   const cols = ["energy_db", "leakage", "artifacts", "profile", "silence_ratio", "clipped"];
+  const speech = Object.values(q.stems).some((v) => v.dnsmos);  // DNSMOS P.835 of speech stems, and its change
   const head = table.insertRow();
-  for (const c of ["stem", ...cols]) { const th = document.createElement("th"); th.textContent = c; head.appendChild(th); }
+  for (const c of ["stem", ...cols, ...(speech ? ["DNSMOS OVRL (change)"] : [])]) { const th = document.createElement("th"); th.textContent = c; head.appendChild(th); }
   for (const [stem, v] of Object.entries(q.stems)) {
     const tr = table.insertRow();
     tr.insertCell().textContent = stem;
     for (const c of cols) tr.insertCell().textContent = v[c] === null || v[c] === undefined ? "–" : Number(v[c]).toFixed(c === "clipped" ? 0 : 2);
+    if (speech) {
+      const change = v.dnsmos_change ? ` (${v.dnsmos_change.ovrl >= 0 ? "+" : ""}${v.dnsmos_change.ovrl.toFixed(2)})` : "";
+      tr.insertCell().textContent = v.dnsmos ? `${v.dnsmos.ovrl.toFixed(2)}${change}` : "–";
+    }
   }
   const foot = table.insertRow();
   foot.insertCell().textContent = "mixture";
   const cell = foot.insertCell();
-  cell.colSpan = cols.length;
-  cell.textContent = `consistency ${q.consistency_db.toFixed(1)} dB · mask confidence ${q.mask_confidence.toFixed(2)}`;
+  const mix = q.mixture_dnsmos ? ` · input DNSMOS OVRL ${q.mixture_dnsmos.ovrl.toFixed(2)}` : q.dnsmos_unavailable ? ` · DNSMOS: ${q.dnsmos_unavailable}` : "";
+  cell.colSpan = cols.length + (speech ? 1 : 0);
+  cell.textContent = `consistency ${q.consistency_db.toFixed(1)} dB · mask confidence ${q.mask_confidence.toFixed(2)}${mix}`;
 }
 
 // -- playing stems together with solo/mute (Web Audio: sample-accurate sync) -----------------------

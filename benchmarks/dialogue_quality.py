@@ -11,10 +11,13 @@ fixed seed) from material no model here trained or was validated on (``configs/d
 - music: the three songs of ../shared/data/mixtures_only and the MUSDB excerpt (tests only);
 - effects: sms-tools' rain and the freedesktop sound theme's recorded events (Debian ``sound-theme-freedesktop``).
 
-Three scenes, ``--items`` mixtures each, at 16 kHz mono: ``music`` (music under the speech at -15..0 dB, no
+Four scenes, ``--items`` mixtures each, at 16 kHz mono: ``music`` (music under the speech at -15..0 dB, no
 effects: music-under-speech, where the denoiser is the baseline to beat), ``effects`` (effects at -15..0 dB, no
-music) and ``both`` (music and effects, each -20..-5 dB). Each stem present in a mixture is scored by SI-SDRi
-against its true source; a baseline's ``speech`` output is scored the same way. Mean and median per scene and stem.
+music), ``both`` (music and effects, each -20..-5 dB) and ``song`` (a song alone, its singing included, no
+speech). Each stem present in a mixture is scored by SI-SDRi against its true source; a baseline's ``speech``
+output is scored the same way. Where there is no speech, ``speech leak`` is the level of the speech output
+relative to the input (dB; lower is better: sung vocals a model takes for speech show up here). Mean and
+median per scene and stem.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ SCENES = {
     "music": dict(music_db=(-15.0, 0.0), effects_db=(-15.0, 0.0), speech_p=1.0, music_p=1.0, effects_p=0.0),
     "effects": dict(music_db=(-15.0, 0.0), effects_db=(-15.0, 0.0), speech_p=1.0, music_p=0.0, effects_p=1.0),
     "both": dict(music_db=(-20.0, -5.0), effects_db=(-20.0, -5.0), speech_p=1.0, music_p=1.0, effects_p=1.0),
+    "song": dict(music_db=(0.0, 0.0), effects_db=(0.0, 0.0), speech_p=0.0, music_p=1.0, effects_p=0.0),
 }
 
 
@@ -80,10 +84,14 @@ def score(name: str, scenes: dict, only_speech: bool) -> dict[str, dict[str, lis
         per_stem: dict[str, list[float]] = {s: [] for s in wanted}
         for mix, sources in items:
             stems = sep.separate_tensor(torch.from_numpy(mix)[None], RATE)
+            alone = sum(bool(np.any(x)) for x in sources) == 1  # the mixture is that source: no SI-SDRi to score
             for k, stem in enumerate(("speech", "music", "effects")):
-                if stem in wanted and np.any(sources[k]):
+                if stem in wanted and np.any(sources[k]) and not alone:
                     estimate = stems[stem].numpy()[0]
                     per_stem[stem].append(si_sdr_i(reference=sources[k], estimate=estimate, mixture=mix))
+            if not np.any(sources[0]):  # no speech at all: how loud is what the speech output holds anyway
+                leak = np.mean(stems["speech"].numpy() ** 2) / (np.mean(mix**2) + 1e-12)
+                per_stem.setdefault("speech_leak_db", []).append(float(10 * np.log10(leak + 1e-12)))
         results[scene] = per_stem
     return results
 
@@ -104,11 +112,11 @@ def main() -> None:
     runs += [(b, True) for b in args.baseline or ["demixer-denoise"]]
     table = {name: score(name, scenes, only) for name, only in runs}
     print(f"SI-SDRi (dB), {args.items} mixtures per scene, {args.seconds:g} s, 16 kHz; mean / median (estimates)")
-    print(f"{'model':<34} {'scene':<8} {'speech':>20} {'music':>20} {'effects':>20}")
+    print(f"{'model':<34} {'scene':<8} {'speech':>20} {'music':>20} {'effects':>20} {'speech leak':>20}")
     for name, scenes_scores in table.items():
         for scene, per_stem in scenes_scores.items():
             cells = []
-            for stem in ("speech", "music", "effects"):
+            for stem in ("speech", "music", "effects", "speech_leak_db"):
                 v = per_stem.get(stem, [])
                 cells.append(f"{np.mean(v):6.2f} / {np.median(v):6.2f} ({len(v):2d})" if v else "-")
             print(f"{Path(name).stem:<34} {scene:<8} " + " ".join(f"{c:>20}" for c in cells))

@@ -220,3 +220,15 @@ def test_two_inputs_with_one_track_name_get_their_own_folders(tmp_path):
     cleaner = Cleaner(out=str(tmp_path / "out"), skip=["dialogue", "denoise"])
     folders = cleaner.track_folders([Path("a/talk.wav"), Path("b/talk.flac"), Path("c/other.mp3")])
     assert [f.name for f in folders] == ["talk", "talk-2", "other"]
+
+
+def test_a_failure_midway_leaves_no_output_behind(tmp_path):
+    from demixer.cleanup import Cleaner
+    from demixer.errors import AudioError
+
+    audio = (0.1 * np.random.default_rng(0).standard_normal(3 * 16000)).astype(np.float32)
+    audio[30000] = np.nan  # found while the first stage streams the file, after the checks of its header
+    sf.write(tmp_path / "bad.wav", audio, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN"):
+        Cleaner(out=str(tmp_path / "out"), skip=["dialogue"]).clean_file(tmp_path / "bad.wav")
+    assert not (tmp_path / "out" / "bad").exists()

@@ -227,6 +227,7 @@ class Cleaner:
             if existing:
                 raise OutputExistsError(f"{path}: output exists: {existing[0]} (use --overwrite to replace it)")
         folder = targets["report"].parent
+        made = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
         if o.provenance:
             from ..provenance.record import ProvenanceRecorder, begin
@@ -235,8 +236,12 @@ class Cleaner:
         work = Path(tempfile.mkdtemp(prefix=".demixer-clean-", dir=folder))
         try:
             result = self._clean(path, info, targets, work, t0)
-        finally:
+        except BaseException:
             shutil.rmtree(work, ignore_errors=True)
+            if made and not any(folder.iterdir()):  # leave no empty folder behind either
+                folder.rmdir()
+            raise
+        shutil.rmtree(work, ignore_errors=True)
         if o.provenance:
             ProvenanceRecorder("clean", o.as_dict()).record_clean(self, path, result, started, settings)
         return result
@@ -362,25 +367,39 @@ class Cleaner:
         # removed parts, at the same gain, float so nothing clips
         gain = 10 ** (gain_db / 20)
         written: dict[str, Path] = {"speech": targets["speech"]}
-        writers = []
-        for name, (part, share) in removed.items():
-            w = AudioWriter(targets[name], rate, channels, OutputFormat("wav", "float32"))
-            writers.append(w)
-            for block in _blocks(part):
-                w.write(block * np.float32(gain * share))
-            written[name] = targets[name]
-        report["removed"] = {name: str(p) for name, p in written.items() if name != "speech"}
-        report["models"] = dict(self.models)
-        report["dnsmos"] = {
-            "input": _dnsmos_of(path, info.frames / rate),
-            "cleaned": _dnsmos_of(work / "speech-final.wav", info.frames / rate),
-        }
-        report["chain"] = describe_chain(report)
-        report["seconds"] = round(time.perf_counter() - t0, 3)
-        for w in writers:
-            w.commit()
-        shutil.move(str(work / "speech-final.part"), targets["speech"])
-        write_text_atomic(targets["report"], json.dumps(report, indent=1))
+        writers: list[AudioWriter] = []
+        try:
+            for name, (part, share) in removed.items():
+                w = AudioWriter(targets[name], rate, channels, OutputFormat("wav", "float32"))
+                writers.append(w)
+                for block in _blocks(part):
+                    w.write(block * np.float32(gain * share))
+                written[name] = targets[name]
+            report["removed"] = {name: str(p) for name, p in written.items() if name != "speech"}
+            report["models"] = dict(self.models)
+            report["dnsmos"] = {
+                "input": _dnsmos_of(path, info.frames / rate),
+                "cleaned": _dnsmos_of(work / "speech-final.wav", info.frames / rate),
+            }
+            report["chain"] = describe_chain(report)
+            report["seconds"] = round(time.perf_counter() - t0, 3)
+            committed: list[Path] = []
+            try:  # all outputs or none
+                for w in writers:
+                    committed.append(w.commit())
+                shutil.move(str(work / "speech-final.part"), targets["speech"])
+                committed.append(targets["speech"])
+                write_text_atomic(targets["report"], json.dumps(report, indent=1))
+            except BaseException:
+                for p in committed:
+                    p.unlink(missing_ok=True)
+                raise
+        finally:
+            for w in writers:
+                w.abort()  # a no-op once committed
+        for name in ("music", "effects", "noise"):  # an earlier run's parts this run did not remove (--overwrite)
+            if name not in written:
+                targets[name].unlink(missing_ok=True)
         self._say(path, "done", 1.0)
         return CleanResult(path, written, report, targets["report"], time.perf_counter() - t0)
 

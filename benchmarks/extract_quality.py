@@ -3,8 +3,8 @@
     python benchmarks/extract_quality.py --voices VOICES [-n demixer-extract | -n CHECKPOINT] [--mixtures 30]
         [--seconds 4 --seed 0 --json out.json]
 
-Talkers no model here trained or was validated on (``configs/demixer-extract.yaml``): VCTK p286, p240, p260 and
-Valentini p287 (../shared/data), and KLettres en_GB, tn and uk from ``VOICES`` (``demixer data join
+Talkers no model here trained or was validated on (the demixer-extract run in docs/training-log.md): VCTK
+p286, p240, p260 and Valentini p287 (../shared/data), and KLettres en_GB, tn and uk from ``VOICES`` (``demixer data join
 /usr/share/klettres --out VOICES --seconds 8 --seed 0``). Talkers are put in a lower or higher voice group by
 median F0 (165 Hz; no gender labels exist), as in ``speakers_by_gender.py``.
 

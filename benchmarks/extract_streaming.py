@@ -3,9 +3,9 @@ denoiser; real-time factor, algorithmic latency measured from an impulse, and th
 
     python benchmarks/extract_streaming.py [--model demixer-extract | CHECKPOINT] [--seconds 20 --block-ms 10]
 
-Without ``--model``: random weights at ``configs/demixer-extract.yaml``'s size (speed does not depend on the
-weights). The extractor is enrolled once with 4 s of noise (the embedding is computed once per enrolment; its
-cost is printed apart). Issue 29's goals: latency <= 20 ms, RTF <= 0.1 at 16 kHz on one thread.
+Without ``--model``: random weights at the size of the first demixer-extract run (``SIZE`` below, the run of
+2026-12-07 in docs/training-log.md; speed does not depend on the weights). The extractor is enrolled once with
+4 s of noise (the embedding is computed once per enrolment; its cost is printed apart). Issue 29's goals: latency <= 20 ms, RTF <= 0.1 at 16 kHz on one thread.
 """
 
 from __future__ import annotations
@@ -26,6 +26,23 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 RATE = 16000
+#: the causal extractor's size (2 ms encoder frames, 14 TCN blocks of 64/128 channels, 128-d speaker embedding)
+SIZE = dict(
+    sample_rate=RATE,
+    causal=True,
+    filters=128,
+    kernel=32,
+    bottleneck=64,
+    hidden=128,
+    conv_kernel=3,
+    blocks=7,
+    repeats=2,
+    speaker_dim=128,
+    encoder_channels=128,
+    encoder_layers=4,
+    n_mels=40,
+    min_enrollment=2.0,
+)
 
 
 def run(make_stream, x: np.ndarray, block: int, repeats: int) -> tuple[float, np.ndarray]:
@@ -61,15 +78,13 @@ def main() -> None:
     from demixer.models.checkpoint import build_model
     from demixer.models.denoiser import StreamingDenoiser
     from demixer.models.extraction import StreamingExtractor
-    from demixer.training import load_config
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     if args.model:
         extractor = load_model(args.model).eval()
     else:
-        cfg = load_config(ROOT / "configs/demixer-extract.yaml")
-        extractor = build_model(cfg.model.architecture, cfg.model.config).eval()
+        extractor = build_model("speaker_extractor", SIZE).eval()
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     extractor.enroll((0.1 * rng.standard_normal(4 * RATE)).astype(np.float32), RATE)

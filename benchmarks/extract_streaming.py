@@ -5,7 +5,8 @@ denoiser; real-time factor, algorithmic latency measured from an impulse, and th
 
 Without ``--model``: random weights at the size of the first demixer-extract run (``SIZE`` below, the run of
 2026-12-07 in docs/training-log.md; speed does not depend on the weights). The extractor is enrolled once with
-4 s of noise (the embedding is computed once per enrolment; its cost is printed apart). Issue 29's goals: latency <= 20 ms, RTF <= 0.1 at 16 kHz on one thread.
+4 s of noise (the embedding is computed once per enrolment; its cost is printed apart). Issue 29's goals:
+latency <= 20 ms, RTF <= 0.1 at 16 kHz on one thread.
 """
 
 from __future__ import annotations

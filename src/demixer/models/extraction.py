@@ -237,7 +237,7 @@ class _BlockWeights(NamedTuple):
     depthwise_b: np.ndarray
     dilation: int
     act2: float
-    norm2: tuple[np.ndarray, np.ndarray, float]
+    norm2_eps: float  # the second norm's scale and shift are folded into out_w and out_b
     out_w: np.ndarray  # the residual and skip 1x1 convolutions stacked: one product gives both
     out_b: np.ndarray
 
@@ -289,9 +289,12 @@ class StreamingExtractor:
                 get(b.depthwise.bias)[:, None],
                 int(b.depthwise.dilation[0]),
                 float(b.act2.weight.detach()),
-                self._norm(b.norm2),
-                np.concatenate([get(b.res.weight)[:, :, 0], get(b.skip.weight)[:, :, 0]]),
-                np.concatenate([get(b.res.bias), get(b.skip.bias)])[:, None],
+                self._norm(b.norm2)[2],
+                *self._after_norm(
+                    self._norm(b.norm2),
+                    np.concatenate([get(b.res.weight)[:, :, 0], get(b.skip.weight)[:, :, 0]]),
+                    np.concatenate([get(b.res.bias), get(b.skip.bias)])[:, None],
+                ),
             )
             for b in cast(list[TCNBlock], list(m.tcn))
         ]
@@ -317,19 +320,29 @@ class StreamingExtractor:
         )
 
     @staticmethod
-    def _layer_norm(x: np.ndarray, norm: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
-        """Each frame (column) normalised over channels. ``[C, k]``. Means as a row-vector product: on 10-frame
-        blocks numpy's ``mean`` costs more than the arithmetic."""
+    def _after_norm(
+        norm: tuple[np.ndarray, np.ndarray, float], w: np.ndarray, b: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A norm's scale and shift folded into the 1x1 convolution after it: ``w @ (g * x + s) + b``."""
+        return (w * norm[0][:, 0][None]).astype(np.float32), (w @ norm[1] + b).astype(np.float32)
+
+    @staticmethod
+    def _standardise(x: np.ndarray, eps: float) -> np.ndarray:
+        """Each frame (column) to zero mean and unit variance over channels. ``[C, k]``. Means as a row-vector
+        product: on 10-frame blocks numpy's ``mean`` costs more than the arithmetic."""
         average = _AVERAGES.get(x.shape[0])
         if average is None:
             average = _AVERAGES[x.shape[0]] = np.full((1, x.shape[0]), 1.0 / x.shape[0], np.float32)
         centred = x - average @ x
-        scale = norm[0] / np.sqrt(average @ (centred * centred) + norm[2])  # [C, k]
-        return centred * scale + norm[1]
+        return centred / np.sqrt(average @ (centred * centred) + eps)
+
+    @classmethod
+    def _layer_norm(cls, x: np.ndarray, norm: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
+        return cls._standardise(x, norm[2]) * norm[0] + norm[1]
 
     @staticmethod
     def _prelu(x: np.ndarray, a: float) -> np.ndarray:
-        return np.where(x >= 0, x, a * x)
+        return np.maximum(x, a * x) if 0.0 <= a <= 1.0 else np.where(x >= 0, x, a * x)
 
     def _hops(self, hops: np.ndarray) -> np.ndarray:
         """Target samples finished by ``k`` new hops of input. ``[k * stride]`` -> samples."""
@@ -354,7 +367,7 @@ class StreamingExtractor:
             conv = b.depthwise_b + b.depthwise_w[:, :1] * h[:, :k]
             for j in range(1, taps):
                 conv = conv + b.depthwise_w[:, j : j + 1] * h[:, j * b.dilation : j * b.dilation + k]
-            h = self._layer_norm(self._prelu(conv, b.act2), b.norm2)
+            h = self._standardise(self._prelu(conv, b.act2), b.norm2_eps)
             both = b.out_w @ h + b.out_b
             y = y + both[: y.shape[0]]
             skips = skips + both[y.shape[0] :]

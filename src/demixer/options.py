@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .audio.writer import OutputFormat
 from .errors import OptionsError
@@ -30,7 +30,7 @@ LIMITS: dict[str, float] = {
 }
 
 
-def _csv(value: str | list[str] | None) -> list[str] | None:
+def split_csv(value: str | list[str] | None) -> list[str] | None:
     """``"vocals,drums"`` -> ``["vocals", "drums"]`` (lists pass through)."""
     if value is None or isinstance(value, list):
         return value
@@ -45,8 +45,31 @@ def option(default: Any, *flags: str, help: str, **cli: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
+_Options = TypeVar("_Options", bound="OptionFields")
+
+
+class OptionFields:
+    """What every options dataclass shares: validated copies, building from a mapping, and the full record."""
+
+    def replace(self: _Options, **changes: Any) -> _Options:
+        """A copy with some fields changed (validated)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(cast(Any, self))}
+        if unknown:
+            raise OptionsError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        return cast(_Options, dataclasses.replace(cast(Any, self), **changes))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every option, defaults included (what a provenance record keeps)."""
+        return dataclasses.asdict(cast(Any, self))
+
+    @classmethod
+    def from_mapping(cls: type[_Options], values: dict[str, Any]) -> _Options:
+        """Build from a mapping (API kwargs, form fields, a provenance record); unknown keys are an error."""
+        return cls().replace(**values)
+
+
 @dataclass
-class SeparationOptions:
+class SeparationOptions(OptionFields):
     """How to separate and how to write the results.
 
     Field names are the long CLI flags with ``_`` for ``-`` (``--two-stems`` -> ``two_stems``),
@@ -75,7 +98,7 @@ class SeparationOptions:
         None, "--two-stems", help="output STEM and no_STEM (the sum of the others)", metavar="STEM"
     )
     stems: list[str] | None = option(
-        None, "--stems", help="write only these stems, comma-separated", type=lambda v: _csv(v), metavar="A,B"
+        None, "--stems", help="write only these stems, comma-separated", type=lambda v: split_csv(v), metavar="A,B"
     )
     # -- engine ----------------------------------------------------------------------
     device: str = option("auto", "-d", "--device", help="auto, cpu, cuda, cuda:N or mps")
@@ -159,7 +182,7 @@ class SeparationOptions:
 
     def validate(self) -> SeparationOptions:
         """Check ranges and conflicts. Raises :class:`OptionsError` with a message naming the flag."""
-        self.stems = _csv(self.stems) or None
+        self.stems = split_csv(self.stems) or None
 
         def bad(flag: str, why: str) -> None:
             raise OptionsError(f"--{flag}: {why}")
@@ -218,19 +241,3 @@ class SeparationOptions:
         container = "flac" if self.flac else "mp3" if self.mp3 else "wav"
         encoding = "int24" if self.int24 else "float32" if self.float32 else "int16"
         return OutputFormat(container, encoding, self.mp3_bitrate)
-
-    def replace(self, **changes: Any) -> SeparationOptions:
-        """A copy with some fields changed (validated)."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise OptionsError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every option, defaults included (what a provenance record keeps)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> SeparationOptions:
-        """Build from a mapping (API kwargs, form fields); unknown keys are an error."""
-        return cls().replace(**values)

@@ -71,11 +71,14 @@ def _blocks(path: Path) -> Iterator[np.ndarray]:
     yield from iter_blocks(probe(path), block_frames=BLOCK)
 
 
-def _rms_db(path: Path) -> float:
+def _rms_db(path: Path, meter: LoudnessMeter | None = None) -> float:
+    """A file's RMS level in dB; with ``meter``, its blocks also go to that loudness meter (one read for both)."""
     total, count = 0.0, 0
     for block in _blocks(path):
         total += float(np.square(block, dtype=np.float64).sum())
         count += block.size
+        if meter is not None:
+            meter.add(block)
     return 10 * float(np.log10(total / max(count, 1) + 1e-20))
 
 
@@ -259,7 +262,8 @@ class Cleaner:
         stages = report["stages"]
         speech: Path = path
         removed: dict[str, tuple[Path, float]] = {}  # name -> (work file, gain of what is removed)
-        input_db = _rms_db(path)
+        input_loudness = LoudnessMeter(rate, channels)
+        input_db = _rms_db(path, input_loudness)
 
         # 1. dialogue
         if self.dialogue is not None:
@@ -312,7 +316,7 @@ class Cleaner:
             mix.append((removed["music"][0], o.keep_music))
         self._say(path, "loudness", 0.0)
         before = _loudness(_mixed(mix), rate, channels)
-        report["loudness_in_lufs"] = _round(_loudness(_blocks(path), rate, channels))
+        report["loudness_in_lufs"] = _round(input_loudness.integrated())
         gain_db = 0.0
         measurable = bool(np.isfinite(before))
         if o.runs("loudness") and not measurable:
@@ -379,7 +383,7 @@ class Cleaner:
             report["models"] = dict(self.models)
             report["dnsmos"] = {
                 "input": _dnsmos_of(path, info.frames / rate),
-                "cleaned": _dnsmos_of(work / "speech-final.wav", info.frames / rate),
+                "cleaned": _dnsmos_of(work / "speech-final.part", info.frames / rate),
             }
             report["chain"] = describe_chain(report)
             report["seconds"] = round(time.perf_counter() - t0, 3)
@@ -413,18 +417,15 @@ class Cleaner:
         fmt: OutputFormat,
         progress: Callable[[float], None],
     ) -> tuple[float, float, float]:
-        """One pass of stages 4-5: the speech times the gain, through the limiter, into ``work`` (the
-        output-format file, and a float copy for DNSMOS). Returns ``(LUFS, dBTP, the limiter's lowest gain)``."""
+        """One pass of stages 4-5: the speech times the gain, through the limiter, into ``work`` (in the output
+        format, ``speech-final.part``). Returns ``(LUFS, dBTP, the limiter's lowest gain)``."""
         gain = np.float32(10 ** (gain_db / 20))
         limiter = TruePeakLimiter(rate, channels, self.options.true_peak - 0.1) if self.options.runs("limit") else None
         loud, peak = LoudnessMeter(rate, channels), TruePeakMeter(channels)
         final = work / "speech-final.part"
-        with (
-            sf.SoundFile(
-                str(final), "w", samplerate=rate, channels=channels, format=fmt.container.upper(), subtype="PCM_24"
-            ) as out,
-            sf.SoundFile(str(work / "speech-final.wav"), "w", samplerate=rate, channels=channels, subtype="FLOAT") as f,
-        ):
+        with sf.SoundFile(
+            str(final), "w", samplerate=rate, channels=channels, format=fmt.container.upper(), subtype="PCM_24"
+        ) as out:
 
             def put(y: np.ndarray) -> None:
                 if y.shape[1]:
@@ -432,7 +433,6 @@ class Cleaner:
                     loud.add(y)
                     peak.add(y)
                     out.write(y.T)
-                    f.write(y.T)
 
             total, done = max(probe(mix[0][0]).frames, 1), 0
             for block in _mixed(mix):

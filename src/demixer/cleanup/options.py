@@ -3,28 +3,18 @@ the service's form fields (like :class:`~demixer.options.SeparationOptions` for 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import OptionsError
-from ..options import option
+from ..options import OptionFields, option, split_csv
 
 STAGES = ("dialogue", "denoise", "loudness", "limit")
 FORMATS = ("wav", "flac")
 
 
-def _csv(value: str | list[str] | None) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return value
-    return [v.strip() for v in str(value).split(",") if v.strip()]
-
-
 @dataclass
-class CleanOptions:
+class CleanOptions(OptionFields):
     """How to clean up spoken audio. Field names are the long CLI flags with ``_`` for ``-``."""
 
     dialogue_model: str | None = option(
@@ -45,7 +35,7 @@ class CleanOptions:
         [],
         "--skip",
         help=f"stages to leave out, comma-separated: {', '.join(STAGES)}",
-        type=lambda v: _csv(v),
+        type=lambda v: split_csv(v),
         metavar="A,B",
         group="cleanup",
     )
@@ -107,7 +97,7 @@ class CleanOptions:
 
     def validate(self) -> CleanOptions:
         """Check ranges and names. Raises :class:`OptionsError` naming the flag."""
-        self.skip = _csv(self.skip)
+        self.skip = split_csv(self.skip) or []
 
         def bad(flag: str, why: str) -> None:
             raise OptionsError(f"--{flag}: {why}")
@@ -133,19 +123,3 @@ class CleanOptions:
 
     def runs(self, stage: str) -> bool:
         return stage not in self.skip
-
-    def replace(self, **changes: Any) -> CleanOptions:
-        """A copy with some fields changed (validated)."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise OptionsError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> CleanOptions:
-        """Build from a mapping (API kwargs, form fields, a provenance record); unknown keys are an error."""
-        return cls().replace(**values)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every option, defaults included (what a provenance record keeps)."""
-        return dataclasses.asdict(self)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -11,7 +10,7 @@ from ..cleanup.options import CleanOptions
 from ..errors import DemixerError, one_line
 from ..files import check_output_folder
 from ..separation.naming import expand_inputs
-from .options_parser import add_option_flags
+from .options_parser import add_option_flags, given_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,16 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def options_from_args(args: argparse.Namespace) -> CleanOptions:
-    names = {f.name for f in dataclasses.fields(CleanOptions)}
-    given: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names}
-    return CleanOptions.from_mapping(given)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..cleanup.chain import Cleaner
 
-    options = options_from_args(args)
+    options = given_options(args, CleanOptions)
     inputs = expand_inputs(list(args.inputs))
     if not inputs:
         raise DemixerError(f"no audio files found in {' '.join(args.inputs)}")

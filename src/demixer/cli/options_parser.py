@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from ..options import SeparationOptions
+from ..options import OptionFields, SeparationOptions
 
 log = logging.getLogger("demixer")
+_Options = TypeVar("_Options", bound=OptionFields)
 
 
 OUTPUT_FIELDS = (
@@ -58,11 +59,15 @@ def add_option_flags(
             )
 
 
+def given_options(args: argparse.Namespace, cls: type[_Options]) -> _Options:
+    """The options dataclass ``cls`` for the flags given (unset flags keep the dataclass defaults)."""
+    names = {f.name for f in dataclasses.fields(cast(Any, cls))}
+    return cls.from_mapping({k: v for k, v in vars(args).items() if k in names})
+
+
 def options_from_args(args: argparse.Namespace) -> SeparationOptions:
-    """The SeparationOptions for the flags given (unset flags keep the dataclass defaults)."""
-    names = {f.name for f in dataclasses.fields(SeparationOptions)}
-    given: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names}
-    options = SeparationOptions.from_mapping(given)
+    """The SeparationOptions for the flags given, with a warning per value above the service's limits."""
+    options = given_options(args, SeparationOptions)
     for message in options.over_limits():  # allowed here, refused by the service
         log.warning("warning: %s (the service refuses it; this may take very long or much memory)", message)
     return options

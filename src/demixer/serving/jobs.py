@@ -26,6 +26,7 @@ from ..files import atomic_path
 from ..models.base import SeparationModel
 from ..models.registry import load_for_inference
 from ..options import SeparationOptions
+from ..separation.memory import release_free_memory
 from .metrics import ServiceMetrics
 from .settings import ServerSettings
 from .store import Job, JobStore
@@ -202,6 +203,7 @@ class JobRunner:
                     self._wake.wait(timeout=1.0)
                 continue
             self._run(job)
+            release_free_memory()  # the job's buffers go back to the OS, so the server's size tracks its live jobs
 
     def _run(self, job: Job) -> None:
         folder = self.job_dir(job.id)

@@ -326,10 +326,14 @@ def test_inspect_and_separate_report(tmp_path):
     stems = tmp_path / "hpss" / "mixture"
     q = json.loads((stems / "mixture.quality.json").read_text())
     assert q["model"] == "hpss" and set(q["stems"]) == {"drums", "other"} and q["consistency_db"] > 20
-    assert "quality: consistency" in r.stdout
+    for stem in ("drums", "other"):  # the quality estimator's fields, and its verdict line per stem
+        entry = q["stems"][stem]
+        assert len(entry["predicted_sdr_per_second"]) == len(entry["silent_source_probability"]) == 6  # 5.9 s
+        assert re.search(rf"^    {stem}: predicted -?\d+\.\d dB", r.stdout, re.M), r.stdout
     r = run_cli("inspect", stems, "--reference", shared(VALID) / "musdb18_easton_ellises_falcon69_excerpt")
     assert r.returncode == 0, r.stderr
-    for name in ("inspect_spectrograms.png", "inspect_sdr.png", "inspect_sir.png", "inspect_sar.png"):
+    assert re.search(r"^drums: predicted -?\d", r.stdout, re.M)
+    for name in ("inspect_spectrograms.png", "inspect_predicted_sdr.png", "inspect_sdr.png", "inspect_sir.png"):
         assert (stems / name).read_bytes()[:4] == b"\x89PNG"
     assert re.search(r"^drums\s+SDR\s+-?\d", r.stdout, re.M)
     r = run_cli("inspect", stems / "drums.wav", "-o", tmp_path / "one.png")

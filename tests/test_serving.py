@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -473,8 +474,17 @@ def test_web_page_in_headless_chromium(server_factory, tmp_path):
                 "[...document.querySelectorAll('.stem img')].every(i => i.complete && i.naturalWidth > 0)"
             )
             assert page.locator(".stem img").count() == 10  # mixture + 4 stems, waveform + spectrogram each
-            assert "consistency" in page.inner_text("#quality")
+            assert "consistency" in page.inner_text("#quality") and "predicted_sdr" in page.inner_text("#quality")
             assert "RTF" in page.inner_text("#job-timings")
+            # the quality estimator's verdict under each stem's name, its flags over the waveforms
+            verdicts = page.eval_on_selector_all(".stem .verdict", "v => v.map(e => e.textContent)")
+            assert len(verdicts) == 4 and all(re.match(r"\w+: (predicted|probably no)", v) for v in verdicts)
+            job = httpx.get(f"{server.url}/jobs").json()[0]
+            job = httpx.get(f"{server.url}/jobs/{job['id']}").json()
+            spans = [
+                (k, s) for k, v in job["quality"]["stems"].items() for s in v["weak_seconds"] + v["absent_seconds"]
+            ]
+            assert page.locator(".stem .mark").count() == len(spans)
 
             # play, then solo the drums: only the drums stay audible
             page.click("#play")

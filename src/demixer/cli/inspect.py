@@ -14,6 +14,8 @@ def run(args: argparse.Namespace) -> int:
     result = inspect_path(args.path, args.out, args.reference, args.max_seconds)
     for image in result.images:
         print(f"wrote {image}")
+    for line in result.verdicts:
+        print(line)
     for stem, values in result.medians.items():
         print(f"{stem:<14} " + "  ".join(f"{k} {v:6.2f}" for k, v in values.items()) + "  (median over 1 s frames)")
     return 0

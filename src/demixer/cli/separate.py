@@ -81,18 +81,10 @@ def run(args: argparse.Namespace) -> int:
         if result.provenance_paths:
             print(f"  provenance: {result.provenance_paths['provenance']}", flush=True)
         if result.quality is not None:
-            q = result.quality
-            flags = [
-                f"{k}: leakage {v['leakage']:.2f}, artifacts {v['artifacts']:.2f} dB"
-                + (f", profile {v['profile']:.2f}" if v["profile"] is not None else "")
-                for k, v in q["stems"].items()
-            ]
-            print(
-                f"  quality: consistency {q['consistency_db']:.1f} dB, mask confidence {q['mask_confidence']:.2f}; "
-                + "; ".join(flags)
-                + f" -> {result.quality_path}",
-                flush=True,
-            )
+            verdicts = [v["verdict"] for v in result.quality["stems"].values() if "verdict" in v]
+            print(f"  quality -> {result.quality_path}", flush=True)
+            for line in verdicts or [result.quality.get("quality_estimator_unavailable", "no quality estimate")]:
+                print(f"    {line}", flush=True)
         return True
 
     jobs = list(zip(inputs, plans))

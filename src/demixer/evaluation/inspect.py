@@ -11,13 +11,15 @@ import numpy as np
 from ..audio import AUDIO_EXTENSIONS, load_audio, resample
 from ..errors import DemixerError
 from .bsseval import bss_eval_v4
-from .plots import save_metric_curves, save_spectrograms
+from .plots import save_metric_curves, save_predicted_quality, save_spectrograms
+from .quality import quality_signals
 
 
 @dataclass
 class InspectResult:
     images: list[Path] = field(default_factory=list)
     medians: dict[str, dict[str, float]] = field(default_factory=dict)  # stem -> metric -> median over frames
+    verdicts: list[str] = field(default_factory=list)  # the quality estimator's line per stem
 
 
 def _audio_files(folder: Path) -> dict[str, Path]:
@@ -42,7 +44,8 @@ def inspect_path(
     reference: str | Path | None = None,
     max_seconds: float | None = None,
 ) -> InspectResult:
-    """PNG spectrograms of a file or of a folder of stems (with their mixture), and with
+    """PNG spectrograms of a file or of a folder of stems (with their mixture), the quality estimator's predicted SDR
+    per second under each stem's spectrogram (``inspect_predicted_sdr.png``, no reference needed), and with
     ``reference`` (a folder of reference stems of the same names) framewise BSSEval v4 SDR/SIR/SAR over time.
 
     Raises:
@@ -71,6 +74,14 @@ def inspect_path(
     panels = [("mixture" if "mixture" in arrays else "mixture (sum of the stems)", mixture)] + list(stems.items())
     out_dir = Path(out) if out else path
     result.images.append(save_spectrograms(out_dir / "inspect_spectrograms.png", panels, rate, title=str(path)))
+    estimates = {k: v for k, v in quality_signals(mixture, stems, rate)["stems"].items() if "verdict" in v}
+    if estimates:
+        result.images.append(
+            save_predicted_quality(
+                out_dir / "inspect_predicted_sdr.png", stems, estimates, rate, title=f"predicted quality: {path}"
+            )
+        )
+        result.verdicts = [v["verdict"] for v in estimates.values()]
     if reference is not None:
         ref_files = _audio_files(Path(reference))
         common = [k for k in stems if k in ref_files]

@@ -79,6 +79,57 @@ def save_spectrograms(
     return path
 
 
+def save_predicted_quality(
+    path: Path, stems: dict[str, np.ndarray], estimates: dict[str, dict], sample_rate: int, title: str | None = None
+) -> Path:
+    """Each stem's spectrogram with the quality estimator's predicted SDR per second under it: seconds predicted
+    under 0 dB shaded red, seconds whose source is probably absent shaded grey (``estimates``: the report's stem
+    entries, :func:`demixer.estimator.predict.estimate`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in stems if k in estimates]
+    fig, axes = plt.subplots(
+        2 * len(names),
+        1,
+        figsize=(9, 2.9 * len(names)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [2, 1] * len(names)},
+    )
+    specs = {k: _db_spectrogram(stems[k], sample_rate) for k in names}
+    top = max(float(s.max()) for s in specs.values())
+    for i, k in enumerate(names):
+        seconds = np.atleast_2d(stems[k]).shape[-1] / sample_rate
+        spec_ax, curve_ax = axes[2 * i, 0], axes[2 * i + 1, 0]
+        _show_spectrogram(spec_ax, specs[k], top, seconds, sample_rate)
+        entry = estimates[k]
+        spec_ax.set_title(entry.get("verdict", k), fontsize=9)
+        spec_ax.set_ylabel("kHz", fontsize=8)
+        curve = np.asarray(entry["predicted_sdr_per_second"], float)
+        centres = np.arange(curve.size) + 0.5
+        curve_ax.plot(centres, curve, color="black", lw=1)
+        for a, b in entry.get("weak_seconds", []):
+            curve_ax.axvspan(a, min(b, seconds), color="tab:red", alpha=0.25, lw=0)
+        for a, b in entry.get("absent_seconds", []):
+            for ax in (spec_ax, curve_ax):
+                ax.axvspan(a, min(b, seconds), color="grey", alpha=0.35, lw=0)
+        curve_ax.axhline(0, color="tab:red", lw=0.6, ls="--")
+        curve_ax.set_xlim(0, seconds)
+        curve_ax.set_ylabel("predicted\nSDR (dB)", fontsize=7)
+        curve_ax.tick_params(labelsize=7)
+        spec_ax.tick_params(labelsize=7)
+    axes[-1, 0].set_xlabel("s", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def save_metric_curves(path: Path, times: np.ndarray, curves: dict[str, np.ndarray], ylabel: str, title: str) -> Path:
     """Framewise metrics over time, one line per source."""
     import matplotlib

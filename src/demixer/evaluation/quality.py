@@ -18,6 +18,11 @@ For the stems of one mixture:
 - ``mask_confidence``: from the ratio masks the stems imply, the mixture-energy-weighted mean of
   the largest mask per bin (1: every bin clearly belongs to one stem; 1/J: undecided), and
   ``uncertain_share``, the energy share of bins whose largest mask is under 0.6;
+- per stem, from the shipped quality estimator (:mod:`demixer.estimator`), which learned them from separations
+  with known references: ``predicted_sdr`` (dB, whole track), ``predicted_sdr_per_second``,
+  ``silent_source_probability`` (per second), ``weak_seconds`` / ``absent_seconds`` (``[start, end]`` ranges
+  where the prediction is under 0 dB / the source is probably silent), ``probably_absent`` and a one-line
+  ``verdict``;
 - for speech stems (``speech``, ``target``, ``speaker1``...): ``dnsmos``, DNSMOS P.835 ``sig``/``bak``/``ovrl``
   of the stem (:mod:`demixer.evaluation.dnsmos`), and ``dnsmos_change``, the stem's scores minus the mixture's
   (top level: ``mixture_dnsmos``), so a user sees whether the separation helped or hurt the speech as
@@ -40,6 +45,8 @@ import torch
 from scipy.ndimage import median_filter
 
 from ..audio.resample import resample
+from ..errors import ModelNotFoundError
+from ..estimator.features import WindowFeaturizer
 from ..extras import missing_modules
 from ..transforms import STFT
 
@@ -111,6 +118,7 @@ class QualityAccumulator:
         self.excerpts = {k: np.zeros((channels, size), np.float32) for k in ["mixture", *names]}
         self.mix_energy = self.residual_energy = 0.0
         self.stats = {k: _StemStats() for k in names}
+        self.windows = WindowFeaturizer(names, sample_rate)  # the quality estimator's input, over the whole track
         self._offset = 0
 
     def add(self, mix: np.ndarray, stems: Mapping[str, np.ndarray]) -> None:
@@ -129,6 +137,7 @@ class QualityAccumulator:
                 s.frames.append(_frame_rms_db(block[..., :whole], self.sample_rate))
         self.mix_energy += float(np.sum(m**2))
         self.residual_energy += float(np.sum(residual**2))
+        self.windows.add(mix, stems)
         at = 0  # where each excerpt piece goes in the joined excerpt
         for start, size in self.ranges:
             a, b = max(start, lo), min(start + size, hi)
@@ -173,6 +182,9 @@ class QualityAccumulator:
         top = implied.max(0)
         confidence = float((top * weight).sum() / (weight.sum() + _EPS))
         uncertain = float(weight[top < 0.6].sum() / (weight.sum() + _EPS))
+        predicted = self._predicted()
+        for k, entry in predicted.get("stems", {}).items():
+            out_stems[k].update(entry)
         for k, scores in speech.get("stems", {}).items():
             out_stems[k]["dnsmos"] = scores
             if scores is not None:
@@ -183,8 +195,19 @@ class QualityAccumulator:
             "mask_confidence": round(confidence, 4),
             "uncertain_share": round(uncertain, 4),
             **{k: v for k, v in speech.items() if k != "stems"},
+            **{k: v for k, v in predicted.items() if k != "stems"},
             "stems": out_stems,
         }
+
+    def _predicted(self) -> dict[str, Any]:
+        """The quality estimator's predictions per stem (``stems``) and its name, or why there are none."""
+        from ..estimator.predict import NAME, estimate
+
+        features, energy = self.windows.finish()
+        try:
+            return {"quality_estimator": NAME, "stems": estimate(features, energy)}
+        except ModelNotFoundError as exc:
+            return {"quality_estimator_unavailable": str(exc)}
 
     def _dnsmos(self) -> dict[str, Any]:
         """DNSMOS of the mixture and of each speech stem, on the excerpts (empty without speech stems)."""

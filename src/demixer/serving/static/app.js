@@ -235,15 +235,45 @@ function stemRow(job, stem, playable) {
     left.appendChild(a);
   }
   const right = document.createElement("div");
+  const estimate = job.quality && job.quality.stems && job.quality.stems[stem];
   for (const kind of ["waveform", "spectrogram"]) {
     const img = document.createElement("img");
     img.className = kind;
     img.alt = `${stem} ${kind}`;
     blobUrl(job.urls.images[stem][kind]).then((u) => { img.src = u; });
-    right.appendChild(img);
+    if (kind === "waveform" && estimate && estimate.predicted_sdr_per_second) {
+      right.appendChild(markedWaveform(img, estimate, job.timings && job.timings.audio_s));
+    } else {
+      right.appendChild(img);
+    }
+  }
+  if (estimate && estimate.verdict) {
+    const line = document.createElement("div");
+    line.className = "verdict";
+    line.textContent = estimate.verdict;
+    left.appendChild(line);
   }
   row.append(left, right);
   return row;
+}
+// the quality estimator's flags over a stem's waveform: red where predicted under 0 dB, grey where the source is
+// probably absent (the report's weak_seconds / absent_seconds, in seconds of the track)
+function markedWaveform(img, estimate, seconds) {
+  const box = document.createElement("div");
+  box.className = "marked";
+  box.appendChild(img);
+  const total = seconds || estimate.predicted_sdr_per_second.length;
+  for (const [kind, spans] of [["weak", estimate.weak_seconds || []], ["absent", estimate.absent_seconds || []]]) {
+    for (const [a, b] of spans) {
+      const mark = document.createElement("div");
+      mark.className = `mark ${kind}`;
+      mark.style.left = `${(100 * a) / total}%`;
+      mark.style.width = `${(100 * (Math.min(b, total) - a)) / total}%`;
+      mark.title = `${kind === "weak" ? "predicted under 0 dB" : "source probably absent"}: ${a}–${b} s`;
+      box.appendChild(mark);
+    }
+  }
+  return box;
 }
 async function download(path, name) {
   const a = document.createElement("a");
@@ -278,7 +308,7 @@ function showQuality(q) {
   if (!q) { table.innerHTML = "<tr><td>not computed for this job</td></tr>"; return; }
   if (q.chain) { showCleanReport(table, q); return; }
   $("quality-note").textContent = QUALITY_NOTE;
-  const cols = ["energy_db", "leakage", "artifacts", "profile", "silence_ratio", "clipped"];
+  const cols = ["predicted_sdr", "energy_db", "leakage", "artifacts", "profile", "silence_ratio", "clipped"];
   const speech = Object.values(q.stems).some((v) => v.dnsmos);  // DNSMOS P.835 of speech stems, and its change
   const head = table.insertRow();
   for (const c of ["stem", ...cols, ...(speech ? ["DNSMOS OVRL (change)"] : [])]) { const th = document.createElement("th"); th.textContent = c; head.appendChild(th); }

@@ -21,6 +21,8 @@ on one thread. Each method's fixed delay is found once by cross-correlation and 
 With --dnsmos: the change of DNSMOS OVRL (the reference-free score `--report` gives speech stems) from the noisy
 input to each output, and how often its sign agrees with the sign of the true SI-SDR improvement, per method and
 pooled over every method and set (issue 30 asks >= 80 %).
+With --predicted: the same for the quality estimator's predicted SDR of `speech` (the output) minus that of the noisy
+input taken as `speech` (what `--report` predicts before and after).
 pyrnnoise and noisereduce come with the dev extras (`make test` installs them); they are not runtime dependencies.
 """
 
@@ -154,6 +156,17 @@ PEERS = {
 }
 
 
+def predicted_sdr(noisy: np.ndarray, y: np.ndarray) -> float:
+    """The quality estimator's predicted SDR of ``y`` as the speech stem of ``noisy`` (the rest as noise)."""
+    from demixer.estimator.features import window_features
+    from demixer.estimator.predict import estimate
+
+    n = min(noisy.size, y.size)
+    stems = {"speech": y[None, :n], "noise": (noisy[:n] - y[:n])[None]}
+    found = estimate(*window_features(noisy[None, :n], stems, SR))["speech"]["predicted_sdr"]
+    return -30.0 if found is None else found
+
+
 def find_delay(method, items, max_lag: int = 2000) -> int:
     """The lag that best aligns a method's output with the clean speech (same for every input)."""
     scores = np.zeros(2 * max_lag + 1)
@@ -197,6 +210,7 @@ def main() -> None:
     )
     ap.add_argument("--json", type=Path, help="also write the means to this JSON file")
     ap.add_argument("--dnsmos", action="store_true", help="also: DNSMOS OVRL change and its sign agreement")
+    ap.add_argument("--predicted", action="store_true", help="also: predicted SDR change and its sign agreement")
     args = ap.parse_args()
     if args.dnsmos:
         from demixer.evaluation.dnsmos import dnsmos
@@ -222,8 +236,10 @@ def main() -> None:
     methods.update({name: PEERS[name] for name in args.peers})
     results: dict[str, dict] = {}
     agreements: list[bool] = []  # pooled over the methods (not the noisy input) and sets
+    predicted_agreements: list[bool] = []
     for set_name, items in sets.items():
         before = [dnsmos(noisy, SR)["ovrl"] for _, noisy, _ in items] if args.dnsmos else []
+        predicted_before = [predicted_sdr(noisy, noisy) for _, noisy, _ in items] if args.predicted else []
         results[set_name] = {"files": len(items)}
         seconds = sum(c.size for _, _, c in items) / SR
         print(f"\n{set_name}: {len(items)} files, {seconds:.0f} s; means over files (gains are over the noisy input)")
@@ -239,6 +255,7 @@ def main() -> None:
                 continue
             delay = find_delay(method, items) if label != "noisy input" else 0
             p, s, g, d, t = [], [], [], [], 0.0
+            q: list[float] = []  # predicted SDR changes
             for i, (_, noisy, clean) in enumerate(items):
                 t0 = time.perf_counter()
                 y = method(noisy)
@@ -254,6 +271,9 @@ def main() -> None:
                 if args.dnsmos and label != "noisy input" and np.any(y):
                     d.append(dnsmos(y, SR)["ovrl"] - before[i])
                     agreements.append(bool(np.sign(d[-1]) == np.sign(g[-1])))
+                if args.predicted and label != "noisy input" and np.any(y):
+                    q.append(predicted_sdr(noisy, y) - predicted_before[i])
+                    predicted_agreements.append(bool(np.sign(q[-1]) == np.sign(g[-1])))
             if label == "noisy input":
                 base = {"pesq": np.mean(p), "stoi": np.mean(s)}
             results[set_name][label] = {
@@ -269,6 +289,10 @@ def main() -> None:
                 agree = float(np.mean(np.sign(d) == np.sign(g[: len(d)])))
                 results[set_name][label].update({"dnsmos_ovrl_change": round(float(np.mean(d)), 3), "agree": agree})
                 extra = f"  DNSMOS OVRL {np.mean(d):+.2f}, sign agrees with SI-SDRi on {100 * agree:.0f} %"
+            if q:
+                agree = float(np.mean(np.sign(q) == np.sign(g[: len(q)])))
+                results[set_name][label].update({"predicted_sdr_change": round(float(np.mean(q)), 3), "agree_p": agree})
+                extra += f"  predicted SDR {np.mean(q):+.2f} dB, sign agrees on {100 * agree:.0f} %"
             print(
                 f"{label:<28} {np.mean(p):>8.2f} {np.mean(p) - base['pesq']:>+6.2f} {np.mean(s):>6.3f} "
                 f"{np.mean(s) - base['stoi']:>+6.3f} {np.mean(g):>+8.2f} {delay:>6} {t / seconds:>7.4f}{extra}"
@@ -277,6 +301,11 @@ def main() -> None:
         results["dnsmos_sign_agreement"] = {"outputs": len(agreements), "share": float(np.mean(agreements))}
         print(f"\nDNSMOS OVRL change agrees in sign with the SI-SDR improvement on {100 * np.mean(agreements):.1f} % "
               f"of {len(agreements)} outputs (every method and set)")  # fmt: skip
+    if predicted_agreements:
+        share = float(np.mean(predicted_agreements))
+        results["predicted_sign_agreement"] = {"outputs": len(predicted_agreements), "share": share}
+        print(f"predicted SDR change agrees in sign with the SI-SDR improvement on {100 * share:.1f} % "
+              f"of {len(predicted_agreements)} outputs (every method and set)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

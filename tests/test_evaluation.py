@@ -245,6 +245,7 @@ def test_evaluate_cli_end_to_end(tmp_path):
     for src in re.findall(r"src='([^']+)'", page):
         assert (out / src).is_file(), src
     assert page.count("<audio") >= 10 and page.count("<img") >= 8
+    assert "predicted SDR vocals" in page and re.search(r"quality estimator \(no reference\): vocals: predic", page)
     irm = json.loads((out / "oracle-irm" / f"{track}.json").read_text())["demixer"]["metrics"]
     base = json.loads((out / "mixture" / f"{track}.json").read_text())["demixer"]["metrics"]
     assert all(irm[s]["SDR"] > base[s]["SDR"] + 8 for s in irm)

@@ -1,5 +1,7 @@
 """The HTML report of an evaluation: medians per model and target, then per track the
-spectrograms (mixture, reference, estimate, error), audio players and quality signals.
+spectrograms (mixture, reference, estimate, error), audio players, quality signals, and the quality estimator's
+per-second predicted SDR under each estimate's spectrogram (weak seconds red, absent grey), to set beside the true
+scores above it.
 
 Everything is a local file next to ``report.html`` (no network, no CDN).
 """
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import OutputFormat, save_audio
-from .plots import save_spectrograms
+from .plots import save_predicted_quality, save_spectrograms
 
 
 def _slug(text: str) -> str:
@@ -54,10 +56,21 @@ def write_track_assets(out: Path, track: dict[str, Any], seconds: float) -> dict
                 ],
                 rate,
             )
+            predicted = ((data.get("quality") or {}).get("stems") or {}).get(target) or {}
+            curve = None
+            if predicted.get("predicted_sdr_per_second"):  # the quality estimator's view, beside the true scores
+                curve = save_predicted_quality(
+                    folder / f"{_slug(model)}_{_slug(target)}_predicted.png",
+                    {target: data["estimates"][target]},
+                    {target: predicted},
+                    rate,
+                ).relative_to(out)
             rows.append(
                 {
                     "target": target,
                     "image": image.relative_to(out).as_posix(),
+                    "predicted_image": curve.as_posix() if curve else None,
+                    "verdict": predicted.get("verdict"),
                     "reference": refs_done[target],
                     "estimate": est_path.relative_to(out).as_posix(),
                     "metrics": data["metrics"].get(target, {}),
@@ -116,6 +129,11 @@ def write_report(out: Path, summary, tracks: list[dict[str, Any]]) -> Path:
                     f"estimate <audio controls preload='none' src='{row['estimate']}'></audio></p>"
                     f"<img src='{row['image']}' alt='spectrograms {html.escape(row['target'])}'>"
                 )
+                if row.get("predicted_image"):
+                    parts.append(
+                        f"<p class='q'>quality estimator (no reference): {html.escape(row['verdict'] or '')}</p>"
+                        f"<img src='{row['predicted_image']}' alt='predicted SDR {html.escape(row['target'])}'>"
+                    )
         parts.append("</section>")
     parts.append("</body></html>")
     path = out / "report.html"

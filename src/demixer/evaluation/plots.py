@@ -48,6 +48,19 @@ def _show_spectrogram(ax, spec: np.ndarray, top: float, seconds: float, sample_r
     )
 
 
+def _save_figure(fig, path: Path, title: str | None = None) -> Path:
+    """Title (if any), tight layout, write ``path`` at 80 dpi (its folder made), close the figure."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def save_spectrograms(
     path: Path, panels: list[tuple[str, np.ndarray]], sample_rate: int, columns: int = 2, title: str | None = None
 ) -> Path:
@@ -70,13 +83,7 @@ def save_spectrograms(
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, title)
 
 
 def save_predicted_quality(
@@ -121,13 +128,7 @@ def save_predicted_quality(
         curve_ax.tick_params(labelsize=7)
         spec_ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("s", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, title)
 
 
 def save_metric_curves(path: Path, times: np.ndarray, curves: dict[str, np.ndarray], ylabel: str, title: str) -> Path:
@@ -145,11 +146,7 @@ def save_metric_curves(path: Path, times: np.ndarray, curves: dict[str, np.ndarr
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def save_audio_images(

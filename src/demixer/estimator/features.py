@@ -9,7 +9,9 @@ them, per window (see :data:`FEATURES`):
 - the stem's and its complement's level per band relative to the mixture's, and the mixture's own level;
 - the stem's, its complement's and the mixture's overall levels, and how well all stems add up to the mixture;
 - how much the stem's band spectrum looks like another stem's (cosine), how its frame levels follow the
-  mixture's, how much they flicker, and the share of its frames that are silent.
+  mixture's, how much they flicker, and the share of its frames that are silent;
+- the report's stem profiles: its low-frequency and voice-band shares, and the percussive share of it and of the
+  mixture.
 
 The same windows cut the reference in :func:`window_sdr`, the estimator's training target. Memory: one window
 of each signal (:class:`WindowFeaturizer` is fed blocks of any size).
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from scipy import sparse
+from scipy.ndimage import median_filter
 
 BANDS = 32
 LOW_HZ, HIGH_HZ = 30.0, 16000.0
@@ -38,6 +41,10 @@ SCALARS = (
     "envelope_correlation",  # of the stem's and the mixture's frame levels
     "flicker_db",  # energy-weighted frame-to-frame change of the stem's band levels
     "silent_frames",  # share of the stem's frames under -60 dBFS
+    "low_share",  # the stem's energy share under 250 Hz (the report's bass profile)
+    "voice_share",  # its share from 250 Hz to 4 kHz (the vocals/speech profile)
+    "percussive_share",  # its percussive share, median-filtering HPSS on the band frames (the drums profile)
+    "mix_percussive_share",  # the same for the mixture
 )
 FEATURES = BANDS * 3 + len(SCALARS)  # stem re mixture per band, rest re mixture per band, mixture per band
 
@@ -73,6 +80,22 @@ def mel_filterbank(sample_rate: int, n_fft: int) -> np.ndarray:
             bank[b, np.argmin(np.abs(freqs - mid))] = 1.0
     sums = bank.sum(1, keepdims=True)
     return np.divide(bank, sums, out=np.zeros_like(bank), where=sums > 0)
+
+
+def mel_centres() -> np.ndarray:
+    """The centre frequency of each of the :data:`BANDS` bands, Hz."""
+    mel = np.linspace(2595 * np.log10(1 + LOW_HZ / 700), 2595 * np.log10(1 + HIGH_HZ / 700), BANDS + 2)[1:-1]
+    return 700 * (10 ** (mel / 2595) - 1)
+
+
+def _percussive_share(bands: np.ndarray) -> float:
+    """Energy share of the percussive part of ``[frames, BANDS]`` band powers (FitzGerald's HPSS: a median along
+    time keeps the harmonic part, one along frequency the percussive)."""
+    mag = np.sqrt(bands)
+    harmonic = median_filter(mag, size=(9, 1), mode="nearest")
+    percussive = median_filter(mag, size=(1, 7), mode="nearest")
+    mask = percussive**2 / (percussive**2 + harmonic**2 + 1e-20)
+    return float((mask * bands).sum() / (bands.sum() + 1e-20))
 
 
 def window_bounds(length: int, sample_rate: int) -> list[tuple[int, int]]:
@@ -115,6 +138,8 @@ class WindowFeaturizer:
         self.names, self.sample_rate = list(names), sample_rate
         self.n_fft = frame_size(sample_rate)
         self.hop = self.n_fft // 2
+        centres = mel_centres()
+        self.low, self.voice = centres < 250, (centres >= 250) & (centres < 4000)
         self.bank = sparse.csr_matrix(mel_filterbank(sample_rate, self.n_fft).astype(np.float32))  # no BLAS threads
         self.window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)
         # one-sided bin powers of a Hann frame sum to the frame's mean square (Parseval; Hann's mean square is 3/8)
@@ -162,7 +187,8 @@ class WindowFeaturizer:
         x = blocks["mixture"]
         spectra = {k: self._spectra(b) for k, b in blocks.items()}
         mix_spec = spectra.pop("mixture")
-        px, x_frames, _ = self._bands(mix_spec)
+        px, x_frames, x_bands = self._bands(mix_spec)
+        mix_percussive = _percussive_share(x_bands)
         pres, _, _ = self._bands(mix_spec - sum(spectra.values()))
         mix_db = float(_db(np.array(np.mean(np.square(x, dtype=np.float64)))))
         bands = {k: self._bands(spec) for k, spec in spectra.items()}
@@ -189,6 +215,10 @@ class WindowFeaturizer:
                 float(np.nan_to_num(corr)),
                 min(flicker, 30.0) / 10,
                 float(np.mean(e_frames < -60)),
+                float(pe[self.low].sum() / (pe.sum() + 1e-20)),
+                float(pe[self.voice].sum() / (pe.sum() + 1e-20)),
+                _percussive_share(e_bands),
+                mix_percussive,
             ]
             row = np.concatenate(
                 [

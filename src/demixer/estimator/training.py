@@ -17,6 +17,7 @@ import argparse
 import functools
 import json
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def load_examples(
     """Every separator's stems of the named tracks (and degraded ones if ``degrade``), features cached per track
     and separator in ``cache/<track>/<separator>.npz``."""
     out: list[Example] = []
-    for t, track in enumerate(names):
+    for track in names:
         folder = cache / track
         folder.mkdir(parents=True, exist_ok=True)
         for separator in sorted(p.name for p in separations.iterdir() if (p / track).is_dir()):
@@ -178,7 +179,8 @@ def load_examples(
                 path = folder / f"degraded-{kind}.npz"
                 if not path.exists():
                     mixture, refs, rate = references(tracks / track)
-                    stems = degrade_with(mixture, refs, rate, np.random.default_rng([seed, t, i]))
+                    rng = np.random.default_rng([seed, zlib.crc32(track.encode()), i])  # any split, same draws
+                    stems = degrade_with(mixture, refs, rate, rng)
                     _save(path, examples_of(track, kind, mixture, stems, refs, rate) if stems else [])
                 out += _unpack(np.load(path, allow_pickle=True))
         print(f"{track}: {sum(e.track == track for e in out)} stem estimates", flush=True)

@@ -46,16 +46,17 @@ OLD_SIGNALS = {"consistency_db": 1, "mask_confidence": 1, "leakage": -1, "artifa
 
 
 def tracks(excerpt: float) -> list[tuple[str, np.ndarray, dict[str, np.ndarray], int]]:
-    out = []
+    """``(name, mixture, references, rate)`` of each test track; the mixture is the sum of the references."""
+    refs: dict[str, dict[str, np.ndarray]] = {}
+    size = int(excerpt * 44100)
     for song in ("caesium", "francium"):
         stems = {k: sf.read(DATA / "music" / "train" / song / f"{k}.ogg", dtype="float32")[0].T for k in STEMS}
         n = min(s.shape[-1] for s in stems.values())
-        size = int(excerpt * 44100)
         for i, lo in enumerate(range(0, n - size + 1, size)):
-            out.append((f"{song}-{i:02d}", None, {k: s[:, lo : lo + size] for k, s in stems.items()}, 44100))
+            refs[f"{song}-{i:02d}"] = {k: s[:, lo : lo + size] for k, s in stems.items()}
     musdb = DATA / "music" / "valid" / "musdb18_easton_ellises_falcon69_excerpt"
-    out.append(("musdb-excerpt", None, {k: sf.read(musdb / f"{k}.flac", dtype="float32")[0].T for k in STEMS}, 44100))
-    return [(name, sum(refs.values()), refs, rate) for name, _, refs, rate in out]
+    refs["musdb-excerpt"] = {k: sf.read(musdb / f"{k}.flac", dtype="float32")[0].T for k in STEMS}
+    return [(name, sum(r.values()), r, 44100) for name, r in refs.items()]
 
 
 def reference(stem: str, mixture: np.ndarray, refs: dict[str, np.ndarray]) -> np.ndarray:

@@ -88,14 +88,14 @@ def mel_centres() -> np.ndarray:
     return 700 * (10 ** (mel / 2595) - 1)
 
 
-def _percussive_share(bands: np.ndarray) -> float:
-    """Energy share of the percussive part of ``[frames, BANDS]`` band powers (FitzGerald's HPSS: a median along
-    time keeps the harmonic part, one along frequency the percussive)."""
-    mag = np.sqrt(bands)
-    harmonic = median_filter(mag, size=(9, 1), mode="nearest")
-    percussive = median_filter(mag, size=(1, 7), mode="nearest")
-    mask = percussive**2 / (percussive**2 + harmonic**2 + 1e-20)
-    return float((mask * bands).sum() / (bands.sum() + 1e-20))
+def percussive_share(power: np.ndarray, time_size: int, freq_size: int, eps: float = 1e-20) -> float:
+    """Energy share of the percussive part of ``[frames, bins]`` powers, by FitzGerald's median-filtering HPSS (2010):
+    a median along time keeps the harmonic part, one along frequency the percussive."""
+    mag = np.sqrt(power)
+    harmonic = median_filter(mag, size=(time_size, 1), mode="nearest")
+    percussive = median_filter(mag, size=(1, freq_size), mode="nearest")
+    mask = percussive**2 / (percussive**2 + harmonic**2 + eps)
+    return float((mask * power).sum() / (power.sum() + eps))
 
 
 def window_bounds(length: int, sample_rate: int) -> list[tuple[int, int]]:
@@ -188,7 +188,7 @@ class WindowFeaturizer:
         spectra = {k: self._spectra(b) for k, b in blocks.items()}
         mix_spec = spectra.pop("mixture")
         px, x_frames, x_bands = self._bands(mix_spec)
-        mix_percussive = _percussive_share(x_bands)
+        mix_percussive = percussive_share(x_bands, time_size=9, freq_size=7)
         pres, _, _ = self._bands(mix_spec - sum(spectra.values()))
         mix_db = float(_db(np.array(np.mean(np.square(x, dtype=np.float64)))))
         bands = {k: self._bands(spec) for k, spec in spectra.items()}
@@ -217,7 +217,7 @@ class WindowFeaturizer:
                 float(np.mean(e_frames < -60)),
                 float(pe[self.low].sum() / (pe.sum() + 1e-20)),
                 float(pe[self.voice].sum() / (pe.sum() + 1e-20)),
-                _percussive_share(e_bands),
+                percussive_share(e_bands, time_size=9, freq_size=7),
                 mix_percussive,
             ]
             row = np.concatenate(

@@ -52,6 +52,14 @@ def load_estimator() -> QualityEstimator:
     return model.eval()
 
 
+def predict_windows(model: QualityEstimator, features: np.ndarray, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    """The network on one stem's window features ``[W, FEATURES]``: ``(SDR in dB [W], silent-source probability
+    [W])``, float64."""
+    with torch.no_grad():
+        sdr, logit = model(torch.from_numpy(features)[None], torch.from_numpy(class_vector(stem))[None])
+    return sdr[0].numpy().astype(np.float64), torch.sigmoid(logit[0]).numpy().astype(np.float64)
+
+
 def _ranges(flags: np.ndarray) -> list[list[int]]:
     """``[[start_s, end_s], ...]`` of the runs of true seconds."""
     out: list[list[int]] = []
@@ -98,9 +106,7 @@ def estimate(
     for stem, feats in features.items():
         if not len(feats):
             continue
-        with torch.no_grad():
-            sdr_t, logit = model(torch.from_numpy(feats)[None], torch.from_numpy(class_vector(stem))[None])
-        sdr, silent_p = sdr_t[0].numpy().astype(np.float64), torch.sigmoid(logit[0]).numpy().astype(np.float64)
+        sdr, silent_p = predict_windows(model, feats, stem)
         absent = silent_p > ABSENT_P
         whole = track_sdr_from_windows(sdr, silent_p, energy[stem])
         entry: dict[str, Any] = {

@@ -28,6 +28,7 @@ from scipy.stats import spearmanr
 
 from .features import track_sdr, window_features, window_sdr
 from .model import STEM_CLASSES, QualityEstimator, class_vector, track_sdr_from_windows
+from .predict import predict_windows
 
 SDR_RANGE = (-30.0, 40.0)  # targets are clipped to this
 CROP = 30  # windows per training sequence
@@ -196,10 +197,9 @@ def _unpack(data) -> list[Example]:
 
 
 def predict(model: QualityEstimator, example: Example) -> tuple[np.ndarray, np.ndarray, float]:
-    with torch.no_grad():
-        sdr, logit = model(torch.from_numpy(example.features)[None], torch.from_numpy(class_vector(example.stem))[None])
-    silent_p = torch.sigmoid(logit[0]).numpy()
-    return sdr[0].numpy(), silent_p, track_sdr_from_windows(sdr[0].numpy(), silent_p, example.energy)
+    """Per-window SDR and silent-source probability of one example, and the whole-track SDR they give."""
+    sdr, silent_p = predict_windows(model, example.features, example.stem)
+    return sdr, silent_p, track_sdr_from_windows(sdr, silent_p, example.energy)
 
 
 def evaluate(model: QualityEstimator, examples: list[Example]) -> dict[str, float]:

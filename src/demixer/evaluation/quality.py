@@ -42,11 +42,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.ndimage import median_filter
 
 from ..audio.resample import resample
 from ..errors import ModelNotFoundError
-from ..estimator.features import WindowFeaturizer
+from ..estimator.features import WindowFeaturizer, percussive_share
 from ..extras import missing_modules
 from ..transforms import STFT
 
@@ -235,23 +234,15 @@ def _band_share(power: np.ndarray, sample_rate: int, lo: float, hi: float) -> fl
     return float(power[band].sum() / (power.sum() + _EPS))
 
 
-def _percussive_share(power: np.ndarray) -> float:
-    """Energy share of the percussive part of a median-filtering HPSS (FitzGerald 2010)."""
-    mag = np.sqrt(power)
-    harmonic = median_filter(mag, size=(1, 17), mode="nearest")
-    percussive = median_filter(mag, size=(17, 1), mode="nearest")
-    mask = percussive**2 / (percussive**2 + harmonic**2 + _EPS)
-    return float((mask * power).sum() / (power.sum() + _EPS))
-
-
 def _profile(name: str, power: np.ndarray, sample_rate: int) -> float | None:
     low = _band_share(power, sample_rate, 0, 250)
     if name == "bass":
         return low
     if name == "drums":
-        return _percussive_share(power)
+        return percussive_share(power.T, time_size=17, freq_size=17, eps=_EPS)
     if name in ("vocals", "speech"):
-        return _band_share(power, sample_rate, 250, 4000) * (1 - _percussive_share(power))
+        percussive = percussive_share(power.T, time_size=17, freq_size=17, eps=_EPS)
+        return _band_share(power, sample_rate, 250, 4000) * (1 - percussive)
     return None
 
 

@@ -99,6 +99,10 @@ def test_verdict_lines():
     weak = {"predicted_sdr": 4.12, "weak_seconds": [[72, 90]], "absent_seconds": []}
     assert verdict("vocals", weak) == "vocals: predicted 4.1 dB, weak from 1:12 to 1:30"
     assert verdict("bass", {"probably_absent": True}) == "bass: probably no bass in this recording"
+    spans = {"predicted_sdr": 1.0, "weak_seconds": [[5, 8], [130, 140], [600, 602], [700, 701]]}
+    assert verdict("other", spans) == (
+        "other: predicted 1.0 dB, weak from 0:05 to 0:08, from 2:10 to 2:20, from 10:00 to 10:02 and 1 more stretch(es)"
+    )
 
 
 @pytest.fixture(scope="module")

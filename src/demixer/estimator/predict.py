@@ -84,8 +84,8 @@ def verdict(stem: str, entry: dict[str, Any]) -> str:
     text = f"{stem}: predicted {predicted:.1f} dB" if predicted is not None else f"{stem}: no estimate"
     weak = entry.get("weak_seconds") or []
     if weak:
-        spans = [f"from {_clock(a)} to {_clock(b)}" for a, b in sorted(weak, key=lambda r: r[0] - r[1])[:3]]
-        text += ", weak " + ", ".join(sorted(spans))
+        longest = sorted(sorted(weak, key=lambda r: r[0] - r[1])[:3])  # the three longest, in time order
+        text += ", weak " + ", ".join(f"from {_clock(a)} to {_clock(b)}" for a, b in longest)
         if len(weak) > 3:
             text += f" and {len(weak) - 3} more stretch(es)"
     absent = entry.get("absent_seconds") or []

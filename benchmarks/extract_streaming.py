@@ -3,10 +3,11 @@ denoiser; real-time factor, algorithmic latency measured from an impulse, and th
 
     python benchmarks/extract_streaming.py [--model demixer-extract | CHECKPOINT] [--seconds 20 --block-ms 10]
 
-Without ``--model``: random weights at the size of the first demixer-extract run (``SIZE`` below, the run of
-2026-12-07 in docs/training-log.md; speed does not depend on the weights). The extractor is enrolled once with
-4 s of noise (the embedding is computed once per enrolment; its cost is printed apart). Issue 29's goals:
-latency <= 20 ms, RTF <= 0.1 at 16 kHz on one thread.
+Rows: the extractor (``--model``, the shipped demixer-extract by default; ``model.streaming()``), the
+Conv-TasNet extractor with random weights at the size of the first extractor run (``SIZE`` below, the run of
+2026-12-07 in docs/training-log.md; speed does not depend on the weights), and the streaming denoiser. Each
+extractor is enrolled once with 4 s of noise (the embedding is computed once per enrolment; its cost is printed
+apart). Issue 29's goals: latency <= 20 ms, RTF <= 0.1 at 16 kHz on one thread.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def impulse_latency(make_stream) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="extractor name or checkpoint (default: random weights)")
+    ap.add_argument("--model", default="demixer-extract", help="extractor name or checkpoint")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--block-ms", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3)
@@ -78,36 +79,37 @@ def main() -> None:
     from demixer.models import load_model
     from demixer.models.checkpoint import build_model
     from demixer.models.denoiser import StreamingDenoiser
-    from demixer.models.extraction import StreamingExtractor
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    if args.model:
-        extractor = load_model(args.model).eval()
-    else:
-        extractor = build_model("speaker_extractor", SIZE).eval()
     rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    extractor.enroll((0.1 * rng.standard_normal(4 * RATE)).astype(np.float32), RATE)
-    enrol_s = time.perf_counter() - t0
+    extractors = {
+        args.model: load_model(args.model).eval(),
+        "Conv-TasNet extractor": build_model("speaker_extractor", SIZE).eval(),
+    }
+    enrol_ms = {}
+    for name, model in extractors.items():
+        t0 = time.perf_counter()
+        model.enroll((0.1 * rng.standard_normal(4 * RATE)).astype(np.float32), RATE)
+        enrol_ms[name] = 1000 * (time.perf_counter() - t0)
     denoiser = load_model("demixer-denoise").eval()
     x = (0.1 * rng.standard_normal(int(args.seconds * RATE))).astype(np.float32)
     block = int(RATE * args.block_ms / 1000)
     print(f"{'model':<28} {'RTF':>7} {'us/10ms':>8} {'latency':>9} {'max |stream - offline|':>23}")
-    for label, model, make in (
-        ("extractor (StreamingExtractor)", extractor, lambda: StreamingExtractor(extractor)),
-        ("demixer-denoise (Streaming)", denoiser, lambda: StreamingDenoiser(denoiser, atten_lim=float("inf"))),
-    ):
+    rows = [(Path(name).stem, model, model.streaming) for name, model in extractors.items()]
+    rows.append(("demixer-denoise", denoiser, lambda: StreamingDenoiser(denoiser, atten_lim=float("inf"))))
+    for label, model, make in rows:
         seconds, y = run(make, x, block, args.repeats)
         lat = make().latency if hasattr(make(), "latency") else model.latency
         with torch.no_grad():
             ref = model(torch.from_numpy(x)[None, None])[0, 0, 0].numpy()
         err = float(np.abs(y[lat : lat + len(x)] - ref).max())
         print(
-            f"{label:<28} {seconds / args.seconds:7.4f} {1e6 * seconds / (len(x) / 160):8.0f} "
+            f"{label[-28:]:<28} {seconds / args.seconds:7.4f} {1e6 * seconds / (len(x) / 160):8.0f} "
             f"{impulse_latency(make):7.2f}ms {err:23.2e}"
         )
-    print(f"enrolment (4 s clip, once): {1000 * enrol_s:.0f} ms")
+    for name, ms in enrol_ms.items():
+        print(f"enrolment of {name} (4 s clip, once): {ms:.0f} ms")
 
 
 if __name__ == "__main__":

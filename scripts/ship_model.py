@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from demixer.files import sha256_of  # noqa: E402
 from demixer.models.checkpoint import read_metadata  # noqa: E402
-from demixer.models.shipped import CARD_FORMAT, shipped_cards, weights_dir  # noqa: E402
+from demixer.models.shipped import CARD_FORMAT, INFERENCE, shipped_cards, weights_dir  # noqa: E402
 
 MAX_BYTES = 25 * 1024 * 1024
 
@@ -183,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DB",
         help="a denoiser's default --atten-lim (the card's inference entry), chosen on --validation",
     )
+    p.add_argument(
+        "--inference",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another inference setting of the card (min_enrollment_consistency, min_target_similarity), chosen on "
+        "the benchmark given with --benchmark",
+    )
     p.add_argument("--name", required=True)
     p.add_argument("--tasks", nargs="+", required=True)
     p.add_argument("--description", required=True)
@@ -261,8 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         "known_weaknesses": args.weakness,
         "notes": args.note,
     }
+    inference = {key: float(value) for key, value in (item.split("=", 1) for item in args.inference)}
+    unknown = sorted(set(inference) - set(INFERENCE))
+    if unknown:
+        raise SystemExit(f"--inference: unknown setting(s) {', '.join(unknown)}; known: {', '.join(INFERENCE)}")
     if args.atten_lim is not None:
-        card["inference"] = {"atten_lim": args.atten_lim}
+        inference["atten_lim"] = args.atten_lim
+    if inference:
+        card["inference"] = inference
     (out / f"{args.name}.json").write_text(json.dumps(card, indent=2) + "\n")
     print(f"shipped {dst} ({size / 2**20:.1f} MiB) and {out / (args.name + '.json')}")
     return 0

@@ -87,10 +87,19 @@ def test_enroll_sets_the_voice_and_checks_the_clip():
         assert torch.allclose(model(mix), model(mix, torch.from_numpy(clip)[None, None].expand(3, 1, -1)), atol=1e-5)
 
 
-def test_target_speaker_dataset_pairs_the_enrolment_with_the_target(tmp_path):
+@pytest.mark.parametrize("speed", [(1.0, 1.0), (0.7, 1.4)])
+def test_target_speaker_dataset_pairs_the_enrolment_with_the_target(tmp_path, speed):
+    """With speed perturbation the enrolment is played at the target's speed: the same (new) voice."""
     root = write_voices(tmp_path / "voices", {"low": 110.0, "high": 330.0, "mid": 200.0})
     data = TargetSpeakerDataset(
-        root, speakers=2, sample_rate=SR, segment=1.5, items=12, enrollment=2.0, speaker_pattern=r"^([a-z]+)_"
+        root,
+        speakers=2,
+        sample_rate=SR,
+        segment=1.5,
+        items=12,
+        enrollment=2.0,
+        speaker_pattern=r"^([a-z]+)_",
+        speed=speed,
     )
     assert data.sources == ("target", "residual")
     for i in range(len(data)):
@@ -307,3 +316,62 @@ def test_a_voice_not_in_the_recording_is_reported_not_given_as_silence(tmp_path,
     with caplog.at_level("WARNING", logger="demixer"):
         Separator(model=found, out=str(tmp_path / "out2")).separate_to_files(tmp_path / "mix.wav")
     assert "not found" not in caplog.text
+
+
+def speaker_denoiser(seed: int = 0):
+    """A SpeakerDenoiser with a FiLM that does something (it starts at zero) and a random GE2E encoder."""
+    from demixer.models.extraction import SpeakerDenoiser
+
+    torch.manual_seed(seed)
+    model = SpeakerDenoiser().eval()
+    assert model.speaker_film is not None
+    torch.nn.init.normal_(model.speaker_film.weight, std=0.1)
+    return model
+
+
+def test_speaker_denoiser_starts_as_the_denoiser_and_trains_only_the_film_and_gains():
+    from demixer.models.denoiser import Denoiser, DenoiserConfig
+    from demixer.models.extraction import SpeakerDenoiser
+
+    torch.manual_seed(0)
+    plain = Denoiser(DenoiserConfig()).eval()
+    conditioned = SpeakerDenoiser().eval()
+    conditioned.load_state_dict(plain.state_dict(), strict=False)  # the FiLM is zero: the denoiser's output
+    mix, enrollment = torch.randn(2, 1, 8000) * 0.1, torch.randn(2, 1, 32000) * 0.1
+    with torch.no_grad():
+        assert torch.allclose(conditioned(mix, enrollment)[:, 0], plain(mix)[:, 0], atol=1e-6)
+    conditioned.train()
+    conditioned(mix, enrollment)[:, 0].pow(2).mean().backward()
+    assert conditioned.speaker_film is not None and conditioned.speaker_film.weight.grad is not None
+    assert all(p.grad is None for p in conditioned.speaker_encoder.parameters())  # the published encoder is frozen
+
+
+@pytest.mark.parametrize("block", [160, 7, 1000])
+def test_streaming_a_speaker_denoiser_equals_offline(block):
+    from demixer.models.denoiser import StreamingDenoiser
+
+    model = speaker_denoiser()
+    rng = np.random.default_rng(1)
+    model.enroll(rng.standard_normal(3 * 16000).astype(np.float32) * 0.1, 16000)
+    x = rng.standard_normal(16000).astype(np.float32) * 0.1
+    with torch.no_grad():
+        offline = model(torch.from_numpy(x)[None, None])[0, 0, 0].numpy()
+    stream = StreamingDenoiser(model)
+    out = np.concatenate([stream.process(x[i : i + block]) for i in range(0, len(x), block)] + [stream.flush()])
+    assert np.abs(out[model.latency : model.latency + len(x)] - offline).max() < 1e-5
+    other = StreamingDenoiser(model, speaker=-model.enrolled[0])  # another voice: another output
+    assert np.abs(other.process(x)[model.latency :] - offline[: len(x) - model.latency]).max() > 1e-3
+    with pytest.raises(Exception, match="enrol"):
+        from demixer.models.extraction import SpeakerDenoiser
+
+        StreamingDenoiser(SpeakerDenoiser())
+
+
+def test_ge2e_partials_follow_resemblyzer():
+    """Resemblyzer's compute_partial_slices at rate 1.3, min_coverage 0.75, for the clip lengths that matter."""
+    from demixer.models.voice_encoders import GE2EVoiceEncoder
+
+    encoder = GE2EVoiceEncoder()
+    assert encoder.partials(16000) == ([0], 25600)  # shorter than one partial: one, zero-padded
+    assert encoder.partials(4 * 16000) == ([0, 77, 154, 231], 64000)  # 4 s: the 5th partial would cover 40 %
+    assert encoder.partials(int(3.5 * 16000))[0] == [0, 77, 154]

@@ -101,22 +101,24 @@ class SpeakerMixDataset(MixtureDataset):
     def make(self, index: int, rng: np.random.Generator) -> np.ndarray | tuple[np.ndarray, ...]:
         return self._compose(rng)[0]
 
-    def _perturb(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``clip`` played ``f`` times faster, ``f`` drawn from ``speed`` (no draw when the range is 1..1), then
-        through a random equaliser of up to ``eq_db`` (none when 0)."""
-        clip = change_speed(clip[None], speed_factor(self.speed, rng), self.sample_rate)[0]
+    def _perturb(self, clip: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+        """``clip`` played ``factor`` times faster, then through a random equaliser of up to ``eq_db`` (none
+        when 0)."""
+        clip = change_speed(clip[None], factor, self.sample_rate)[0]
         return random_eq(clip, self.sample_rate, self.eq_db, rng)
 
-    def _compose(self, rng: np.random.Generator) -> tuple[np.ndarray, list[str], list[int]]:
-        """``(sources [n (+1 noise), 1, T], speaker labels, file indices)``, speaker k in row k."""
+    def _compose(self, rng: np.random.Generator) -> tuple[np.ndarray, list[str], list[int], list[float]]:
+        """``(sources [n (+1 noise), 1, T], speaker labels, file indices, speed factors)``, speaker k in row k;
+        each factor drawn from ``speed`` (no draw when the range is 1..1)."""
         chosen = rng.choice(len(self.speakers), self.n, replace=False, p=self.speaker_p)
         out = np.zeros((self.n + (self.noise is not None), 1, self.frames), np.float32)
         at = prev = 0
-        used = []
+        used, factors = [], []
         for k, spk in enumerate(chosen):
             files = self.by_speaker[self.speakers[spk]]
             used.append(files[int(rng.integers(len(files)))])
-            clip = self._perturb(self.bank.get(used[-1]), rng)
+            factors.append(speed_factor(self.speed, rng))
+            clip = self._perturb(self.bank.get(used[-1]), factors[-1], rng)
             length = min(len(clip), self.frames)
             begin = int(rng.integers(0, len(clip) - length + 1))
             piece = clip[begin : begin + length]
@@ -129,7 +131,7 @@ class SpeakerMixDataset(MixtureDataset):
             noise = self.noise.crop(int(rng.integers(len(self.noise))), self.frames, rng, loop=True)
             speech_db = rms_db(out[: self.n].sum(0))
             out[-1, 0] = noise * 10 ** ((speech_db - rng.uniform(*self.snr_db) - rms_db(noise)) / 20)
-        return limit_peak(out), [self.speakers[i] for i in chosen], used
+        return limit_peak(out), [self.speakers[i] for i in chosen], used, factors
 
 
 class TargetSpeakerDataset(SpeakerMixDataset):
@@ -138,7 +140,8 @@ class TargetSpeakerDataset(SpeakerMixDataset):
     The target is the first of ``speakers`` talkers (``speakers=1``: the target alone, over noise when
     ``noise`` is given); the residual is the other talkers plus the noise. The enrolment clip is
     another utterance of the target's speaker when it has one, else a different stretch of the same
-    recording, levelled to -25 dBFS and looped or cut to ``enrollment`` seconds.
+    recording, played at the target's ``speed`` factor (a speed-perturbed talker is another voice, enrolled as
+    such), levelled to -25 dBFS and looped or cut to ``enrollment`` seconds.
 
     Shape:
         ``__getitem__``: ``(mixture [1, T], sources [2, 1, T], enrollment [1, Te])``.
@@ -150,10 +153,11 @@ class TargetSpeakerDataset(SpeakerMixDataset):
         self.enroll_frames = int(round(enrollment * self.sample_rate))
 
     def make(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        parts, speakers, used = self._compose(rng)
+        parts, speakers, used, factors = self._compose(rng)
         sources = np.stack([parts[0], parts[1:].sum(0)])
         others = [f for f in self.by_speaker[speakers[0]] if f != used[0]]
         clip = self.bank.get(others[int(rng.integers(len(others)))] if others else used[0])
+        clip = change_speed(clip[None], factors[0], self.sample_rate)[0]  # the voice the target was given
         if len(clip) > self.enroll_frames:
             begin = int(rng.integers(0, len(clip) - self.enroll_frames + 1))
             clip = clip[begin : begin + self.enroll_frames]

@@ -30,7 +30,7 @@ def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
     """Architecture name -> (model class, config dataclass). Imported lazily to keep start-up light."""
     from .convtasnet import ConvTasNet, ConvTasNetConfig
     from .denoiser import Denoiser, DenoiserConfig
-    from .extraction import SpeakerExtractorConfig, TargetSpeakerExtractor
+    from .extraction import SpeakerDenoiser, SpeakerDenoiserConfig, SpeakerExtractorConfig, TargetSpeakerExtractor
     from .htdemucs import HTDemucs, HTDemucsConfig
     from .open_unmix import OpenUnmix, OpenUnmixConfig
     from .roformer import BSRoformer, MelRoformer, RoformerConfig
@@ -45,6 +45,7 @@ def _architectures() -> dict[str, tuple[Callable[..., SeparationModel], type]]:
         "denoiser": (Denoiser, DenoiserConfig),
         "convtasnet": (ConvTasNet, ConvTasNetConfig),
         "speaker_extractor": (TargetSpeakerExtractor, SpeakerExtractorConfig),
+        "speaker_denoiser": (SpeakerDenoiser, SpeakerDenoiserConfig),
         "open_unmix": (OpenUnmix, OpenUnmixConfig),
         "htdemucs": (HTDemucs, HTDemucsConfig),
     }

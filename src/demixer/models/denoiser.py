@@ -19,6 +19,7 @@ round trip through 16 kHz.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -40,6 +41,8 @@ class DenoiserConfig:
         fine_bins: lowest bins that also get a gain of their own.
         hidden: GRU width; layers: GRU layers.
         min_gain_db: floor of the gains (limits musical noise); ``--atten-lim`` can raise it further.
+        speaker_dim: when above 0, a speaker embedding of this size scales and shifts the GRU's input and
+            output features (FiLM; :class:`~demixer.models.extraction.SpeakerDenoiser`).
     """
 
     sources: tuple[str, ...] = ("speech", "noise")
@@ -52,6 +55,7 @@ class DenoiserConfig:
     min_gain_db: float = -40.0
     frame_ms: float = 20.0
     hop_ms: float = 10.0
+    speaker_dim: int = 0
 
 
 def erb_band_matrix(sample_rate: int, n_fft: int, bands: int) -> np.ndarray:
@@ -113,6 +117,12 @@ class Denoiser(SeparationModel):
         self.gru = nn.GRU(inputs, cfg.hidden, num_layers=cfg.layers, batch_first=True)
         self.to_band_gains = nn.Linear(cfg.hidden, cfg.bands)
         self.to_fine_gains = nn.Linear(cfg.hidden, self.fine)
+        self.speaker_film: nn.Linear | None = None
+        if cfg.speaker_dim:
+            # speaker -> (scale, shift) of the normalised input and of the GRU output; zero: the plain denoiser
+            self.speaker_film = nn.Linear(cfg.speaker_dim, 2 * (inputs + cfg.hidden))
+            nn.init.zeros_(self.speaker_film.weight)
+            nn.init.zeros_(self.speaker_film.bias)
 
     def at_input_rate(self, sample_rate: int) -> Denoiser:
         """This model with the same weights running natively at ``sample_rate`` when that is above its
@@ -139,12 +149,32 @@ class Denoiser(SeparationModel):
         padded = F.pad(x, (self.win - self.hop, (-x.shape[-1]) % self.hop + self.win - self.hop))
         return padded.unfold(-1, self.win, self.hop)
 
-    def _gains(self, spec: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Gains from the spectra of some frames. ``spec [B, K, F]`` complex -> ``(gains [B, K, F], state)``."""
+    def _features(self, spec: Tensor) -> Tensor:
+        """The GRU's inputs: band and low-bin levels in dB. ``spec [B, K, F]`` complex -> ``[B, K, bands + fine]``."""
         power = spec.real**2 + spec.imag**2
         band_db = 10 * torch.log10(power @ self.bands.T + 1e-10)
         fine_db = 10 * torch.log10(power[..., : self.fine] + 1e-10)
-        h, state = self.gru(self.input_norm(torch.cat([band_db, fine_db], dim=-1)), state)
+        return torch.cat([band_db, fine_db], dim=-1)
+
+    def film(self, speaker: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Scales and shifts of the GRU's input and output for speaker embeddings ``[B, D]``: four ``[B, 1, n]``."""
+        assert self.speaker_film is not None
+        inputs = self.input_norm.normalized_shape[0]
+        scale_in, shift_in, scale_out, shift_out = self.speaker_film(speaker)[:, None].split(
+            [inputs, inputs, self.config.hidden, self.config.hidden], dim=-1
+        )
+        return 1 + scale_in, shift_in, 1 + scale_out, shift_out
+
+    def _gains(self, spec: Tensor, state: Tensor | None = None, speaker: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Gains from the spectra of some frames (for a speaker, when conditioned).
+        ``spec [B, K, F]`` complex -> ``(gains [B, K, F], state)``."""
+        x = self.input_norm(self._features(spec))
+        if speaker is None:
+            h, state = self.gru(x, state)
+        else:
+            scale_in, shift_in, scale_out, shift_out = self.film(speaker)
+            h, state = self.gru(x * scale_in + shift_in, state)
+            h = h * scale_out + shift_out
         floor = 10 ** (self.config.min_gain_db / 20)
         band = floor + (1 - floor) * torch.sigmoid(self.to_band_gains(h))
         gains = band @ self.expand
@@ -163,10 +193,14 @@ class Denoiser(SeparationModel):
         return float((self.window**2).sum() / self.hop)
 
     def forward(self, mix: Tensor) -> Tensor:
+        return self.separate(mix)
+
+    def separate(self, mix: Tensor, speaker: Tensor | None = None) -> Tensor:
+        """The forward pass, for the voice of ``speaker`` embeddings ``[B, D]`` when conditioned."""
         b, _, length = mix.shape
         x = mix[:, 0]
         spec = self._analyse(self._frames(x))  # [B, K, F]
-        gains, _ = self._gains(spec)
+        gains, _ = self._gains(spec, speaker=speaker)
         out_frames = self._synthesise(spec * gains) / self._norm()  # [B, K, win]
         k = out_frames.shape[1]
         total = (k - 1) * self.hop + self.win
@@ -193,14 +227,24 @@ class StreamingDenoiser:
         >>> out = [stream.process(block) for block in np.split(np.zeros(16000, np.float32), 10)]
     """
 
-    def __init__(self, model: Denoiser, atten_lim: float | None = None) -> None:
+    def __init__(self, model: Denoiser, atten_lim: float | None = None, speaker: Tensor | None = None) -> None:
         """``atten_lim``: remove at most this many dB of noise, as ``--atten-lim`` does offline (``None``: the
-        model's ``default_atten_lim``, which a shipped card sets; ``inf``: no limit)."""
+        model's ``default_atten_lim``, which a shipped card sets; ``inf``: no limit). ``speaker``: the embedding
+        of the voice to keep, for a speaker-conditioned model (default: the one it was enrolled with)."""
         m = model.eval()
+        film = None
+        if m.speaker_film is not None:
+            if speaker is None:
+                require(bool(getattr(m, "is_enrolled", False)), "enrol the voice first (model.enroll(clip, rate))")
+                speaker = cast(Tensor, m.enrolled)[0]
+            with torch.inference_mode():
+                film = [f[0, 0].cpu().numpy() for f in m.film(speaker.reshape(1, -1).to(m.window.device).float())]
         # speech + keep * noise = (keep + (1 - keep) * gains) * spectrum: the offline mix-back, folded into the gains
         self.keep = np.float32(m.kept_noise(atten_lim) or 0.0)
         self.model = m
         self.hop, self.win, self.fine = m.hop, m.win, m.fine
+        #: samples the output lags the input: the frame minus one hop
+        self.latency = m.latency
         get = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
         floor = np.float32(10 ** (m.config.min_gain_db / 20))
         bands = get(m.bands)
@@ -212,6 +256,12 @@ class StreamingDenoiser:
         self.ln_eps = np.float32(m.input_norm.eps)
         self.mean_row = np.full(self.features.shape[0], 1.0 / self.features.shape[0], np.float32)
         ln_w, ln_b = get(m.input_norm.weight), get(m.input_norm.bias)
+        heads = np.vstack([get(m.to_band_gains.weight), get(m.to_fine_gains.weight)])
+        heads_b = np.concatenate([get(m.to_band_gains.bias), get(m.to_fine_gains.bias)])
+        if film is not None:  # the speaker's scale and shift, folded into the input norm's affine and the heads
+            scale_in, shift_in, scale_out, shift_out = film
+            ln_w, ln_b = ln_w * scale_in, ln_b * scale_in + shift_in
+            heads, heads_b = heads * scale_out[None, :], heads_b + heads @ shift_out
         self.gru = []
         for k in range(m.gru.num_layers):
             w_ih, w_hh = get(getattr(m.gru, f"weight_ih_l{k}")), get(getattr(m.gru, f"weight_hh_l{k}"))
@@ -220,8 +270,7 @@ class StreamingDenoiser:
                 w_ih, b_ih = np.ascontiguousarray(w_ih * ln_w[None, :]), b_ih + w_ih @ ln_b
             self.gru.append((w_ih, w_hh, b_ih, b_hh))
         self.n = m.config.hidden
-        self.heads = np.vstack([get(m.to_band_gains.weight), get(m.to_fine_gains.weight)])
-        self.heads_b = np.concatenate([get(m.to_band_gains.bias), get(m.to_fine_gains.bias)])
+        self.heads, self.heads_b = heads.astype(np.float32), heads_b.astype(np.float32)
         self.nbands = bands.shape[0]
         self.band_to_bins = (1 - floor) * get(m.expand)
         self.floor = floor

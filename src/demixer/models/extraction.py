@@ -1,14 +1,19 @@
 """Target-speaker extraction: keep one voice from a mixture, named by an enrolment clip of it.
 
-A speaker encoder (log-mel frames -> a 1-D conv stack -> mean and standard-deviation pooling ->
-a unit-length embedding) is trained jointly with a speaker-conditioned Conv-TasNet (FiLM on the
-TCN input at the start of every repeat), in the spirit of SpEx+ (Ge et al. 2020) and VoiceFilter
-(Wang et al. 2019). Outputs: ``target`` (the enrolled voice) and ``residual`` (everything else),
-so the two add up to the mixture's estimate like every other demixer model.
+Two architectures, each with outputs ``target`` (the enrolled voice) and ``residual`` (everything else), so the
+two add up to the mixture's estimate like every other demixer model:
 
-The engine runs models as ``forward(mix)``; an extractor is told whom to keep first with
-:meth:`TargetSpeakerExtractor.enroll` (``--enroll voice.wav``), or gets enrolment clips per batch
-in training (``forward(mix, enrollment)``).
+- ``speaker_denoiser`` (:class:`SpeakerDenoiser`, shipped as ``demixer-extract``): the causal streaming
+  denoiser with a speaker FiLM, conditioned on the published GE2E d-vector (frozen); 10 ms latency.
+- ``speaker_extractor`` (:class:`TargetSpeakerExtractor`): a speaker encoder (log-mel frames -> a 1-D conv
+  stack -> mean and standard-deviation pooling -> a unit-length embedding) trained jointly with a
+  speaker-conditioned Conv-TasNet (FiLM on the TCN input at the start of every repeat), in the spirit of
+  SpEx+ (Ge et al. 2020) and VoiceFilter (Wang et al. 2019).
+
+Both share :class:`EnrolledVoice`: the engine runs models as ``forward(mix)``, so an extractor is told whom
+to keep first with :meth:`EnrolledVoice.enroll` (``--enroll voice.wav``) or :meth:`EnrolledVoice.load_enrollment`
+(``--enroll voice.spk``), or gets enrolment clips per batch in training (``forward(mix, enrollment)``).
+:meth:`EnrolledVoice.streaming` gives the block-by-block form for live audio.
 """
 
 from __future__ import annotations
@@ -19,13 +24,12 @@ from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import OptionsError, require
-from ..transforms import STFT
-from ..transforms.mel import mel_filterbank
 from .convtasnet import ConvTasNet, ConvTasNetConfig, TCNBlock
+from .denoiser import Denoiser, DenoiserConfig, StreamingDenoiser
+from .voice_encoders import ConvVoiceEncoder, GE2EVoiceEncoder
 
 SPEAKER_FORMAT = "demixer-speaker/1"
 
@@ -50,59 +54,23 @@ class SpeakerExtractorConfig(ConvTasNetConfig):
     min_enrollment: float = 1.0
 
 
-class SpeakerEncoder(nn.Module):
-    """Utterance -> unit-length speaker embedding (length independent, zero-padding aware only by content).
+class EnrolledVoice(nn.Module):
+    """What every target-speaker model does with the voice to keep: enrol it from a clip (checked for length,
+    silence and, once a card calibrates it, several talkers), save and load it as a ``.spk`` embedding, and
+    hand the embedding to the model's forward.
 
-    Shape:
-        ``forward``: ``[B, 1, T]`` or ``[B, T]`` -> ``[B, speaker_dim]``.
-    """
-
-    def __init__(self, cfg: SpeakerExtractorConfig) -> None:
-        super().__init__()
-        n_fft = 1 << (int(round(0.025 * cfg.sample_rate)) - 1).bit_length()  # >= 25 ms windows
-        self.stft = STFT(n_fft, int(round(0.010 * cfg.sample_rate)))
-        self.register_buffer(
-            "mel", torch.from_numpy(mel_filterbank(cfg.sample_rate, n_fft, cfg.n_mels, fmin=40.0)), persistent=False
-        )
-        layers: list[nn.Module] = []
-        channels = cfg.n_mels
-        for i in range(cfg.encoder_layers):
-            layers += [
-                nn.Conv1d(channels, cfg.encoder_channels, 5, dilation=2**i, padding=2 * 2**i),
-                nn.ReLU(),
-                nn.GroupNorm(1, cfg.encoder_channels),
-            ]
-            channels = cfg.encoder_channels
-        self.convs = nn.Sequential(*layers)
-        self.project = nn.Linear(2 * cfg.encoder_channels, cfg.speaker_dim)
-
-    def forward(self, wav: Tensor) -> Tensor:
-        if wav.dim() == 3:
-            wav = wav.mean(1)
-        power = self.stft(wav).abs().pow(2)  # [B, F, frames]
-        feats = torch.log(torch.einsum("mf,bft->bmt", self.mel, power) + 1e-6)
-        feats = feats - feats.mean(dim=-1, keepdim=True)  # per-utterance mean normalisation (channel effects)
-        h = self.convs(feats)
-        stats = torch.cat([h.mean(-1), h.std(-1)], dim=-1)
-        return F.normalize(self.project(stats), dim=-1)
-
-
-class TargetSpeakerExtractor(ConvTasNet):
-    """Speaker-conditioned Conv-TasNet with its own speaker encoder.
-
-    Shape:
-        ``forward``: ``mix [B, 1, T]`` (+ ``enrollment [B, 1, Te]`` in training) -> ``[B, 2, 1, T]``
-        (``target``, ``residual``).
+    A subclass sets ``speaker_encoder`` (a module: clip ``[B, 1, T]`` -> ``[B, D]``) and calls
+    :meth:`_init_enrolment`; its config carries ``min_enrollment`` seconds.
     """
 
     needs_enrollment = True
+    speaker_encoder: nn.Module
+    enrolled: Tensor
+    sample_rate: int
+    config: Any
 
-    def __init__(self, config: SpeakerExtractorConfig | None = None) -> None:
-        cfg = config or SpeakerExtractorConfig()
-        require(cfg.speaker_dim > 0, "an extractor needs speaker_dim > 0")
-        super().__init__(cfg)
-        self.speaker_encoder = SpeakerEncoder(cfg)
-        self.register_buffer("enrolled", torch.zeros(0, cfg.speaker_dim), persistent=False)
+    def _init_enrolment(self, speaker_dim: int) -> None:
+        self.register_buffer("enrolled", torch.zeros(0, speaker_dim), persistent=False)
         #: an enrolment clip whose windows agree with the whole below this (cosine) holds several voices; set by
         #: a shipped model's card, calibrated on single- and two-talker clips (None: not checked)
         self.min_enrollment_consistency: float | None = None
@@ -211,16 +179,107 @@ class TargetSpeakerExtractor(ConvTasNet):
         self.enrolled = embedding.reshape(1, -1).to(next(self.parameters()).device)
         return self.enrolled[0]
 
-    def forward(self, mix: Tensor, enrollment: Tensor | None = None) -> Tensor:
+    def streaming(self, speaker: Tensor | None = None) -> Any:
+        """The block-by-block form of this model for live audio (``process(block) -> block``, ``flush()``,
+        ``latency``), keeping ``speaker`` (an embedding; default: the enrolled voice). Output equals offline."""
+        raise NotImplementedError
+
+    def speaker(self, mix: Tensor, enrollment: Tensor | None = None) -> Tensor:
+        """The embeddings to condition on: of ``enrollment`` clips (training), else the enrolled voice's."""
         if enrollment is not None:
-            speaker = self.embed(enrollment)
-        elif self.is_enrolled:
-            speaker = self.enrolled.expand(mix.shape[0], -1)
-        else:
-            raise OptionsError(
-                "target-speaker extraction needs an enrolment clip of the voice to keep: --enroll voice.wav"
-            )
-        return super().forward(mix, speaker=speaker)
+            return self.embed(enrollment)
+        if self.is_enrolled:
+            return self.enrolled.expand(mix.shape[0], -1)
+        raise OptionsError("target-speaker extraction needs an enrolment clip of the voice to keep: --enroll voice.wav")
+
+
+class TargetSpeakerExtractor(EnrolledVoice, ConvTasNet):
+    """Speaker-conditioned Conv-TasNet with its own speaker encoder, trained jointly.
+
+    Shape:
+        ``forward``: ``mix [B, 1, T]`` (+ ``enrollment [B, 1, Te]`` in training) -> ``[B, 2, 1, T]``
+        (``target``, ``residual``).
+    """
+
+    def __init__(self, config: SpeakerExtractorConfig | None = None) -> None:
+        cfg = config or SpeakerExtractorConfig()
+        require(cfg.speaker_dim > 0, "an extractor needs speaker_dim > 0")
+        ConvTasNet.__init__(self, cfg)
+        self.speaker_encoder = ConvVoiceEncoder(
+            cfg.sample_rate, cfg.speaker_dim, cfg.encoder_channels, cfg.encoder_layers, cfg.n_mels
+        )
+        self._init_enrolment(cfg.speaker_dim)
+
+    def streaming(self, speaker: Tensor | None = None) -> StreamingExtractor:
+        return StreamingExtractor(self, speaker)
+
+    def forward(self, mix: Tensor, enrollment: Tensor | None = None) -> Tensor:
+        return ConvTasNet.forward(self, mix, speaker=self.speaker(mix, enrollment))
+
+
+@dataclass
+class SpeakerDenoiserConfig(DenoiserConfig):
+    """The streaming denoiser's settings with a speaker embedding of ``speaker_dim`` (the GE2E encoder's 256).
+
+    Attributes:
+        min_enrollment: shortest enrolment clip accepted, in seconds.
+        profile: also condition on the enrolment's average frame features (the GRU's own 96 inputs,
+            standardised, times 0.05), appended to the d-vector: ``speaker_dim`` is then 256 + those inputs.
+    """
+
+    sources: tuple[str, ...] = ("target", "residual")
+    speaker_dim: int = 256
+    min_enrollment: float = 2.0
+    profile: bool = False
+
+
+class SpeakerDenoiser(EnrolledVoice, Denoiser):
+    """The causal band-gain denoiser told whose voice to keep: a personalised denoiser in the spirit of
+    personalised PercepNet and pDCCRN. The frozen GE2E encoder (:class:`GE2EVoiceEncoder`) embeds the
+    enrolment once; the embedding scales and shifts the GRU's input and output features (FiLM, zero at
+    initialisation, so training can start from ``demixer-denoise``'s weights). 10 ms latency, streamed by
+    :class:`~demixer.models.denoiser.StreamingDenoiser` at the denoiser's cost.
+
+    Shape:
+        ``forward``: ``mix [B, 1, T]`` (+ ``enrollment [B, 1, Te]`` in training) -> ``[B, 2, 1, T]``
+        (``target``, ``residual``).
+    """
+
+    def __init__(self, config: SpeakerDenoiserConfig | None = None) -> None:
+        cfg = config or SpeakerDenoiserConfig()
+        require(cfg.sample_rate == GE2EVoiceEncoder.sample_rate, "speaker_denoiser runs at 16 kHz")
+        Denoiser.__init__(self, cfg)
+        profile = self.input_norm.normalized_shape[0] if cfg.profile else 0
+        require(
+            cfg.speaker_dim == 256 + profile,
+            f"speaker_denoiser's speaker_dim is the GE2E embedding's 256 (+ {profile} profile features): "
+            f"{256 + profile}",
+        )
+        self.speaker_encoder = GE2EVoiceEncoder()
+        self._init_enrolment(cfg.speaker_dim)
+
+    def embed(self, enrollment: Tensor) -> Tensor:
+        """The GE2E d-vector of enrolment clips, and with ``profile`` their average frame features.
+        Shape: ``[B, 1, Te]`` -> ``[B, speaker_dim]``."""
+        voice = self.speaker_encoder(enrollment)
+        if not self.config.profile:
+            return voice
+        feats = self._features(self._analyse(self._frames(enrollment[:, 0])))  # [B, K, 96] dB
+        level = torch.logsumexp(feats[..., : self.config.bands] * (np.log(10) / 10), dim=-1)  # ln of frame energy
+        active = (level > level.amax(-1, keepdim=True) - np.log(1e4)).float()[..., None]  # within 40 dB of the peak
+        mean = (feats * active).sum(1) / active.sum(1)
+        profile = (mean - mean.mean(-1, keepdim=True)) / (mean.std(-1, keepdim=True) + 1e-5)
+        return torch.cat([voice, 0.05 * profile], dim=-1)
+
+    def at_input_rate(self, sample_rate: int) -> SpeakerDenoiser:
+        """Itself: the engine resamples other rates to 16 kHz, where the speaker encoder and FiLM were trained."""
+        return self
+
+    def streaming(self, speaker: Tensor | None = None) -> StreamingDenoiser:
+        return StreamingDenoiser(self, atten_lim=float("inf"), speaker=speaker)
+
+    def forward(self, mix: Tensor, enrollment: Tensor | None = None) -> Tensor:
+        return self.separate(mix, speaker=self.speaker(mix, enrollment))
 
 
 _AVERAGES: dict[int, np.ndarray] = {}  # row vectors that average a column, by length

@@ -52,6 +52,7 @@ BLEND = ("audio_channels",)  # a blend's channels (a trained model's are in its 
 INFERENCE = {
     "atten_lim": "default_atten_lim",
     "min_enrollment_consistency": "min_enrollment_consistency",
+    "min_target_similarity": "min_target_similarity",
 }  # a card's ``inference`` keys -> the model attributes they set
 
 

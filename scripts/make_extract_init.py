@@ -1,0 +1,43 @@
+"""Build the starting point of the ``demixer-extract`` run: ``demixer-denoise``'s weights, the published GE2E
+speaker encoder (Resemblyzer's ``pretrained.pt``, Apache-2.0) and a speaker FiLM at zero, so the new model
+starts as the shipped denoiser and learns only whose voice to keep.
+
+    pip download --no-deps resemblyzer==0.1.4 && unzip -o Resemblyzer-0.1.4-py3-none-any.whl resemblyzer/pretrained.pt
+    python scripts/make_extract_init.py resemblyzer/pretrained.pt checkpoints/extract-init.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import torch
+
+from demixer.models.checkpoint import load_checkpoint, save_checkpoint
+from demixer.models.extraction import SpeakerDenoiser, SpeakerDenoiserConfig
+from demixer.models.shipped import weights_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ge2e", type=Path, help="Resemblyzer's pretrained.pt")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--profile", action="store_true", help="condition on the enrolment's feature profile too")
+    args = parser.parse_args()
+    denoiser = load_checkpoint(weights_dir() / "demixer-denoise.safetensors", mapped=False)
+    fields = {k: v for k, v in vars(denoiser.config).items() if k not in ("sources", "speaker_dim")}
+    inputs = denoiser.config.bands + denoiser.config.fine_bins
+    config = SpeakerDenoiserConfig(**fields, profile=args.profile, speaker_dim=256 + inputs * args.profile)
+    model = SpeakerDenoiser(config)
+    missing, unexpected = model.load_state_dict(denoiser.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("speaker_film.", "speaker_encoder.")) for k in missing), missing
+    published = torch.load(args.ge2e, map_location="cpu", weights_only=True)["model_state"]
+    model.speaker_encoder.load_state_dict({k: v for k, v in published.items() if k.startswith(("lstm.", "linear."))})
+    sha = hashlib.sha256(args.ge2e.read_bytes()).hexdigest()
+    save_checkpoint(model, args.out, extra={"ge2e_source": "resemblyzer 0.1.4 pretrained.pt", "ge2e_sha256": sha})
+    print(f"{args.out}: demixer-denoise + GE2E ({sha[:12]}), speaker FiLM at zero")
+
+
+if __name__ == "__main__":
+    main()

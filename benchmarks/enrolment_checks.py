@@ -90,8 +90,7 @@ def similarity_scores(model: Any, talkers: dict[str, list[np.ndarray]], n: int, 
             (clip_of(talkers[names[b]], 4.0, rng) + clip_of(talkers[names[c]], 4.0, rng) * 10 ** (-ratio / 20), absent),
         ):
             est = separator.separate_tensor(torch.from_numpy(mix.astype(np.float32))[None], RATE)["target"]
-            with torch.no_grad():
-                out.append(float(model.embed(est[None].float())[0] @ model.enrolled[0]))
+            out.append(model.similarity(est[None].float()))
     return {"present": present, "absent": absent}
 
 

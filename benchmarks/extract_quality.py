@@ -132,7 +132,7 @@ def main() -> None:
 
     @torch.no_grad()
     def embedding(x: np.ndarray) -> torch.Tensor:
-        return model.embed(torch.from_numpy(x)[None, None].float())[0]
+        return model.voice(model.embed(torch.from_numpy(x)[None, None].float()))[0]
 
     rows: dict[str, dict[str, Any]] = {}
     for kind, items in cases.items():

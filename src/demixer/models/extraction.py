@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import OptionsError, require
@@ -86,6 +87,16 @@ class EnrolledVoice(nn.Module):
         """Speaker embeddings of enrolment clips. Shape: ``[B, 1, Te]`` -> ``[B, speaker_dim]``."""
         return self.speaker_encoder(enrollment)
 
+    def voice(self, embedding: Tensor) -> Tensor:
+        """The part of embeddings (:meth:`embed`) that names the voice, at unit length, for cosine checks: all of
+        it by default. Shape: ``[..., speaker_dim]`` -> ``[..., D]``."""
+        return F.normalize(embedding, dim=-1)
+
+    @torch.no_grad()
+    def similarity(self, audio: Tensor) -> float:
+        """Cosine between the voice of ``audio`` (``[1, 1, T]``, at the model's rate) and the enrolled one."""
+        return float(self.voice(self.embed(audio))[0] @ self.voice(self.enrolled)[0])
+
     @torch.no_grad()
     def enroll(self, audio: np.ndarray | Tensor, sample_rate: int) -> Tensor:
         """Set the voice to extract from a clip of it (any rate and channel count).
@@ -131,8 +142,8 @@ class EnrolledVoice(nn.Module):
         if clip.shape[-1] < 2 * size:
             return 1.0  # too short to split
         parts = clip[0, 0].unfold(0, size, hop)[:, None]  # [W, 1, size]
-        whole = self.embed(clip)
-        return float((self.embed(parts) @ whole[0]).min())
+        whole = self.voice(self.embed(clip))
+        return float((self.voice(self.embed(parts)) @ whole[0]).min())
 
     def voice_fingerprint(self) -> str:
         """SHA-256 of the speaker encoder's weights: an enrolment embedding is only valid for this encoder."""
@@ -270,6 +281,10 @@ class SpeakerDenoiser(EnrolledVoice, Denoiser):
         mean = (feats * active).sum(1) / active.sum(1)
         profile = (mean - mean.mean(-1, keepdim=True)) / (mean.std(-1, keepdim=True) + 1e-5)
         return torch.cat([voice, 0.05 * profile], dim=-1)
+
+    def voice(self, embedding: Tensor) -> Tensor:
+        """The GE2E d-vector part (the profile describes the recording as much as the voice)."""
+        return F.normalize(embedding[..., :256], dim=-1)
 
     def at_input_rate(self, sample_rate: int) -> SpeakerDenoiser:
         """Itself: the engine resamples other rates to 16 kHz, where the speaker encoder and FiLM were trained."""

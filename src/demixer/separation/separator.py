@@ -259,7 +259,8 @@ class Separator:
         """Say so (a warning, never silence without a word) when the extracted voice is nearly silent or, with a
         calibrated ``min_target_similarity``, does not sound like the enrolled voice: the enrolled voice is then
         probably not in the recording. Reads at most the first ``seconds`` of the target."""
-        target, rate = load_audio(result.outputs["target"], duration=seconds)
+        rate = self.model.sample_rate  # the speaker encoder's
+        target, _ = load_audio(result.outputs["target"], duration=seconds, sample_rate=rate)
         mixture, _ = load_audio(path, start=self.options.start, duration=seconds, sample_rate=rate)
         level = 10 * np.log10(float(np.mean(np.square(target))) + 1e-12)
         reference = 10 * np.log10(float(np.mean(np.square(mixture))) + 1e-12)
@@ -275,9 +276,7 @@ class Separator:
         threshold = getattr(extractor, "min_target_similarity", None)
         if threshold is None:
             return
-        clip = torch.from_numpy(target.mean(axis=0, keepdims=True))[None].to(self.device)
-        with torch.no_grad():
-            similarity = float(extractor.embed(clip)[0] @ extractor.enrolled[0])
+        similarity = extractor.similarity(torch.from_numpy(target.mean(axis=0, keepdims=True))[None].to(self.device))
         if similarity < threshold:
             log.warning(
                 "%s: the extracted voice does not sound like the enrolled one (similarity %.2f, below %.2f): the "

@@ -24,13 +24,24 @@ def main() -> None:
     parser.add_argument("ge2e", type=Path, help="Resemblyzer's pretrained.pt")
     parser.add_argument("out", type=Path)
     parser.add_argument("--profile", action="store_true", help="condition on the enrolment's feature profile too")
+    parser.add_argument("--analysis-ms", type=float, default=0.0, help="longer feature windows (a multiple of 20 ms)")
     args = parser.parse_args()
     denoiser = load_checkpoint(weights_dir() / "demixer-denoise.safetensors", mapped=False)
-    fields = {k: v for k, v in vars(denoiser.config).items() if k not in ("sources", "speaker_dim")}
-    inputs = denoiser.config.bands + denoiser.config.fine_bins
-    config = SpeakerDenoiserConfig(**fields, profile=args.profile, speaker_dim=256 + inputs * args.profile)
+    fields = {k: v for k, v in vars(denoiser.config).items() if k not in ("sources", "speaker_dim", "analysis_ms")}
+    ratio = int(args.analysis_ms / denoiser.config.frame_ms) if args.analysis_ms else 1
+    inputs = denoiser.config.bands + denoiser.config.fine_bins * ratio
+    config = SpeakerDenoiserConfig(
+        **fields, analysis_ms=args.analysis_ms, profile=args.profile, speaker_dim=256 + inputs * args.profile
+    )
     model = SpeakerDenoiser(config)
-    missing, unexpected = model.load_state_dict(denoiser.state_dict(), strict=False)
+    weights = denoiser.state_dict()
+    if ratio > 1:  # each low bin's input weights shared by the `ratio` finer bins that split it
+        bands = denoiser.config.bands
+        for key in ("input_norm.weight", "input_norm.bias", "gru.weight_ih_l0"):
+            w = weights[key]
+            fine = w[..., bands:].repeat_interleave(ratio, dim=-1)
+            weights[key] = torch.cat([w[..., :bands], fine / ratio if key == "gru.weight_ih_l0" else fine], dim=-1)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     assert not unexpected and all(k.startswith(("speaker_film.", "speaker_encoder.")) for k in missing), missing
     published = torch.load(args.ge2e, map_location="cpu", weights_only=True)["model_state"]
     model.speaker_encoder.load_state_dict({k: v for k, v in published.items() if k.startswith(("lstm.", "linear."))})

@@ -41,6 +41,9 @@ class DenoiserConfig:
         fine_bins: lowest bins that also get a gain of their own.
         hidden: GRU width; layers: GRU layers.
         min_gain_db: floor of the gains (limits musical noise); ``--atten-lim`` can raise it further.
+        analysis_ms: a longer window for the GRU's features only (0: the frame), reaching further into the past:
+            the gains still apply to the ``frame_ms`` frame, so the latency does not change, while the features
+            resolve the harmonics of low voices (50 Hz bins at 20 ms cannot). Runs at the trained rate only.
         speaker_dim: when above 0, a speaker embedding of this size scales and shifts the GRU's input and
             output features (FiLM; :class:`~demixer.models.extraction.SpeakerDenoiser`).
     """
@@ -55,6 +58,7 @@ class DenoiserConfig:
     min_gain_db: float = -40.0
     frame_ms: float = 20.0
     hop_ms: float = 10.0
+    analysis_ms: float = 0.0
     speaker_dim: int = 0
 
 
@@ -109,10 +113,21 @@ class Denoiser(SeparationModel):
         expand[-1, known:] = 1.0  # bins above the trained band take the top band's gain
         self.fine = min(cfg.fine_bins, bins)
         self.register_buffer("window", torch.sqrt(torch.hann_window(self.win, periodic=True)), persistent=False)
-        self.register_buffer("bands", torch.from_numpy(features).float(), persistent=False)
         self.register_buffer("expand", torch.from_numpy(expand).float(), persistent=False)
+        #: the features' window (samples) and low bins: the frame's unless ``analysis_ms`` asks for a longer one
+        self.awin, self.fine_features = self.win, self.fine
+        analysis_window = self.window
+        if cfg.analysis_ms and cfg.analysis_ms != cfg.frame_ms:
+            self.awin = int(round(rate * cfg.analysis_ms / 1000))
+            require(self.awin > self.win and self.awin % self.hop == 0, "analysis_ms: whole hops, above frame_ms")
+            require(rate == cfg.sample_rate, "a model with analysis_ms runs at its trained rate")
+            features = erb_band_matrix(cfg.sample_rate, self.awin, cfg.bands)
+            self.fine_features = self.fine * self.awin // self.win  # the same low band, finer bins
+            analysis_window = torch.hann_window(self.awin, periodic=True)
+        self.register_buffer("analysis_window", analysis_window, persistent=False)
+        self.register_buffer("bands", torch.from_numpy(features).float(), persistent=False)
         self._rates: dict[int, Denoiser] = {}  # at_input_rate's versions, sharing these weights
-        inputs = cfg.bands + self.fine
+        inputs = cfg.bands + self.fine_features
         self.input_norm = nn.LayerNorm(inputs)
         self.gru = nn.GRU(inputs, cfg.hidden, num_layers=cfg.layers, batch_first=True)
         self.to_band_gains = nn.Linear(cfg.hidden, cfg.bands)
@@ -130,6 +145,8 @@ class Denoiser(SeparationModel):
         cfg = self.config
         if sample_rate <= cfg.sample_rate or (sample_rate * cfg.hop_ms) % 1000 or sample_rate == self.sample_rate:
             return self
+        if self.awin != self.win:  # longer feature windows: run at the trained rate (the engine resamples)
+            return self
         if sample_rate not in self._rates:
             other = Denoiser(cfg, run_rate=sample_rate)
             for name in ("input_norm", "gru", "to_band_gains", "to_fine_gains"):  # shared, not copied
@@ -143,17 +160,26 @@ class Denoiser(SeparationModel):
         return self.win - self.hop
 
     # -- frames -----------------------------------------------------------------------------
-    def _frames(self, x: Tensor) -> Tensor:
-        """Causal framing: frame k covers samples ``[k·hop - win + hop, k·hop + hop)``; trailing frames
-        run past the end (zeros) so the last samples get all their overlapping frames. ``[B, T] -> [B, K, win]``."""
-        padded = F.pad(x, (self.win - self.hop, (-x.shape[-1]) % self.hop + self.win - self.hop))
-        return padded.unfold(-1, self.win, self.hop)
+    def _frames(self, x: Tensor, size: int | None = None) -> Tensor:
+        """Causal framing: frame k covers samples ``[k·hop - size + hop, k·hop + hop)`` (``size``: the frame by
+        default); trailing frames run past the end (zeros) so the last samples get all their overlapping frames.
+        ``[B, T] -> [B, K, size]``, K the same for any size."""
+        size = size or self.win
+        padded = F.pad(x, (size - self.hop, (-x.shape[-1]) % self.hop + self.win - self.hop))
+        return padded.unfold(-1, size, self.hop)
+
+    def _feature_spectra(self, x: Tensor, spec: Tensor | None = None) -> Tensor:
+        """The spectra the features are read from: the frames' own (``spec``, when given) unless ``analysis_ms``
+        asks for longer windows. ``[B, T] -> [B, K, awin // 2 + 1]`` complex."""
+        if spec is not None and self.awin == self.win:
+            return spec
+        return torch.fft.rfft(self._frames(x, self.awin) * self.analysis_window, n=self.awin)
 
     def _features(self, spec: Tensor) -> Tensor:
         """The GRU's inputs: band and low-bin levels in dB. ``spec [B, K, F]`` complex -> ``[B, K, bands + fine]``."""
         power = spec.real**2 + spec.imag**2
         band_db = 10 * torch.log10(power @ self.bands.T + 1e-10)
-        fine_db = 10 * torch.log10(power[..., : self.fine] + 1e-10)
+        fine_db = 10 * torch.log10(power[..., : self.fine_features] + 1e-10)
         return torch.cat([band_db, fine_db], dim=-1)
 
     def film(self, speaker: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -166,8 +192,8 @@ class Denoiser(SeparationModel):
         return 1 + scale_in, shift_in, 1 + scale_out, shift_out
 
     def _gains(self, spec: Tensor, state: Tensor | None = None, speaker: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Gains from the spectra of some frames (for a speaker, when conditioned).
-        ``spec [B, K, F]`` complex -> ``(gains [B, K, F], state)``."""
+        """Gains from the feature spectra of some frames (:meth:`_feature_spectra`; for a speaker, when
+        conditioned). ``spec [B, K, Fa]`` complex -> ``(gains [B, K, F], state)``."""
         x = self.input_norm(self._features(spec))
         if speaker is None:
             h, state = self.gru(x, state)
@@ -200,7 +226,7 @@ class Denoiser(SeparationModel):
         b, _, length = mix.shape
         x = mix[:, 0]
         spec = self._analyse(self._frames(x))  # [B, K, F]
-        gains, _ = self._gains(spec, speaker=speaker)
+        gains, _ = self._gains(self._feature_spectra(x, spec), speaker=speaker)
         out_frames = self._synthesise(spec * gains) / self._norm()  # [B, K, win]
         k = out_frames.shape[1]
         total = (k - 1) * self.hop + self.win
@@ -242,7 +268,7 @@ class StreamingDenoiser:
         # speech + keep * noise = (keep + (1 - keep) * gains) * spectrum: the offline mix-back, folded into the gains
         self.keep = np.float32(m.kept_noise(atten_lim) or 0.0)
         self.model = m
-        self.hop, self.win, self.fine = m.hop, m.win, m.fine
+        self.hop, self.win, self.fine, self.awin = m.hop, m.win, m.fine, m.awin
         #: samples the output lags the input: the frame minus one hop
         self.latency = m.latency
         get = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
@@ -252,7 +278,7 @@ class StreamingDenoiser:
         # Folded once so that a frame costs few numpy calls (the per-call overhead dominates at 10 ms hops):
         # band energies and low-bin powers in one matrix; the input layer norm's affine into the first GRU
         # layer; both gain heads in one matrix; the gain floor into the band-to-bin matrix (bands sum to 1).
-        self.features = np.vstack([bands, np.eye(self.fine, bins, dtype=np.float32)])
+        self.features = np.vstack([bands, np.eye(m.fine_features, bins, dtype=np.float32)])
         self.ln_eps = np.float32(m.input_norm.eps)
         self.mean_row = np.full(self.features.shape[0], 1.0 / self.features.shape[0], np.float32)
         ln_w, ln_b = get(m.input_norm.weight), get(m.input_norm.bias)
@@ -272,19 +298,21 @@ class StreamingDenoiser:
         self.n = m.config.hidden
         self.heads, self.heads_b = heads.astype(np.float32), heads_b.astype(np.float32)
         self.nbands = bands.shape[0]
+        self.feature_window = None if self.awin == self.win else get(m.analysis_window)
         self.band_to_bins = (1 - floor) * get(m.expand)
         self.floor = floor
         self.analysis = get(m.window)
         self.synthesis = get(m.window) / np.float32(m._norm())
         self.h = [np.zeros(self.n, np.float32) for _ in self.gru]
-        self.frame = np.zeros(self.win, np.float32)  # the current analysis frame (last win samples)
+        self.frame = np.zeros(self.awin, np.float32)  # the last awin samples (the frame: the last win of them)
         self.pending = np.zeros(0, np.float32)  # input samples short of a whole hop
         self.tail = np.zeros(self.win - self.hop, np.float32)  # overlap-add carry
 
     def _frame(self, frame: np.ndarray) -> np.ndarray:
-        """One analysis frame in, one windowed synthesis frame out (float32 throughout)."""
-        spec = np.fft.rfft(frame * self.analysis)
-        feats = np.log10(self.features @ np.square(np.abs(spec)) + np.float32(1e-10))
+        """The last ``awin`` samples in, one windowed synthesis frame out (float32 throughout)."""
+        spec = np.fft.rfft(frame[-self.win :] * self.analysis)
+        seen = spec if self.feature_window is None else np.fft.rfft(frame * self.feature_window)
+        feats = np.log10(self.features @ np.square(np.abs(seen)) + np.float32(1e-10))
         feats -= self.mean_row @ feats  # a dot product: ndarray.mean() costs 5x more on short vectors
         x = feats * (np.float32(10) / np.sqrt(np.float32(100) * (self.mean_row @ np.square(feats)) + self.ln_eps))
         n = self.n

@@ -275,7 +275,7 @@ class SpeakerDenoiser(EnrolledVoice, Denoiser):
         voice = self.speaker_encoder(enrollment)
         if not self.config.profile:
             return voice
-        feats = self._features(self._analyse(self._frames(enrollment[:, 0])))  # [B, K, 96] dB
+        feats = self._features(self._feature_spectra(enrollment[:, 0]))  # [B, K, inputs] dB
         level = torch.logsumexp(feats[..., : self.config.bands] * (np.log(10) / 10), dim=-1)  # ln of frame energy
         active = (level > level.amax(-1, keepdim=True) - np.log(1e4)).float()[..., None]  # within 40 dB of the peak
         mean = (feats * active).sum(1) / active.sum(1)

@@ -85,6 +85,7 @@ class Denoiser(SeparationModel):
     """
 
     window: Tensor  # buffers: the sqrt-Hann frame window, band features and their expansion to bins
+    analysis_window: Tensor
     bands: Tensor
     expand: Tensor
 

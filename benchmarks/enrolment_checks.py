@@ -4,7 +4,7 @@ held-out talkers.
     python benchmarks/enrolment_checks.py --voices VOICES [-n demixer-extract] [--json out.json]
 
 1. ``min_enrollment_consistency``: an enrolment clip holding several voices is refused. A clip's consistency
-   is the lowest cosine between a 1.5 s window's embedding and the whole clip's
+   is the lowest cosine between the embeddings of two of its 1.5 s windows
    (``EnrolledVoice.enrollment_consistency``). Clips of one talker (4-8 s) are compared with clips that change
    talker half way. The threshold keeps 99 % of the calibration set's one-talker clips.
 2. ``min_target_similarity``: an extracted voice whose embedding is less similar to the enrolment's is reported as

@@ -156,3 +156,22 @@ def write_stem_mp4(path: Path, stems: dict[str, np.ndarray], sr: int) -> Path:
         w.unlink()
     tmp.rmdir()
     return path
+
+
+def held_out_talkers(tmp_path: Path, seconds: float = 3.0, rate: int = 16000) -> dict[str, Path | np.ndarray]:
+    """Two real talkers no shipped extractor trained or was validated on, overlapped at 0 dB: VCTK p286 (male,
+    the target) and VCTK p240 (female). ``mix.wav`` holds the first ``seconds`` of each; ``enrol.wav`` is the rest
+    of p286's recording (3.8 s). Returns the paths and the two references (``target``, ``other``) at ``rate``."""
+    import soundfile as sf
+
+    from demixer.audio import load_audio
+
+    n = int(seconds * rate)
+    target, _ = load_audio(shared("speech/vctk/p286_011.flac"), sample_rate=rate, mono=True)
+    other, _ = load_audio(shared("speech/vctk_rtvc/p240_00000.flac"), sample_rate=rate, mono=True)
+    level = lambda x: x / np.sqrt(np.mean(x**2)) * 0.05  # noqa: E731
+    ref, interferer = level(target[0, :n]), level(other[0, :n])
+    paths = {"mix": tmp_path / "mix.wav", "enrol": tmp_path / "enrol.wav"}
+    sf.write(paths["mix"], ref + interferer, rate, subtype="FLOAT")
+    sf.write(paths["enrol"], target[0, n:], rate, subtype="FLOAT")
+    return {**paths, "target": ref, "other": interferer}

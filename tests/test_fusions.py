@@ -51,6 +51,7 @@ CONFIGS: dict[str, tuple[dict, int, int, set[str]]] = {  # config, channels, sam
         {"MelRoformer"},
     ),
     "denoiser": ({"sample_rate": 16000}, 1, 16000, set()),
+    "speaker_denoiser": ({"sample_rate": 16000}, 1, 16000, set()),
     "convtasnet": (
         {
             "sources": ["s1", "s2"],

@@ -264,8 +264,8 @@ def test_bad_uploads_are_refused_with_clear_messages(server_factory, tmp_path):
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "out"
     r = submit(server, EXAMPLE, name="hpss", two_stems="vocals")
     assert r.status_code == 422 and "has no stem 'vocals'" in r.json()["detail"]
-    r = submit(server, EXAMPLE, task="extract")  # a task no shipped model does
-    assert r.status_code == 422 and "extract" in str(r.json()["detail"])
+    r = submit(server, EXAMPLE, task="extract")  # demixer-extract keeps one voice: it needs the enrolment clip
+    assert r.status_code == 422 and "upload a clip of it as the `enroll` file" in str(r.json()["detail"])
     for field, value in (("shifts", 1000), ("segment", 1e9), ("start", 1e9)):
         r = submit(server, EXAMPLE, **{field: value})  # unbounded costs are refused before any work
         assert r.status_code == 422 and "above the limit" in r.json()["detail"], (field, r.text)
@@ -669,6 +669,35 @@ def test_page_offers_dialogue_and_cleanup(server_factory, tmp_path):
             browser.close()
 
 
+def test_extract_job_over_http_keeps_the_enrolled_voice(server_factory, tmp_path):
+    """demixer-extract through the service: the mixture and the `enroll` clip in one form, the target back."""
+    from demixer.evaluation import si_sdr_i
+
+    from .conftest import held_out_talkers
+
+    server = server_factory()
+    scene = held_out_talkers(tmp_path)
+
+    def post(enroll: Path) -> httpx.Response:
+        with open(scene["mix"], "rb") as mix, open(enroll, "rb") as clip:
+            files = {"file": ("mix.wav", mix), "enroll": (enroll.name, clip)}
+            return httpx.post(f"{server.url}/jobs", files=files, data={"task": "extract"}, timeout=60)
+
+    short = tmp_path / "short.wav"
+    enrol, rate = sf.read(scene["enrol"], dtype="float32")
+    sf.write(short, enrol[: rate // 2], rate)
+    bad = post(short)
+    assert bad.status_code == 422 and "0.50 s long" in bad.text
+    r = post(scene["enrol"])
+    assert r.status_code == 202, r.text
+    job = wait_done(server, r.json()["id"])
+    assert job["state"] == "done", job
+    assert job["model"] == "demixer-extract" and job["stems"] == ["target", "residual"]
+    target, _ = sf.read(io.BytesIO(httpx.get(f"{server.url}{job['urls']['stems']['target']}").content))
+    mix, _ = sf.read(scene["mix"], dtype="float32")
+    assert si_sdr_i(reference=scene["target"], estimate=target, mixture=mix) > 1.0
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (`make test` installs it)")
 def test_page_records_the_voice_to_keep_from_a_fake_microphone(server_factory, tmp_path):
     """Extract a voice: the second drop zone, and 5 s recorded in the browser (Chromium's fake microphone)."""
@@ -703,6 +732,15 @@ def test_page_records_the_voice_to_keep_from_a_fake_microphone(server_factory, t
                 "({name: window.demixer.state.enroll.name, size: window.demixer.state.enroll.size})"
             )
             assert recorded["name"].startswith("recorded voice.") and recorded["size"] > 1000
+            page.click("#submit")  # the recording goes with the mixture to demixer-extract
+            page.wait_for_function(
+                "document.querySelectorAll('#stems .stem').length > 0 || "
+                "document.getElementById('message').textContent.includes('refused') || "
+                "document.getElementById('job-state').textContent === 'failed'",
+                timeout=120_000,
+            )
+            stems = page.eval_on_selector_all("#stems .stem", "rows => rows.map(r => r.dataset.stem)")
+            assert stems == ["target", "residual"], (page.inner_text("#message"), page.inner_text("#job"))
             assert errors == []
         finally:
             browser.close()

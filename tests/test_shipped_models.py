@@ -46,7 +46,9 @@ def _card_basics(card):
         "sample_rate": model.sample_rate,
         "audio_channels": model.audio_channels,
     }, "what `models list` shows without loading"
-    assert d["training"]["hardware"] and d["metrics"]["validation"] and d["metrics"]["evaluations"]
+    assert d["training"]["hardware"] and d["metrics"]["validation"]
+    # held-out numbers: `demixer evaluate` folders, or a benchmark's (target-speaker extraction needs enrolments)
+    assert d["metrics"]["evaluations"] or d["metrics"].get("benchmarks")
     assert d["known_weaknesses"], "a card must say what the model does badly"
     for task in card.tasks:
         assert task_defaults()[task] == card.name

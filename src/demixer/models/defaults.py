@@ -35,7 +35,7 @@ TASK_PREFERENCES: dict[str, tuple[str, ...]] = {
     ),  # REPET-SIM: +3.9 / +2.9 dB vocals SDR over "center" (Caesium, MUSDB excerpt)
     "denoise": ("demixer-denoise", "spectral-gate"),
     "speakers": ("demixer-2spk",),
-    "extract": (),
+    "extract": ("demixer-extract",),
     "dialogue": ("demixer-dialogue",),
 }
 TASKS = tuple(TASK_PREFERENCES)

@@ -17,6 +17,7 @@ import torch
 from demixer.models.checkpoint import load_checkpoint, save_checkpoint
 from demixer.models.extraction import SpeakerDenoiser, SpeakerDenoiserConfig
 from demixer.models.shipped import weights_dir
+from demixer.models.voice_encoders import GE2EVoiceEncoder
 
 
 def main() -> None:
@@ -31,7 +32,10 @@ def main() -> None:
     ratio = int(args.analysis_ms / denoiser.config.frame_ms) if args.analysis_ms else 1
     inputs = denoiser.config.bands + denoiser.config.fine_bins * ratio
     config = SpeakerDenoiserConfig(
-        **fields, analysis_ms=args.analysis_ms, profile=args.profile, speaker_dim=256 + inputs * args.profile
+        **fields,
+        analysis_ms=args.analysis_ms,
+        profile=args.profile,
+        speaker_dim=GE2EVoiceEncoder.dim + inputs * args.profile,
     )
     model = SpeakerDenoiser(config)
     weights = denoiser.state_dict()

@@ -263,9 +263,9 @@ class SpeakerDenoiser(EnrolledVoice, Denoiser):
         Denoiser.__init__(self, cfg)
         profile = self.input_norm.normalized_shape[0] if cfg.profile else 0
         require(
-            cfg.speaker_dim == 256 + profile,
-            f"speaker_denoiser's speaker_dim is the GE2E embedding's 256 (+ {profile} profile features): "
-            f"{256 + profile}",
+            cfg.speaker_dim == GE2EVoiceEncoder.dim + profile,
+            f"speaker_denoiser's speaker_dim is the GE2E embedding's {GE2EVoiceEncoder.dim} (+ {profile} profile "
+            f"features): {GE2EVoiceEncoder.dim + profile}",
         )
         self.speaker_encoder = GE2EVoiceEncoder()
         self._init_enrolment(cfg.speaker_dim)
@@ -285,7 +285,7 @@ class SpeakerDenoiser(EnrolledVoice, Denoiser):
 
     def voice(self, embedding: Tensor) -> Tensor:
         """The GE2E d-vector part (the profile describes the recording as much as the voice)."""
-        return F.normalize(embedding[..., :256], dim=-1)
+        return F.normalize(embedding[..., : GE2EVoiceEncoder.dim], dim=-1)
 
     def at_input_rate(self, sample_rate: int) -> SpeakerDenoiser:
         """Itself: the engine resamples other rates to 16 kHz, where the speaker encoder and FiLM were trained."""

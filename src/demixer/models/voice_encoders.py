@@ -71,11 +71,12 @@ class GE2EVoiceEncoder(nn.Module):
 
     window: Tensor
     sample_rate = 16000
+    dim = 256  # the published network's embedding size
     partial_frames = 160
     partial_step = 77  # round(16000 / 1.3 / 160): Resemblyzer's default 1.3 partials a second
     target_dbfs = -30.0
 
-    def __init__(self, hidden: int = 256, layers: int = 3, n_mels: int = 40, speaker_dim: int = 256) -> None:
+    def __init__(self, hidden: int = 256, layers: int = 3, n_mels: int = 40) -> None:
         super().__init__()
         self.n_fft, self.hop = 400, 160
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
@@ -83,7 +84,7 @@ class GE2EVoiceEncoder(nn.Module):
             "mel", torch.from_numpy(mel_filterbank(self.sample_rate, self.n_fft, n_mels)), persistent=False
         )
         self.lstm = nn.LSTM(n_mels, hidden, layers, batch_first=True)
-        self.linear = nn.Linear(hidden, speaker_dim)
+        self.linear = nn.Linear(hidden, self.dim)
         self.requires_grad_(False)  # published weights, used as they are
 
     def partials(self, samples: int) -> tuple[list[int], int]:
